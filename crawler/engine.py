@@ -1,0 +1,294 @@
+"""The engine wires the parts: frontier -> workers (fetch, parse) -> storage.
+
+`concurrency` workers share one `ClientSession`; each asks the frontier for a job the
+politeness rules allow now, fetches it, turns the response into one `Outcome` and hands
+that to storage, whose writer task commits outcomes in batches. A first SIGINT/SIGTERM
+stops handing out work and lets open requests finish; a second cancels them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from crawler.config import Settings
+from crawler.errors import UsageError
+from crawler.fetcher import Response, fetch, make_session
+from crawler.frontier import Frontier
+from crawler.hosts import Job, backoff_seconds
+from crawler.parser import ParsedPage, extract_links, is_html
+from crawler.robots import RobotsCache, fetch_rules
+from crawler.scope import Scope
+from crawler.storage import NewURL, Outcome, PageRow, Storage
+from crawler.urls import canonical_url
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.25  # seconds between commits when batches do not fill up sooner
+
+
+@dataclass(slots=True)
+class Counters:
+    """Live numbers for progress display and the final summary."""
+
+    started: float = field(default_factory=time.monotonic)
+    pages: int = 0  # pages stored this run
+    errors: int = 0  # rows with a network error
+    http_errors: int = 0  # rows with status >= 400
+    retries: int = 0
+    bytes: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    pages: int  # stored this run
+    total_pages: int  # stored in the database
+    errors: int
+    elapsed: float
+    finished: bool  # the frontier ran dry (or max_pages was reached)
+    interrupted: bool
+
+
+def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:
+    """Seeds in canonical form; a UsageError naming the first one that is not a web URL."""
+    out = []
+    for seed in seeds:
+        url = canonical_url(seed.strip(), max_length=max_length)
+        if url is None or "://" not in seed:
+            raise UsageError(f"invalid seed URL {seed!r}: expected an http:// or https:// URL")
+        out.append(url)
+    return out
+
+
+class Engine:
+    def __init__(self, storage: Storage, settings: Settings, seeds: list[str]) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.seeds = seeds
+        self.counters = Counters()
+        self.scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
+        self.frontier = Frontier(settings, self.scope, storage, RobotsCache())
+        self._session: aiohttp.ClientSession | None = None
+        self._stops = 0
+        self._workers: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, new_seeds: list[str] | None = None) -> Summary:
+        """Crawl until the frontier is empty, max_pages is reached, or we are stopped."""
+        await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
+        writer = asyncio.create_task(self._write_loop())
+        self._install_signals()
+        try:
+            async with make_session(self.settings) as session:
+                self._session = session
+                self._workers = [
+                    asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)
+                ]
+                results = await asyncio.gather(*self._workers, return_exceptions=True)
+                for result in results:
+                    if isinstance(result, BaseException) and not isinstance(
+                        result, asyncio.CancelledError
+                    ):
+                        raise result
+        finally:
+            self._remove_signals()
+            self.frontier.close()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self.storage.flush()
+        interrupted = self._stops > 0
+        finished = not interrupted
+        if finished:
+            await self.storage.mark_finished()
+        return Summary(
+            pages=self.counters.pages,
+            total_pages=self.frontier.stored,
+            errors=self.counters.errors,
+            elapsed=self.counters.elapsed,
+            finished=finished,
+            interrupted=interrupted,
+        )
+
+    def stop(self) -> None:
+        """First call: finish open requests, start no new ones. Second: cancel them too."""
+        self._stops += 1
+        self.frontier.stop()
+        if self._stops > 1:
+            for task in self._workers:
+                task.cancel()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self.storage.wait_full(FLUSH_INTERVAL)
+            await self.storage.flush()
+
+    # ------------------------------------------------------------------ workers
+
+    async def _work(self) -> None:
+        while (job := await self.frontier.get()) is not None:
+            if job.robots:
+                await self._robots(job)
+            else:
+                await self._page(job)
+
+    async def _robots(self, job: Job) -> None:
+        assert self._session is not None
+        try:
+            rules = await fetch_rules(
+                self._session,
+                job.host.key,
+                self.settings.user_agent,
+                timeout=self.settings.timeout,
+            )
+            await self.storage.save_robots(job.host.key, rules.status, rules.error, rules.body)
+        except BaseException:
+            self.frontier.finish(job, stored=False)
+            raise
+        self.frontier.robots_loaded(job, rules)
+
+    async def _page(self, job: Job) -> None:
+        assert self._session is not None and job.item is not None
+        settings = self.settings
+        try:
+            resp = await fetch(
+                self._session, job.item.url, timeout=settings.timeout, max_bytes=settings.max_bytes
+            )
+        except BaseException:
+            # Cancelled (second SIGINT): the URL stays queued in the file for resume.
+            self.frontier.finish(job, stored=False)
+            raise
+        status = resp.status
+        retryable = (status is None and resp.retryable) or status == 429 or (status or 0) >= 500
+        if retryable and job.attempt <= settings.retries:
+            self.counters.retries += 1
+            wait = resp.retry_after if status is not None else None
+            self.frontier.retry(job, wait if wait is not None else backoff_seconds(job.attempt))
+            return
+        failed = None
+        if status is None:
+            failed = resp.error or "error"
+        elif status == 429 or status >= 500:
+            failed = f"HTTP {status}"
+        try:
+            outcome = self._outcome(job, resp)
+        except Exception as exc:  # a bug in parsing must cost one row, not the worker
+            log.exception("failed to process %s", job.item.url)
+            item = job.item
+            reason = f"internal: {type(exc).__name__}: {exc}"
+            row = PageRow.failed(item.url, item.host, item.depth, reason, attempts=job.attempt)
+            outcome = Outcome(url=item.url, state="done", page=row)
+        self.storage.add(outcome)
+        self.frontier.finish(job, stored=True, failed=failed)
+
+    def _outcome(self, job: Job, resp: Response) -> Outcome:
+        item = job.item
+        assert item is not None
+        settings = self.settings
+        counters = self.counters
+        counters.pages += 1
+        counters.bytes += len(resp.body)
+        if resp.error is not None:
+            counters.errors += 1
+            kind = resp.error.split(":", 1)[0]
+            counters.errors_by_kind[kind] = counters.errors_by_kind.get(kind, 0) + 1
+        elif resp.status is not None and resp.status >= 400:
+            counters.http_errors += 1
+
+        new: list[NewURL] = []
+        links: list[tuple[str, str, int]] = []
+        parsed: ParsedPage | None = None
+        redirect_to = None
+        error = resp.error
+        final_url: str | None = item.url if resp.status is not None else None
+        chain_end = None
+        status = resp.status or 0
+        content_type = resp.content_type
+        if 300 <= status < 400 and (location := resp.header("Location")) is not None:
+            redirect_to = canonical_url(location, item.url, max_length=settings.max_url_length)
+            if redirect_to is None:
+                error = f"redirect to an unusable URL: {location[:200]!r}"
+            elif item.hops >= settings.max_redirects:
+                error = f"redirect limit of {settings.max_redirects} hops reached"
+            else:
+                hop = self.frontier.redirect(job, redirect_to)
+                if hop is not None:
+                    new.append(hop)
+                elif item.origin is not None:
+                    chain_end = (item.origin, redirect_to)  # the chain ends at a known URL
+            final_url = redirect_to
+        elif item.origin is not None and resp.status is not None:
+            chain_end = (item.origin, item.url)
+        if 200 <= status < 300 and is_html(content_type) and resp.body:
+            parsed = extract_links(
+                resp.body,
+                item.url,
+                content_type,
+                max_links=settings.max_links,
+                max_url_length=settings.max_url_length,
+            )
+            src = item.url
+            links = [(src, dst, 0) for dst in parsed.links]
+            links.extend((src, dst, 1) for dst in parsed.nofollow)
+            new.extend(self.frontier.discover(job, parsed.links))
+
+        body: bytes | None = resp.body if resp.status is not None else None
+        codec = None
+        if body and settings.compress:
+            body, codec = zlib.compress(body, 6), "zlib"
+        page = PageRow(
+            url=item.url,
+            final_url=final_url,
+            status=resp.status,
+            error=error,
+            content_type=content_type,
+            depth=item.depth,
+            fetched_at=time.time(),
+            body=body,
+            host=item.host,
+            headers=json.dumps(resp.headers) if resp.headers else None,
+            elapsed=round(resp.elapsed, 6),
+            size=len(resp.body) if resp.status is not None else None,
+            truncated=resp.truncated,
+            links_found=len(links) if parsed is not None else None,
+            links_truncated=parsed.truncated if parsed is not None else False,
+            redirect_to=redirect_to,
+            attempts=job.attempt,
+            body_codec=codec,
+            content_hash=hashlib.sha1(resp.body).hexdigest() if resp.body else None,
+            title=parsed.title if parsed is not None else None,
+        )
+        return Outcome(
+            url=item.url, state="done", page=page, links=links, new_urls=new, chain_end=chain_end
+        )

@@ -1,0 +1,36 @@
+"""The crawler's exception tree; the CLI turns each into a one-line message and an exit code.
+
+CrawlerError                 exit 1 unless a subclass says otherwise
+├── UsageError               exit 2: bad seeds, flags or config.toml
+├── StorageError             exit 2: --db is not a crawl database we can use
+└── FetchError               never escapes a worker: it becomes an error row
+"""
+
+from __future__ import annotations
+
+
+class CrawlerError(Exception):
+    """Base of every error the crawler raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(CrawlerError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class StorageError(CrawlerError):
+    """The database file is unusable (not SQLite, newer schema, read-only...)."""
+
+    exit_code = 2
+
+
+class FetchError(CrawlerError):
+    """A request failed below HTTP (DNS, connect, reset, timeout, TLS, bad framing)."""
+
+    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable

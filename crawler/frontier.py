@@ -1,0 +1,440 @@
+"""The frontier: seen-set, per-host queues, and the decision of what a worker fetches next.
+
+The database holds the whole frontier; RAM holds a bounded window of it (`window` URLs,
+at most `host_window` per host). URLs found while the window is full stay only in the
+database ("overflow") and a refill scan brings them in as the window drains. The
+seen-set is a set of 64-bit string hashes, far smaller than the URLs themselves.
+
+`get()` hands a worker a job only from a host that is ready: fewer than `per_host`
+requests open and its delay since the last start elapsed. Hosts waiting on a delay sit
+on a timer, not on a worker, so one slow host never holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from crawler.config import Settings
+from crawler.hosts import HostSlot, Job
+from crawler.robots import RobotsCache, Rules
+from crawler.scope import Scope
+from crawler.storage import NewURL, Outcome, PageRow, QueuedURL, Storage
+from crawler.urls import has_repeated_segments, host_key
+
+log = logging.getLogger(__name__)
+
+
+class Frontier:
+    def __init__(
+        self,
+        settings: Settings,
+        scope: Scope,
+        storage: Storage,
+        robots: RobotsCache,
+        *,
+        window: int = 50_000,
+        host_window: int = 5_000,
+        scan_batch: int = 2_000,
+    ) -> None:
+        self.settings = settings
+        self.scope = scope
+        self.storage = storage
+        self.robots = robots
+        self.window = window
+        self.host_window = min(host_window, window)
+        self.scan_batch = scan_batch
+        self.stored = 0  # pages stored (this run and before it)
+        self.dropped = 0  # URLs given up on: robots, dead host, budget
+        self._needs_robots = not settings.ignore_robots
+        self._seen: set[int] = set()
+        self._slots: dict[str, HostSlot] = {}
+        self._ready: deque[HostSlot] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._pending: set[str] = set()  # in RAM, in flight, or awaiting commit
+        self._in_ram = 0
+        self._open = 0  # jobs handed out and not finished (robots included)
+        self._open_pages = 0
+        self._dead: dict[str, str] = {}
+        self._host_pages: dict[str, int] = {}
+        self._stopping = False
+        # Overflow: hosts with queued rows that are only in the database (see _refill), and
+        # per host how many of those rows are not committed yet (invisible to a refill).
+        self._spilled: dict[str, None] = {}
+        self._uncommitted: dict[str, int] = {}
+        self._refill_wanted = False
+        self._refilling: asyncio.Task[None] | None = None
+        storage.on_commit = self._committed
+
+    # ------------------------------------------------------------------ setup
+
+    async def load(self, seeds: Sequence[str]) -> None:
+        """Rebuild the seen-set from the database and queue `seeds` that are new."""
+        async for url in self.storage.seen_urls():
+            self._seen.add(hash(url))
+        self.stored = await self.storage.page_count()
+        if self.settings.host_budget:
+            self._host_pages = await self.storage.host_page_counts()
+        for host in await self.storage.queued_hosts():
+            self._spilled[host] = None  # queued rows from an earlier run
+        self._refill_wanted = bool(self._spilled)
+        new = [n for url in seeds if (n := self._admit(url, depth=0)) is not None]
+        if new:
+            self.storage.add(Outcome(url="", state=None, new_urls=new))
+
+    @property
+    def queued(self) -> int:
+        return self._in_ram
+
+    @property
+    def in_flight(self) -> int:
+        return self._open
+
+    @property
+    def active_hosts(self) -> int:
+        return len(self._slots)
+
+    # ------------------------------------------------------------------ discovery
+
+    def discover(self, job: Job, links: Iterable[str]) -> list[NewURL]:
+        """Admit the new, in-scope links of a fetched page; returns the rows to persist."""
+        assert job.item is not None
+        depth = job.item.depth + 1
+        if 0 <= self.settings.max_depth < depth:
+            return []
+        seen = self._seen
+        new = []
+        for url in links:
+            if hash(url) in seen:
+                continue
+            n = self._admit(url, depth)
+            if n is not None:
+                new.append(n)
+        return new
+
+    def redirect(self, job: Job, target: str) -> NewURL | None:
+        """Admit a redirect target as the next hop of `job`'s chain (same depth)."""
+        item = job.item
+        assert item is not None
+        origin = item.origin or item.url
+        return self._admit(target, item.depth, hops=item.hops + 1, origin=origin)
+
+    def _admit(
+        self, url: str, depth: int, *, hops: int = 0, origin: str | None = None
+    ) -> NewURL | None:
+        if hash(url) in self._seen or not self.scope.in_scope(url):
+            return None
+        if has_repeated_segments(url, self.settings.repeat_segments):
+            return None
+        self._seen.add(hash(url))
+        new = NewURL(url, host_key(url), depth, hops, origin)
+        self._enqueue(QueuedURL(0, url, new.host, depth, hops, origin))
+        return new
+
+    def _enqueue(self, item: QueuedURL) -> bool:
+        """Put a URL in its host's RAM queue; False (overflow) when the window is full."""
+        slot = self._slots.get(item.host)
+        if self._in_ram >= self.window or (slot and len(slot.queue) >= self.host_window):
+            self._spilled[item.host] = None
+            if item.id == 0:  # not in the database until its batch commits
+                self._uncommitted[item.host] = self._uncommitted.get(item.host, 0) + 1
+            return False
+        if slot is None:
+            slot = self._slot(item.host)
+        self._pending.add(item.url)
+        self._in_ram += 1
+        slot.queue.append(Job(slot, item))
+        if slot.dead:
+            self._drain_dead(slot)
+        else:
+            self._consider(slot)
+        return True
+
+    def _slot(self, key: str) -> HostSlot:
+        slot = HostSlot(key=key, per_host=self.settings.per_host, delay=self.settings.delay)
+        slot.dead = self._dead.get(key)
+        slot.fetched = self._host_pages.get(key, 0)
+        rules = self.robots.get(key) if self._needs_robots else None
+        if rules is not None:
+            self._apply_rules(slot, rules)
+        self._slots[key] = slot
+        return slot
+
+    # ------------------------------------------------------------------ handing out work
+
+    async def get(self) -> Job | None:
+        """The next job a worker may start now; None when the crawl is over or stopping."""
+        while not self._stopping:
+            self._maybe_refill()
+            while self._ready:
+                slot = self._ready.popleft()
+                slot.in_ready = False
+                job = self._take(slot)
+                if job is not None:
+                    return job
+            if self._finished():
+                self._wake_all()
+                return None
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        return None
+
+    def _take(self, slot: HostSlot) -> Job | None:
+        now = time.monotonic()
+        if self._needs_robots and slot.rules is not None and slot.rules.expires < now:
+            slot.rules = None  # RFC 9309 2.4: fetch it again
+        wait = slot.wait_time(now, self._needs_robots)
+        if wait is None or wait > 0:
+            self._consider(slot)
+            return None
+        if self._needs_robots and slot.rules is None:
+            cached = self.robots.get(slot.key)
+            if cached is None:
+                slot.fetching_robots = True
+                slot.started(now)
+                self._open += 1
+                return Job(slot, None)
+            self._apply_rules(slot, cached)
+        job = None
+        while slot.queue and job is None:
+            if self._pages_left() <= 0:
+                break
+            candidate = slot.queue.popleft()
+            self._in_ram -= 1
+            if len(slot.queue) == self.host_window // 2 and slot.key in self._spilled:
+                self._refill_wanted = True
+            item = candidate.item
+            assert item is not None
+            budget = self.settings.host_budget
+            if slot.rules is not None and not slot.rules.allows(item.url, self.settings.user_agent):
+                self._give_up(item.url, "disallowed", "robots.txt")
+            elif budget and slot.fetched >= budget:
+                self._give_up(item.url, "dropped", f"host budget of {budget} pages reached")
+            else:
+                job = candidate
+        if job is not None:
+            slot.started(now)
+            slot.fetched += 1
+            self._open += 1
+            self._open_pages += 1
+        self._consider(slot)
+        return job
+
+    def _pages_left(self) -> int:
+        if not self.settings.max_pages:
+            return 1 << 62
+        return self.settings.max_pages - self.stored - self._open_pages
+
+    def _finished(self) -> bool:
+        if self._open:
+            return False
+        if self._pages_left() <= 0:
+            return True
+        return self._in_ram == 0 and not self._spilled and self._refilling is None
+
+    # ------------------------------------------------------------------ results
+
+    def finish(self, job: Job, *, stored: bool, failed: str | None = None) -> None:
+        """A job is over: free its slot; `failed` counts towards the host's failure limit."""
+        slot = job.host
+        slot.open -= 1
+        self._open -= 1
+        if job.robots:
+            slot.fetching_robots = False
+        else:
+            self._open_pages -= 1
+        if stored:
+            self.stored += 1
+        if failed is None:
+            slot.failures = 0
+        else:
+            slot.failures += 1
+            if slot.failures >= self.settings.host_failures and not slot.dead:
+                slot.dead = f"host dropped after {slot.failures} failures in a row: {failed}"
+                self._dead[slot.key] = slot.dead
+                log.warning("%s: %s", slot.key, slot.dead)
+                self._drain_dead(slot)
+        self._consider(slot)
+        if self._finished():
+            self._wake_all()
+
+    def retry(self, job: Job, after: float) -> None:
+        """Queue `job` again at the front of its host, keeping the whole host quiet `after` s."""
+        slot = job.host
+        slot.open -= 1
+        self._open -= 1
+        self._open_pages -= 1
+        slot.fetched -= 1
+        slot.back_off(time.monotonic(), after)
+        job.attempt += 1
+        slot.queue.appendleft(job)
+        self._in_ram += 1
+        self._consider(slot)
+
+    def robots_loaded(self, job: Job, rules: Rules) -> None:
+        self.robots.put(job.host.key, rules)
+        self._apply_rules(job.host, rules)
+        self.finish(job, stored=False)
+
+    def _apply_rules(self, slot: HostSlot, rules: Rules) -> None:
+        slot.rules = rules
+        if rules.crawl_delay is not None:
+            slot.delay = max(
+                self.settings.delay, min(rules.crawl_delay, self.settings.max_crawl_delay)
+            )
+
+    def _give_up(self, url: str, state: str, reason: str) -> None:
+        self.dropped += 1
+        self.storage.add(Outcome(url=url, state=state, reason=reason))
+
+    def _drain_dead(self, slot: HostSlot) -> None:
+        """One error row per queued URL of a host we stopped trying."""
+        assert slot.dead is not None
+        while slot.queue:
+            item = slot.queue.popleft().item
+            self._in_ram -= 1
+            assert item is not None
+            self.dropped += 1
+            self.stored += 1
+            self.storage.add(
+                Outcome(
+                    url=item.url,
+                    state="done",
+                    page=PageRow.failed(item.url, item.host, item.depth, slot.dead, attempts=0),
+                )
+            )
+
+    # ------------------------------------------------------------------ readiness
+
+    def _consider(self, slot: HostSlot) -> None:
+        """Put `slot` on the ready list, on a timer, or forget it when idle."""
+        if slot.in_ready:
+            return
+        now = time.monotonic()
+        wait = slot.wait_time(now, self._needs_robots)
+        if wait is None:
+            if slot.idle(now) and slot.timer is None:
+                del self._slots[slot.key]
+            elif not slot.queue and slot.open == 0 and slot.timer is None:
+                self._set_timer(slot, slot.next_start - now)  # forget it once its delay passed
+            return
+        if wait > 0:
+            if slot.timer is None:
+                self._set_timer(slot, wait)
+            return
+        slot.in_ready = True
+        self._ready.append(slot)
+        self._wake_one()
+
+    def _set_timer(self, slot: HostSlot, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        slot.timer = loop.call_later(max(0.0, delay), self._timer_fired, slot)
+
+    def _timer_fired(self, slot: HostSlot) -> None:
+        slot.timer = None
+        if self._slots.get(slot.key) is slot:
+            self._consider(slot)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def stop(self) -> None:
+        """Hand out nothing more; workers finish what they hold and return."""
+        self._stopping = True
+        self._wake_all()
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+        if self._refilling is not None:
+            self._refilling.cancel()
+
+    # ------------------------------------------------------------------ overflow and refill
+
+    def _committed(self, batch: list[Outcome]) -> None:
+        """Storage committed `batch`: forget its URLs; spilled rows are now visible."""
+        for o in batch:
+            for n in o.new_urls:
+                if n.url not in self._pending:
+                    left = self._uncommitted[n.host] - 1
+                    if left:
+                        self._uncommitted[n.host] = left
+                    else:
+                        del self._uncommitted[n.host]
+                    self._refill_wanted = True
+            self._pending.discard(o.url)
+        if self._refill_wanted:
+            self._wake_one()
+
+    def _maybe_refill(self) -> None:
+        if (
+            self._spilled
+            and self._refill_wanted
+            and self._refilling is None
+            and not self._stopping
+            and self._in_ram < self.window // 2
+        ):
+            self._refill_wanted = False
+            self._refilling = asyncio.get_running_loop().create_task(self._refill())
+
+    async def _refill(self) -> None:
+        """Load database-only rows of spilled hosts whose RAM queue has run low.
+
+        Each host is read through the (host, id) partial index in discovery order, so
+        a host with a million queued URLs costs one short indexed read per refill and
+        never delays the rows of other hosts.
+        """
+        try:
+            for host in list(self._spilled):
+                if self._stopping or self._in_ram >= self.window:
+                    self._refill_wanted = True
+                    break
+                slot = self._slots.get(host)
+                have = len(slot.queue) if slot else 0
+                if have > self.host_window // 2:
+                    continue
+                want = min(self.host_window - have, self.window - self._in_ram)
+                after, exhausted = 0, False
+                while not exhausted:
+                    rows = await self.storage.queued_for_host(host, after, self.scan_batch)
+                    exhausted = len(rows) < self.scan_batch
+                    for row in rows:
+                        if row.url in self._pending:
+                            after = row.id
+                            continue
+                        if want == 0:
+                            exhausted = False  # rows remain for the next refill
+                            break
+                        after = row.id
+                        self._seen.add(hash(row.url))
+                        self._enqueue(row)
+                        want -= 1
+                    if want == 0:
+                        break
+                if exhausted and host not in self._uncommitted:
+                    self._spilled.pop(host, None)
+        finally:
+            self._refilling = None
+            self._wake_one()
+            if self._finished():
+                self._wake_all()

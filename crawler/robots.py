@@ -1,0 +1,112 @@
+"""robots.txt per RFC 9309: fetch once per host, parse with protego, cache with an expiry.
+
+Status handling (RFC 9309 2.3.1): 2xx -> the rules; 3xx -> followed up to 5 hops;
+4xx -> no rules, everything allowed; 5xx or unreachable -> everything disallowed for
+that host until the entry expires (`UNREACHABLE_TTL`), then fetched again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import aiohttp
+from protego import Protego
+
+from crawler.fetcher import fetch
+from crawler.urls import canonical_url
+
+MAX_BYTES = 512_000  # RFC 9309 2.5: parse at least 500 KiB; we keep exactly that much
+MAX_HOPS = 5  # RFC 9309 2.3.1.2
+TTL = 24 * 3600.0  # RFC 9309 2.4: do not use a cached copy for more than 24 hours
+UNREACHABLE_TTL = 60.0  # how long a 5xx/unreachable robots.txt keeps a host closed
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A host's robots.txt as we will obey it."""
+
+    parser: Protego | None  # None: no rules (everything allowed or everything disallowed)
+    allow_all: bool
+    crawl_delay: float | None
+    status: int | None
+    error: str | None
+    body: str | None
+    expires: float
+
+    def allows(self, url: str, user_agent: str) -> bool:
+        if self.parser is None:
+            return self.allow_all
+        return bool(self.parser.can_fetch(url, user_agent))
+
+
+def parse(body: str, user_agent: str, *, status: int | None = 200) -> Rules:
+    parser = Protego.parse(body)
+    delay = parser.crawl_delay(user_agent)
+    return Rules(
+        parser=parser,
+        allow_all=True,
+        crawl_delay=float(delay) if delay is not None else None,
+        status=status,
+        error=None,
+        body=body,
+        expires=time.monotonic() + TTL,
+    )
+
+
+async def fetch_rules(
+    session: aiohttp.ClientSession, origin: str, user_agent: str, *, timeout: float
+) -> Rules:
+    """Fetch and interpret `origin`/robots.txt (origin is scheme://host[:port])."""
+    url = origin + "/robots.txt"
+    for _ in range(MAX_HOPS + 1):
+        resp = await fetch(session, url, timeout=timeout, max_bytes=MAX_BYTES)
+        status = resp.status
+        if status is None:
+            return _closed(None, f"robots.txt unreachable: {resp.error}")
+        if 300 <= status < 400 and (location := resp.header("Location")):
+            target = canonical_url(location, url)
+            if target is None:
+                return _open(status, "robots.txt redirect to an unusable URL")
+            url = target
+            continue
+        if 200 <= status < 300:
+            return parse(resp.body.decode("utf-8", errors="replace"), user_agent, status=status)
+        if 400 <= status < 500:
+            return _open(status, None)
+        return _closed(status, f"robots.txt answered {status}")
+    # RFC 9309 2.3.1.2: past 5 redirects, treat as unavailable (4xx): allow all.
+    return _open(None, "robots.txt redirected too often")
+
+
+def _open(status: int | None, error: str | None) -> Rules:
+    return Rules(None, True, None, status, error, None, time.monotonic() + TTL)
+
+
+def _closed(status: int | None, error: str) -> Rules:
+    return Rules(None, False, None, status, error, None, time.monotonic() + UNREACHABLE_TTL)
+
+
+class RobotsCache:
+    """Rules per origin, least recently used dropped first so memory stays bounded."""
+
+    def __init__(self, max_hosts: int = 10_000) -> None:
+        self.max_hosts = max_hosts
+        self._rules: OrderedDict[str, Rules] = OrderedDict()
+
+    def get(self, origin: str) -> Rules | None:
+        rules = self._rules.get(origin)
+        if rules is None:
+            return None
+        if rules.expires < time.monotonic():
+            del self._rules[origin]
+            return None
+        self._rules.move_to_end(origin)
+        return rules
+
+    def put(self, origin: str, rules: Rules) -> None:
+        self._rules[origin] = rules
+        self._rules.move_to_end(origin)
+        while len(self._rules) > self.max_hosts:
+            self._rules.popitem(last=False)

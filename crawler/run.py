@@ -1,0 +1,85 @@
+"""Running a crawl from the CLI: open the database, start or resume, report the end."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from crawler.config import Settings, build_settings
+from crawler.engine import Engine, Summary, canonical_seeds
+from crawler.errors import UsageError
+from crawler.progress import shown
+from crawler.report import print_summary
+from crawler.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def run_crawl(db: str, settings: Settings, seeds: list[str], *, quiet: bool = False) -> int:
+    """`crawler crawl`: a new crawl (or more seeds for the one in `db`)."""
+    seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
+    return _run(crawl(db, settings, seeds, quiet=quiet))
+
+
+def resume_crawl(db: str, overrides: dict[str, Any], *, quiet: bool = False) -> int:
+    """`crawler resume`: continue the crawl in `db`."""
+    return _run(resume(db, overrides, quiet=quiet))
+
+
+def _run(main: Coroutine[Any, Any, Summary]) -> int:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        summary = runner.run(main)
+    print_summary(summary)
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: its event loop is markedly cheaper per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def crawl(db: str, settings: Settings, seeds: list[str], *, quiet: bool = True) -> Summary:
+    """Crawl `seeds` into `db` (the library entry point; the CLI wraps it)."""
+    seeds = canonical_seeds(seeds, settings.max_url_length)
+    storage = await Storage.open(db, create=True)
+    try:
+        record = await storage.load_crawl()
+        all_seeds = list(dict.fromkeys([*(record.seeds if record else ()), *seeds]))
+        if record is not None:
+            log.info("%s already holds a crawl: continuing it with %d new seed(s)", db, len(seeds))
+        await storage.save_crawl(settings, all_seeds)
+        return await _go(storage, settings, all_seeds, seeds, quiet)
+    finally:
+        await storage.close()
+
+
+async def resume(
+    db: str, overrides: dict[str, Any] | None = None, *, quiet: bool = True
+) -> Summary:
+    """Continue the crawl stored in `db`, with `overrides` replacing stored settings."""
+    storage = await Storage.open(db, create=False)
+    try:
+        record = await storage.load_crawl()
+        if record is None:
+            raise UsageError(f"{db} holds no crawl to resume")
+        settings = record.settings
+        if overrides:
+            settings = build_settings(overrides, source="command line", base=settings)[0]
+            await storage.save_crawl(settings, record.seeds)
+        return await _go(storage, settings, list(record.seeds), [], quiet)
+    finally:
+        await storage.close()
+
+
+async def _go(
+    storage: Storage, settings: Settings, seeds: list[str], new_seeds: list[str], quiet: bool
+) -> Summary:
+    engine = Engine(storage, settings, seeds)
+    async with shown(engine, quiet=quiet):
+        return await engine.run(new_seeds)

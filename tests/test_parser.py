@@ -350,6 +350,12 @@ def test_extract_links(body: bytes, links: list[str], nofollow: list[str]) -> No
             id="utf-8-bom-beats-header",
         ),
         pytest.param(
+            b"<p>\x81 \xff</p>" + '<a href="/東京">t</a>'.encode("cp932") + b"<p>\x82",
+            "text/html; charset=shift_jis",
+            "https://example.jp/%E6%9D%B1%E4%BA%AC",
+            id="invalid-bytes-replaced",
+        ),
+        pytest.param(
             '<a href="/ü">u</a>'.encode(),
             "text/html; charset=klingon",
             "https://example.jp/%C3%BC",

@@ -34,6 +34,7 @@ from crawler.urls import canonical_url
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.25  # seconds between commits when batches do not fill up sooner
+BACKLOG_LIMIT = 5_000  # outcomes waiting to be written before workers help write them
 
 
 @dataclass(slots=True)
@@ -211,6 +212,10 @@ class Engine:
             outcome = Outcome(url=item.url, state="done", page=row)
         self.storage.add(outcome)
         self.frontier.finish(job, stored=True, failed=failed)
+        if self.storage.backlog >= BACKLOG_LIMIT:
+            # Back-pressure: when SQLite falls behind, workers wait for the write
+            # instead of piling outcomes up in RAM.
+            await self.storage.flush()
 
     def _outcome(self, job: Job, resp: Response) -> Outcome:
         item = job.item

@@ -201,9 +201,9 @@ def extract_links(
         html = body.decode(charset, "replace").removeprefix("\ufeff")
     tree = LexborHTMLParser(html)
 
-    # tags() is one C walk per name, cheaper than a CSS selector list (measured ~1 µs vs ~7 µs on
-    # a 15 KB page). Only a page with an image map pays for the selector that keeps <a> and
-    # <area> in document order.
+    # tags() is one C walk per name: the five below cost ~5 µs on a 15 KB page, one CSS selector
+    # list over the same elements ~7 µs, separate selectors ~11 µs. Only a page with an image
+    # map pays for the selector that keeps <a> and <area> in document order.
     anchors = tree.css("a[href], area[href]") if tree.tags("area") else tree.tags("a")
 
     base = url

@@ -6,8 +6,10 @@ join is hand-rolled from RFC 3986 5.2 (faster than `urljoin` or `yarl`), the par
 and each normalised authority are cached, and the percent-encoding and dot-segment passes
 run only when a cheap scan says they could change something.
 
-The canonical form is the dedup key and the URL we request, so it must be a fixed point
-of yarl (which aiohttp runs every request URL through): what we store is what we fetch.
+The canonical form is both the dedup key and the URL we request. aiohttp re-quotes a str
+URL through yarl, which leaves everything we escape alone but decodes escaped sub-delims
+(`%21` -> `!`, RFC 3986 says they may differ): pass `yarl.URL(url, encoded=True)` to
+send exactly the stored URL.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ _TAB_NL = str.maketrans("", "", "\t\n\r")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 # What may stand unescaped in a path or query: RFC 3986 unreserved, sub-delims, ":", "@",
 # "/" and "?". Anything else, "%" included, sends the part through _ESCAPE.
-_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]")
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]")
+_SAFE = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
+_UNSAFE = re.compile(f"[^{_SAFE}]")
+_ESCAPE = re.compile(f"%[0-9A-Fa-f]{{2}}|[^{_SAFE}]")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = [f"%{b:02X}" for b in range(256)]
 # A DNS name or dotted IPv4 after lower-casing and IDNA; "_" occurs in real host names.
@@ -43,6 +46,7 @@ def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) 
     longer than `max_length` once canonical. User info (`user:pass@`) is dropped, as
     a crawler must not store credentials; so is the fragment, which never reaches
     the server. The query keeps its order: `?b=1&a=2` and `?a=2&b=1` may differ.
+    A backslash is escaped (`%5C`) as RFC 3986 has it, where a browser reads `/`.
 
     >>> canonical_url("../b/./c.html#top", "http://example.com/a/x/")
     'http://example.com/a/b/c.html'

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import yarl
 
 from crawler.config import Settings
 
@@ -102,8 +103,10 @@ async def fetch(
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
+            # encoded=True: send the canonical URL byte for byte; yarl would otherwise
+            # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
             async with session.get(
-                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None)
+                yarl.URL(url, encoded=True), allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None)
             ) as resp:
                 headers = tuple(resp.headers.items())
                 body, truncated = await _read_body(resp, max_bytes)

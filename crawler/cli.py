@@ -10,7 +10,8 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,34 +29,51 @@ class CrawlerGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        argv = kwargs.get("args", args[0] if args else None)
+        as_json = _json_logs(sys.argv[1:] if argv is None else list(argv))
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
             sys.exit(2)
         except click.UsageError as exc:
-            _fail(exc.format_message(), 2)
+            _fail(as_json, exc.format_message(), 2)
         except click.ClickException as exc:
-            _fail(exc.format_message(), exc.exit_code)
+            _fail(as_json, exc.format_message(), exc.exit_code)
         except click.Abort:
-            _fail("aborted", 1)
+            _fail(as_json, "aborted", 1)
         except CrawlerError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(as_json, str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail(as_json, "interrupted", 130)
         except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+            _fail(as_json, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"crawler: error: {message.splitlines()[0] if message else 'failed'}", err=True)
+def _fail(as_json: bool, message: str, code: int) -> None:
+    line = message.splitlines()[0] if message else "failed"
+    if as_json:  # --log-format json: machines get every stderr line as JSON, errors too
+        record = {"time": time.time(), "level": "error", "logger": "crawler", "message": line}
+        click.echo(json.dumps({**record, "event": "error", "exit_code": code}), err=True)
+    else:
+        click.echo(f"crawler: error: {line}", err=True)
     sys.exit(code)
+
+
+def _json_logs(argv: list[str]) -> bool:
+    """Whether the command line asks for --log-format json (read before click parses it)."""
+    for i, arg in enumerate(argv):
+        if arg == "--log-format=json" or (
+            arg == "--log-format" and argv[i + 1 : i + 2] == ["json"]
+        ):
+            return True
+    return False
 
 
 def _setup_logging(verbose: bool, quiet: bool, log_format: str) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
@@ -66,16 +84,29 @@ def _setup_logging(verbose: bool, quiet: bool, log_format: str) -> None:
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever sys.stderr is now: under rich's live display, a proxy that
+    prints log lines above the display instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # under the handler's lock (Handler.handle takes it)
+        super().emit(record)
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; a record's `fields` extra (progress, summary) is merged in."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": record.created,
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        data = {
+            "time": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
 
 
 # Every crawl setting as a CLI flag with the same name (per_host -> --per-host). Defaults
@@ -139,13 +170,17 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("-q", "--quiet", is_flag=True, help="No progress, warnings only.")(func)
-    func = click.option("-v", "--verbose", is_flag=True, help="Debug logging.")(func)
+    func = click.option(
+        "-q", "--quiet", is_flag=True, help="No progress and no summary: warnings and errors only."
+    )(func)
+    func = click.option(
+        "-v", "--verbose", is_flag=True, help="Debug logging: a line per fetched URL."
+    )(func)
     func = click.option(
         "--log-format",
         type=click.Choice(["text", "json"]),
         default="text",
-        help="Log lines as text or as JSON objects.",
+        help="Log, progress and summary lines as text or as one JSON object per line.",
     )(func)
     return func
 
@@ -209,7 +244,7 @@ def crawl(
     if not all_seeds:
         raise UsageError("no seed URLs given (crawler crawl URL... or --seeds-file FILE)")
     resolved = resolve({**_given(values), "db": db}, config_path)
-    return run_crawl(resolved.db, resolved.settings, all_seeds, quiet=quiet)
+    return run_crawl(resolved.db, resolved.settings, all_seeds, quiet=quiet, log_format=log_format)
 
 
 @cli.command()
@@ -226,7 +261,7 @@ def resume(db: str, quiet: bool, verbose: bool, log_format: str, **values: Any) 
     _setup_logging(verbose, quiet, log_format)
     given = _given(values)
     build_settings(given, source="command line")  # validate before touching the file
-    return resume_crawl(db, given, quiet=quiet)
+    return resume_crawl(db, given, quiet=quiet, log_format=log_format)
 
 
 @cli.command()
@@ -256,38 +291,32 @@ def stats(db: str, as_json: bool, top: int) -> None:
     "warc: request/response records (WARC/1.1, gzipped per record).",
 )
 @click.option("-o", "--output", default="-", help="Output file ('-': stdout).")
-@click.option("--where", default=None, help="SQL condition on the pages table.")
 @click.option(
-    "--since", type=float, default=None, help="Only pages fetched at or after this unix time."
+    "--where",
+    default=None,
+    metavar="SQL",
+    help='SQL condition on the pages table, e.g. "status = 200 AND depth <= 2".',
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="TIME",
+    help="Only pages fetched at or after TIME: unix seconds or ISO 8601 (local time).",
 )
 @click.option(
     "--body/--no-body", default=False, help="Include bodies in jsonl (base64 when binary)."
 )
 def export(
-    db: str, fmt: str, output: str, where: str | None, since: float | None, body: bool
+    db: str, fmt: str, output: str, where: str | None, since: str | None, body: bool
 ) -> None:
     """Export stored pages as JSON lines, CSV or WARC, streaming."""
     from crawler import exporter
 
+    since_ts = queries.parse_time(since) if since is not None else None
     with contextlib.closing(queries.connect(db)) as conn:
-        if fmt == "warc":
-            exporter.write_warc(conn, output, where=where, since=since)
-        else:
-            with _open_text(output) as fh:
-                if fmt == "jsonl":
-                    exporter.write_jsonl(conn, fh, where=where, since=since, body=body)
-                else:
-                    exporter.write_csv(conn, fh, where=where, since=since)
-
-
-@contextlib.contextmanager
-def _open_text(path: str) -> Iterator[TextIO]:
-    if path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        yield fh
+        n = exporter.export(conn, fmt, output, where=where, since=since_ts, body=body)
+    if output != "-":
+        click.echo(f"{n:,} pages written to {output}", err=True)
 
 
 @cli.command("config")

@@ -24,7 +24,7 @@ from crawler.config import Settings
 from crawler.errors import UsageError
 from crawler.fetcher import Response, fetch, make_session
 from crawler.frontier import Frontier
-from crawler.hosts import Job, backoff_seconds
+from crawler.hosts import MAX_RETRY_AFTER, Job, backoff_seconds
 from crawler.parser import ParsedPage, extract_links, is_html
 from crawler.robots import RobotsCache, fetch_rules
 from crawler.scope import Scope
@@ -48,6 +48,7 @@ class Counters:
     retries: int = 0
     bytes: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    by_status_class: dict[str, int] = field(default_factory=dict)  # "2xx": n; "error": no status
 
     @property
     def elapsed(self) -> float:
@@ -66,6 +67,10 @@ class Summary:
     elapsed: float
     finished: bool  # the frontier ran dry (or max_pages was reached)
     interrupted: bool
+    http_errors: int = 0  # this run, status >= 400
+    bytes: int = 0  # body bytes received this run
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    by_status_class: dict[str, int] = field(default_factory=dict)
 
 
 def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:
@@ -80,10 +85,18 @@ def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:
 
 
 class Engine:
-    def __init__(self, storage: Storage, settings: Settings, seeds: list[str]) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        seeds: list[str],
+        *,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
+    ) -> None:
         self.storage = storage
         self.settings = settings
         self.seeds = seeds
+        self.resolver = resolver  # None: aiohttp's own name resolution
         self.counters = Counters()
         self.scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
         self.frontier = Frontier(settings, self.scope, storage, RobotsCache())
@@ -99,7 +112,7 @@ class Engine:
         writer = asyncio.create_task(self._write_loop())
         self._install_signals()
         try:
-            async with make_session(self.settings) as session:
+            async with make_session(self.settings, resolver=self.resolver) as session:
                 self._session = session
                 self._workers = [
                     asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)
@@ -128,6 +141,10 @@ class Engine:
             elapsed=self.counters.elapsed,
             finished=finished,
             interrupted=interrupted,
+            http_errors=self.counters.http_errors,
+            bytes=self.counters.bytes,
+            errors_by_kind=dict(self.counters.errors_by_kind),
+            by_status_class=dict(self.counters.by_status_class),
         )
 
     def stop(self) -> None:
@@ -192,9 +209,14 @@ class Engine:
             raise
         status = resp.status
         retryable = (status is None and resp.retryable) or status == 429 or (status or 0) >= 500
+        wait = resp.retry_after if status == 429 or (status or 0) >= 500 else None
+        if wait is not None:
+            # RFC 9110 10.2.3: the server asked us to wait, so the whole host waits, also
+            # when this URL has no attempt left; past MAX_RETRY_AFTER the URL is given up.
+            job.host.back_off(time.monotonic(), min(wait, MAX_RETRY_AFTER))
+            retryable = retryable and wait <= MAX_RETRY_AFTER
         if retryable and job.attempt <= settings.retries:
             self.counters.retries += 1
-            wait = resp.retry_after if status is not None else None
             self.frontier.retry(job, wait if wait is not None else backoff_seconds(job.attempt))
             return
         failed = None
@@ -230,6 +252,9 @@ class Engine:
             counters.errors_by_kind[kind] = counters.errors_by_kind.get(kind, 0) + 1
         elif resp.status is not None and resp.status >= 400:
             counters.http_errors += 1
+        klass = f"{resp.status // 100}xx" if resp.status is not None else "error"
+        counters.by_status_class[klass] = counters.by_status_class.get(klass, 0) + 1
+        log.debug("%s %s (%.3fs)", resp.status or resp.error, item.url, resp.elapsed)
 
         new: list[NewURL] = []
         links: list[tuple[str, str, int]] = []

@@ -1,27 +1,75 @@
-"""Streaming exports of stored pages: JSON lines, CSV and WARC (via warcio)."""
+"""Streaming exports of stored pages: JSON lines, CSV and WARC (via warcio).
+
+Each format reads pages one at a time from `queries.iter_pages`, so memory stays flat
+however large the database is. The query runs before the output is opened: a bad
+`--where` leaves no half-written file behind.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import sqlite3
 import sys
-from typing import BinaryIO, TextIO
+from collections.abc import Iterable, Iterator
+from http import HTTPStatus
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from crawler import __version__
 from crawler.queries import PAGE_FIELDS, iter_pages
 
+FORMATS = ("jsonl", "csv", "warc")
+# The body is stored decoded and whole (or cut at max_bytes): these headers would lie about it.
+_FRAMING = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
-def write_jsonl(
-    db: sqlite3.Connection, out: TextIO, *, where: str | None, since: float | None, body: bool
+
+def export(
+    db: sqlite3.Connection,
+    fmt: str,
+    output: str,
+    *,
+    where: str | None = None,
+    since: float | None = None,
+    body: bool = False,
 ) -> int:
+    """Write the pages matching `where`/`since` to `output` ('-': stdout); the count written."""
+    warc = fmt == "warc"
+    pages = iter_pages(
+        db, where=where, since=since, with_body=body or warc, with_headers=warc
+    )  # runs the query now: errors surface before the output exists
+    with _open(output, binary=warc) as fh:
+        if fmt == "jsonl":
+            return write_jsonl(pages, fh, body=body)
+        if fmt == "csv":
+            return write_csv(pages, fh)
+        if warc:
+            return write_warc(pages, fh, user_agent=_user_agent(db))
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
+@contextlib.contextmanager
+def _open(path: str, *, binary: bool) -> Iterator[IO[Any]]:
+    if path == "-":
+        out: IO[Any] = sys.stdout.buffer if binary else sys.stdout
+        yield out
+        out.flush()
+        return
+    with open(path, "wb") if binary else open(path, "w", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+def write_jsonl(pages: Iterable[dict[str, Any]], out: IO[str], *, body: bool = False) -> int:
+    """One JSON object per page; with `body`, `body` as text or `body_base64` when not UTF-8."""
     n = 0
-    for rec in iter_pages(db, where=where, since=since, with_body=body):
+    for rec in pages:
         if body:
             raw = rec.pop("body")
             if raw is not None:
@@ -34,75 +82,93 @@ def write_jsonl(
     return n
 
 
-def write_csv(
-    db: sqlite3.Connection, out: TextIO, *, where: str | None, since: float | None
-) -> int:
+def write_csv(pages: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """A header row, then one row per page (no bodies)."""
     writer = csv.DictWriter(out, fieldnames=PAGE_FIELDS, extrasaction="ignore")
     writer.writeheader()
     n = 0
-    for rec in iter_pages(db, where=where, since=since):
+    for rec in pages:
         writer.writerow(rec)
         n += 1
     return n
 
 
-def write_warc(db: sqlite3.Connection, path: str, *, where: str | None, since: float | None) -> int:
-    """One request and one response record per stored page with an HTTP status."""
-    if path == "-":
-        return _warc_to(db, sys.stdout.buffer, where=where, since=since)
-    with open(path, "wb") as fh:
-        return _warc_to(db, fh, where=where, since=since)
-
-
-def _warc_to(
-    db: sqlite3.Connection, fh: BinaryIO, *, where: str | None, since: float | None
+def write_warc(
+    pages: Iterable[dict[str, Any]], out: IO[bytes], *, user_agent: str | None = None
 ) -> int:
-    writer = WARCWriter(fh, gzip=True)
+    """A warcinfo record, then a response and a request record per page with an HTTP status.
+
+    Pages without a status (network errors) had no HTTP exchange to record and are
+    skipped. Records are gzipped one by one (`.warc.gz`), as replay tools expect.
+    """
+    writer = WARCWriter(out, gzip=True, warc_version="1.1")
+    writer.write_record(
+        writer.create_warcinfo_record(
+            "",
+            {
+                "software": f"crawler/{__version__}",
+                "format": "WARC File Format 1.1",
+                "description": "pages exported from a crawler SQLite database",
+            },
+        )
+    )
     n = 0
-    for rec in iter_pages(db, where=where, since=since, with_body=True, with_headers=True):
-        if rec["status"] is None:
-            continue  # no HTTP exchange to record
-        url = rec["url"]
-        date = dt.datetime.fromtimestamp(rec["fetched_at"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        headers = [
-            (k, v)
-            for k, v in (rec.get("headers") or [])
-            # The body is stored decoded: its framing headers would lie about it.
-            if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")
-        ]
-        body = rec["body"] or b""
-        headers.append(("Content-Length", str(len(body))))
-        http_headers = StatusAndHeaders(
-            f"{rec['status']} {_reason(rec['status'])}", headers, protocol="HTTP/1.1"
-        )
-        response = writer.create_warc_record(
-            url,
-            "response",
-            payload=io.BytesIO(body),
-            http_headers=http_headers,
-            warc_headers_dict={"WARC-Date": date},
-        )
-        target = url.split("://", 1)[1]
-        path = "/" + target.split("/", 1)[1] if "/" in target else "/"
-        host = target.split("/", 1)[0]
-        request = writer.create_warc_record(
-            url,
-            "request",
-            payload=io.BytesIO(b""),
-            http_headers=StatusAndHeaders(
-                f"GET {path} HTTP/1.1", [("Host", host)], is_http_request=True
-            ),
-            warc_headers_dict={"WARC-Date": date},
-        )
-        writer.write_request_response_pair(request, response)
-        n += 1
+    for rec in pages:
+        if rec["status"] is not None:
+            _write_exchange(writer, rec, user_agent)
+            n += 1
     return n
 
 
-def _reason(status: int) -> str:
-    from http import HTTPStatus
+def _write_exchange(writer: WARCWriter, rec: dict[str, Any], user_agent: str | None) -> None:
+    url = rec["url"]
+    date = dt.datetime.fromtimestamp(rec["fetched_at"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = rec["body"] or b""
+    headers = [(k, v) for k, v in rec.get("headers") or [] if k.lower() not in _FRAMING]
+    headers.append(("Content-Length", str(len(body))))
+    warc_headers = {"WARC-Date": date}
+    if rec["truncated"]:
+        warc_headers["WARC-Truncated"] = "length"  # cut at max_bytes
+    response = writer.create_warc_record(
+        url,
+        "response",
+        payload=io.BytesIO(body),
+        length=len(body),  # known: warcio then streams it instead of spooling a copy
+        http_headers=StatusAndHeaders(
+            f"{rec['status']} {_reason(rec['status'])}", headers, protocol="HTTP/1.1"
+        ),
+        warc_headers_dict=warc_headers,
+    )
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request_headers = [("Host", parts.netloc)]
+    if user_agent:
+        request_headers.append(("User-Agent", user_agent))
+    request = writer.create_warc_record(
+        url,
+        "request",
+        payload=io.BytesIO(b""),
+        length=0,
+        http_headers=StatusAndHeaders(
+            f"GET {target} HTTP/1.1", request_headers, is_http_request=True
+        ),
+        warc_headers_dict={"WARC-Date": date},
+    )
+    # Written response first, the request pointing at it with WARC-Concurrent-To.
+    writer.write_request_response_pair(request, response)
 
+
+def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+def _user_agent(db: sqlite3.Connection) -> str | None:
+    """The User-Agent the crawl sent, for the request records."""
+    row = db.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    ua = json.loads(row[0]).get("user_agent")
+    return ua if isinstance(ua, str) else None

@@ -20,6 +20,7 @@ import yarl
 from crawler.config import Settings
 
 CHUNK = 65_536
+MAX_REASON = 300  # characters of an error reason kept on the row
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,15 @@ class Response:
         return max(0.0, when.timestamp() - time.time())
 
 
-def make_session(settings: Settings) -> aiohttp.ClientSession:
+def make_session(
+    settings: Settings, *, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> aiohttp.ClientSession:
     """The crawl's only session: its connector carries the global and per-host socket caps.
 
     The connector's limits are a safety net under the frontier's own politeness, which
     never lets more than `per_host` requests to one host start. `limit_per_host` caps
-    sockets, not rate: the delay between requests is the frontier's job.
+    sockets, not rate: the delay between requests is the frontier's job. `resolver`
+    replaces aiohttp's default name resolution (tests map their own names to loopback).
     """
     connector = aiohttp.TCPConnector(
         limit=settings.concurrency,
@@ -75,11 +79,12 @@ def make_session(settings: Settings) -> aiohttp.ClientSession:
         ttl_dns_cache=300,
         use_dns_cache=True,
         enable_cleanup_closed=False,
+        resolver=resolver,
     )
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=jar,
         headers={"User-Agent": settings.user_agent},
@@ -89,6 +94,12 @@ def make_session(settings: Settings) -> aiohttp.ClientSession:
         trust_env=False,
         requote_redirect_url=False,
     )
+    # aiohttp silently sends a GET again, at once, when the server drops the connection
+    # before answering. Retries are ours (`--retries`, with backoff, counted in
+    # `pages.attempts`): without this a server that resets every request gets each one
+    # twice per attempt.
+    session._retry_connection = False
+    return session
 
 
 async def fetch(
@@ -106,7 +117,9 @@ async def fetch(
             # encoded=True: send the canonical URL byte for byte; yarl would otherwise
             # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
             async with session.get(
-                yarl.URL(url, encoded=True), allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None)
+                yarl.URL(url, encoded=True),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None),
             ) as resp:
                 headers = tuple(resp.headers.items())
                 body, truncated = await _read_body(resp, max_bytes)
@@ -149,6 +162,11 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[byte
 
 
 def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -> Response:
+    # aiohttp's parser errors span several lines (the offending bytes, a caret under
+    # them): the row keeps one line, and a bounded one, whatever the server sent.
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 3] + "..."
     return Response(
         url=url,
         status=None,
@@ -172,6 +190,8 @@ def describe(exc: aiohttp.ClientError) -> tuple[str, bool]:
         return f"connect: {detail}", True
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "disconnected: server closed the connection before a complete response", True
+    if isinstance(exc, aiohttp.ClientOSError):  # after ClientConnectorError, its subclass
+        return f"disconnected: {exc.strerror or detail}", True
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"payload: broken body ({detail})", True
     if isinstance(exc, aiohttp.ClientResponseError):

@@ -169,7 +169,10 @@ class Frontier:
         """The next job a worker may start now; None when the crawl is over or stopping."""
         while not self._stopping:
             self._maybe_refill()
-            while self._ready:
+            # Once open requests hold what is left of max_pages, _take hands out nothing
+            # and puts the host straight back on the ready list: wait for them instead of
+            # cycling through it for ever without yielding.
+            while self._ready and self._pages_left() > 0:
                 slot = self._ready.popleft()
                 slot.in_ready = False
                 job = self._take(slot)
@@ -209,7 +212,9 @@ class Frontier:
                 break
             candidate = slot.queue.popleft()
             self._in_ram -= 1
-            if len(slot.queue) == self.host_window // 2 and slot.key in self._spilled:
+            # `<=`, not `==`: rows a refill queues may be taken before it ends, so the
+            # queue can run dry without ever being seen at exactly half.
+            if len(slot.queue) <= self.host_window // 2 and slot.key in self._spilled:
                 self._refill_wanted = True
             item = candidate.item
             assert item is not None
@@ -277,7 +282,11 @@ class Frontier:
         job.attempt += 1
         slot.queue.appendleft(job)
         self._in_ram += 1
+        if slot.dead:  # the host died while this request was out: no new attempt
+            self._drain_dead(slot)
         self._consider(slot)
+        if self._finished():
+            self._wake_all()
 
     def robots_loaded(self, job: Job, rules: Rules) -> None:
         self.robots.put(job.host.key, rules)
@@ -287,9 +296,11 @@ class Frontier:
     def _apply_rules(self, slot: HostSlot, rules: Rules) -> None:
         slot.rules = rules
         if rules.crawl_delay is not None:
-            slot.delay = max(
-                self.settings.delay, min(rules.crawl_delay, self.settings.max_crawl_delay)
-            )
+            delay = max(self.settings.delay, min(rules.crawl_delay, self.settings.max_crawl_delay))
+            # next_start was set from the last start (the robots.txt request itself) with
+            # the old delay: the next page waits the Crawl-delay from that start.
+            slot.next_start += delay - slot.delay
+            slot.delay = delay
 
     def _give_up(self, url: str, state: str, reason: str) -> None:
         self.dropped += 1

@@ -71,6 +71,9 @@ class HostSlot:
         )
 
 
+MAX_RETRY_AFTER = 120.0  # longest Retry-After we wait out; a longer one fails the URL
+
+
 def backoff_seconds(attempt: int, base: float = 0.5, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter (attempt 1 -> up to `base` seconds)."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))

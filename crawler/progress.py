@@ -1,15 +1,25 @@
-"""Progress while a crawl runs: a live line on a terminal, periodic log lines elsewhere."""
+"""Progress while a crawl runs: a live display on a terminal, periodic log lines elsewhere.
+
+Three shapes, chosen once when the crawl starts:
+- a terminal (stderr is a TTY) and text logs: a rich `Live` display, redrawn 4 times a second;
+- not a terminal: one `progress: ...` log line every `CRAWLER_PROGRESS_EVERY` seconds (10);
+- `--log-format json`: the same lines as JSON objects with one field per number.
+`--quiet` shows none of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 from crawler.engine import Engine
@@ -17,54 +27,124 @@ from crawler.engine import Engine
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between progress log lines when not on a terminal
+EVERY_ENV = "CRAWLER_PROGRESS_EVERY"  # overrides LOG_EVERY (tests use a small value)
+REFRESH = 0.25  # seconds between redraws of the live display
 
 
-def status_line(engine: Engine) -> str:
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """The numbers progress shows, as plain data (also the fields of a JSON progress line)."""
     c = engine.counters
     f = engine.frontier
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(c.errors_by_kind.items()))
-    errors = f"{c.errors} errors" + (f" ({kinds})" if kinds else "")
+    return {
+        "pages": c.pages,
+        "pages_per_s": round(c.rate, 2),
+        "in_flight": f.in_flight,
+        "queued": f.queued,
+        "hosts_active": f.active_hosts,
+        "errors": c.errors,
+        "errors_by_kind": dict(sorted(c.errors_by_kind.items())),
+        "http_errors": c.http_errors,
+        "retries": c.retries,
+        "bytes": c.bytes,
+        "elapsed_s": round(c.elapsed, 3),
+    }
+
+
+def status_line(data: dict[str, Any]) -> str:
+    """One line of text for a snapshot, e.g. `120 pages  40.0/s  8 in flight  ...`."""
+    kinds = ", ".join(f"{k} {n}" for k, n in data["errors_by_kind"].items())
+    errors = f"{data['errors']} errors" + (f" ({kinds})" if kinds else "")
     return (
-        f"{c.pages:,} pages  {c.rate:,.1f}/s  {f.in_flight} in flight  {f.queued:,} queued  "
-        f"{f.active_hosts} hosts  {errors}  {c.http_errors} HTTP>=400  "
-        f"{c.bytes / 1e6:,.1f} MB"
+        f"{data['pages']:,} pages  {data['pages_per_s']:,.1f}/s  {data['in_flight']} in flight  "
+        f"{data['queued']:,} queued  {data['hosts_active']} hosts  {errors}  "
+        f"{data['http_errors']} HTTP>=400  {_mb(data['bytes'])}"
     )
 
 
+def progress_every() -> float:
+    """Seconds between progress log lines: $CRAWLER_PROGRESS_EVERY, else LOG_EVERY."""
+    raw = os.environ.get(EVERY_ENV)
+    if raw is None:
+        return LOG_EVERY
+    try:
+        every = float(raw)
+    except ValueError:
+        every = 0.0
+    if every <= 0:
+        log.warning("ignoring %s=%r: expected a positive number of seconds", EVERY_ENV, raw)
+        return LOG_EVERY
+    return every
+
+
 @contextlib.asynccontextmanager
-async def shown(engine: Engine, *, quiet: bool = False) -> AsyncIterator[None]:
+async def shown(
+    engine: Engine, *, quiet: bool = False, log_format: str = "text"
+) -> AsyncIterator[None]:
     """Show progress for the duration of the block."""
     if quiet:
         yield
         return
-    if sys.stderr.isatty():
-        console = Console(stderr=True)
-        with Live(Text(status_line(engine)), console=console, refresh_per_second=4) as live:
-            task = asyncio.create_task(_refresh(engine, live))
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                live.update(Text(status_line(engine)))
-        return
-    task = asyncio.create_task(_log_lines(engine))
+    if log_format == "text" and sys.stderr.isatty():
+        task = _live(engine)
+    else:
+        task = _log_lines(engine, progress_every(), as_json=log_format == "json")
+    running = asyncio.create_task(task)
     try:
         yield
     finally:
-        task.cancel()
+        running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await running
 
 
-async def _refresh(engine: Engine, live: Live) -> None:
+async def _live(engine: Engine) -> None:
+    # Redrawn from this task, not rich's refresh thread: the counters belong to the loop.
+    # Live redirects sys.stderr, and the CLI's log handler writes to whatever sys.stderr
+    # is at the time, so warnings appear above the display instead of tearing it.
+    console = Console(stderr=True)
+    with Live(render(snapshot(engine)), console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                await asyncio.sleep(REFRESH)
+                live.update(render(snapshot(engine)), refresh=True)
+        finally:
+            # Cancelled at the end of the crawl: leave the final numbers on screen.
+            live.update(render(snapshot(engine)), refresh=True)
+
+
+def render(data: dict[str, Any]) -> Group:
+    """The live display: one row of numbers, and the errors by kind when there are any."""
+    grid = Table.grid(padding=(0, 2))
+    cells = [
+        ("pages", f"{data['pages']:,}"),
+        ("pages/s", f"{data['pages_per_s']:,.1f}"),
+        ("in flight", f"{data['in_flight']:,}"),
+        ("queued", f"{data['queued']:,}"),
+        ("hosts", f"{data['hosts_active']:,}"),
+        ("errors", f"{data['errors']:,}"),
+        ("HTTP>=400", f"{data['http_errors']:,}"),
+        ("data", _mb(data["bytes"])),
+    ]
+    for _ in cells:
+        grid.add_column(justify="right")
+    grid.add_row(*(Text(label, style="dim") for label, _ in cells))
+    grid.add_row(*(Text(value, style="bold") for _, value in cells))
+    parts: list[Table | Text] = [grid]
+    if data["errors_by_kind"]:
+        kinds = ", ".join(f"{k} {n:,}" for k, n in data["errors_by_kind"].items())
+        parts.append(Text(f"errors by kind: {kinds}", style="red"))
+    return Group(*parts)
+
+
+async def _log_lines(engine: Engine, every: float, *, as_json: bool) -> None:
     while True:
-        await asyncio.sleep(0.25)
-        live.update(Text(status_line(engine)))
+        await asyncio.sleep(every)
+        data = snapshot(engine)
+        if as_json:
+            log.info("progress", extra={"fields": {"event": "progress", **data}})
+        else:
+            log.info("progress: %s", status_line(data))
 
 
-async def _log_lines(engine: Engine) -> None:
-    while True:
-        await asyncio.sleep(LOG_EVERY)
-        log.info("progress: %s", status_line(engine))
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"

@@ -1,20 +1,21 @@
 """Read-only questions to a finished or running crawl database: stats and exports.
 
-Opened with `mode=ro`, so a report can never change the crawl, and can run while a
-crawl is writing (WAL lets readers and one writer work at once).
+Opened with `mode=ro` and `PRAGMA query_only`, so a report (or a user's `--where`
+filter) can never change the crawl, and can run while a crawl is writing (WAL lets
+readers and one writer work at once).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawler.errors import StorageError
+from crawler.errors import StorageError, UsageError
 
 PAGE_FIELDS = (
     "url",
@@ -30,6 +31,21 @@ PAGE_FIELDS = (
     "title",
     "content_hash",
 )
+# Rows fetched per step: bodies can be up to max_bytes each, so far fewer of them.
+BATCH = 500
+BODY_BATCH = 16
+
+# The media type of a Content-Type header, lower-cased: "text/html; charset=utf-8" -> "text/html".
+_MEDIA_TYPE = (
+    "coalesce(nullif(lower(trim(substr(content_type, 1, CASE WHEN instr(content_type, ';') > 0 "
+    "THEN instr(content_type, ';') - 1 ELSE length(content_type) END))), ''), '(none)')"
+)
+# Why a page failed: the error's kind (the text before ':') or its HTTP status when >= 400.
+_REASON = (
+    "CASE WHEN error IS NULL THEN 'HTTP ' || status "
+    "WHEN instr(error, ':') > 0 THEN substr(error, 1, instr(error, ':') - 1) ELSE error END"
+)
+_FAILED = "(error IS NOT NULL OR status >= 400)"
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -38,18 +54,14 @@ def connect(path: str) -> sqlite3.Connection:
         raise StorageError(f"no crawl database at {path}")
     try:
         db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        db.execute("PRAGMA query_only = ON")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path} is not a SQLite database ({exc})") from None
-    if not {"pages", "links", "urls", "schema_migrations"} <= tables:
+    if not {"pages", "links", "urls", "crawl", "schema_migrations"} <= tables:
         db.close()
         raise StorageError(f"{path} is not a crawl database")
     return db
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    data: dict[str, Any]
 
 
 def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
@@ -58,56 +70,87 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
     def one(sql: str, *args: Any) -> Any:
         return db.execute(sql, args).fetchone()[0]
 
-    def pairs(sql: str, *args: Any) -> list[list[Any]]:
-        return [list(r) for r in db.execute(sql, args)]
+    def table(sql: str, names: tuple[str, ...], *args: Any) -> list[dict[str, Any]]:
+        return [dict(zip(names, row, strict=True)) for row in db.execute(sql, args)]
 
-    crawl = db.execute("SELECT settings, seeds, started_at, finished_at FROM crawl").fetchone()
+    crawl = db.execute(
+        "SELECT seeds, started_at, resumed_at, finished_at FROM crawl WHERE id = 1"
+    ).fetchone()
     first, last = db.execute("SELECT min(fetched_at), max(fetched_at) FROM pages").fetchone()
     pages = one("SELECT count(*) FROM pages")
-    duration = (last - first) if first is not None and last is not None else 0.0
+    # From the first to the last stored page: the time spent crawling, whatever the pauses
+    # before a resume were (those are in started_at / resumed_at).
+    duration = (last - first) if first is not None else 0.0
     return {
         "pages": pages,
         "ok": one("SELECT count(*) FROM pages WHERE status BETWEEN 200 AND 299"),
-        "errors": one("SELECT count(*) FROM pages WHERE error IS NOT NULL"),
+        "redirects": one("SELECT count(*) FROM pages WHERE status BETWEEN 300 AND 399"),
+        "http_errors": one("SELECT count(*) FROM pages WHERE status >= 400"),
         "network_errors": one("SELECT count(*) FROM pages WHERE status IS NULL"),
+        "failed": one(f"SELECT count(*) FROM pages WHERE {_FAILED}"),
         "hosts": one("SELECT count(DISTINCT host) FROM pages"),
         "bytes": one("SELECT coalesce(sum(size), 0) FROM pages"),
         "links": one("SELECT count(*) FROM links"),
         "queued": one("SELECT count(*) FROM urls WHERE state = 'queued'"),
         "disallowed": one("SELECT count(*) FROM urls WHERE state = 'disallowed'"),
         "dropped": one("SELECT count(*) FROM urls WHERE state = 'dropped'"),
-        "by_status_class": pairs(
+        "by_status_class": table(
             "SELECT CASE WHEN status IS NULL THEN 'error' ELSE (status / 100) || 'xx' END AS k, "
-            "count(*) FROM pages GROUP BY k ORDER BY k"
+            "count(*) FROM pages GROUP BY k ORDER BY k",
+            ("class", "pages"),
         ),
-        "by_status": pairs(
+        "by_status": table(
             "SELECT status, count(*) FROM pages WHERE status IS NOT NULL "
-            "GROUP BY status ORDER BY status"
+            "GROUP BY status ORDER BY status",
+            ("status", "pages"),
         ),
-        "by_content_type": pairs(
-            "SELECT coalesce(lower(trim(substr(content_type, 1, "
-            "CASE WHEN instr(content_type, ';') > 0 THEN instr(content_type, ';') - 1 "
-            "ELSE length(content_type) END))), '(none)') AS k, count(*) AS n "
-            "FROM pages GROUP BY k ORDER BY n DESC LIMIT ?",
+        "by_content_type": table(
+            f"SELECT {_MEDIA_TYPE} AS k, count(*) AS n FROM pages "
+            "GROUP BY k ORDER BY n DESC, k LIMIT ?",
+            ("content_type", "pages"),
             top,
         ),
-        "top_hosts": pairs(
-            "SELECT host, count(*) AS n FROM pages GROUP BY host ORDER BY n DESC, host LIMIT ?",
+        "top_hosts": table(
+            f"SELECT host, count(*) AS n, sum({_FAILED}), round(avg(elapsed), 3) FROM pages "
+            "GROUP BY host ORDER BY n DESC, host LIMIT ?",
+            ("host", "pages", "failed", "avg_elapsed_s"),
             top,
         ),
-        "error_reasons": pairs(
-            "SELECT CASE WHEN instr(error, ':') > 0 THEN substr(error, 1, instr(error, ':') - 1) "
-            "ELSE error END AS k, count(*) AS n FROM pages WHERE error IS NOT NULL "
-            "GROUP BY k ORDER BY n DESC LIMIT ?",
+        "error_reasons": table(
+            f"SELECT {_REASON} AS k, count(*) AS n FROM pages WHERE {_FAILED} "
+            "GROUP BY k ORDER BY n DESC, k LIMIT ?",
+            ("reason", "pages"),
             top,
         ),
-        "depths": pairs("SELECT depth, count(*) FROM pages GROUP BY depth ORDER BY depth"),
+        "depths": table(
+            "SELECT depth, count(*) FROM pages GROUP BY depth ORDER BY depth", ("depth", "pages")
+        ),
         "duration_s": round(duration, 3),
         "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
-        "started_at": crawl[2] if crawl else None,
+        "seeds": json.loads(crawl[0]) if crawl else [],
+        "started_at": crawl[1] if crawl else None,
+        "resumed_at": crawl[2] if crawl else None,
         "finished_at": crawl[3] if crawl else None,
-        "seeds": json.loads(crawl[1]) if crawl else [],
     }
+
+
+def parse_time(text: str) -> float:
+    """Unix time from seconds or ISO 8601 (local time unless it carries an offset).
+
+    >>> parse_time("1700000000.5")
+    1700000000.5
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid time {text!r}: expected unix seconds or ISO 8601 (2024-05-01T12:00)"
+        ) from None
+    return when.timestamp()  # naive: local time, like the times `crawler stats` prints
 
 
 def iter_pages(
@@ -118,7 +161,11 @@ def iter_pages(
     with_body: bool = False,
     with_headers: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Pages one at a time (constant memory however large the database)."""
+    """Pages one at a time, in crawl order, in constant memory however large the database.
+
+    The query runs before this returns, so a bad `where` raises UsageError here,
+    before anything has been written anywhere.
+    """
     cols = list(PAGE_FIELDS)
     if with_headers:
         cols.append("headers")
@@ -127,7 +174,9 @@ def iter_pages(
     sql = f"SELECT {', '.join(cols)} FROM pages"
     clauses, args = [], []
     if where:
-        clauses.append(f"({where})")
+        # A filter, not a statement: sqlite3 runs one statement only, and the connection
+        # is read-only, so "1); DROP TABLE pages; --" fails instead of doing harm.
+        clauses.append(f"({where}\n)")
     if since is not None:
         clauses.append("fetched_at >= ?")
         args.append(since)
@@ -137,17 +186,27 @@ def iter_pages(
     try:
         cur = db.execute(sql, args)
     except sqlite3.Error as exc:
-        raise StorageError(f"invalid --where filter: {exc}") from None
-    while rows := cur.fetchmany(500):
-        for row in rows:
-            rec = dict(zip(cols, row, strict=True))
-            if with_body:
-                body = rec.pop("body")
-                if body is not None and rec.pop("body_codec") == "zlib":
-                    body = zlib.decompress(body)
-                else:
-                    rec.pop("body_codec", None)
-                rec["body"] = body
-            if with_headers and rec.get("headers"):
-                rec["headers"] = json.loads(rec["headers"])
-            yield rec
+        raise UsageError(f"invalid --where filter: {exc}") from None
+    return _records(cur, cols, BODY_BATCH if with_body else BATCH, bool(where))
+
+
+def _records(
+    cur: sqlite3.Cursor, cols: list[str], batch: int, filtered: bool
+) -> Iterator[dict[str, Any]]:
+    try:
+        while rows := cur.fetchmany(batch):
+            for row in rows:
+                rec = dict(zip(cols, row, strict=True))
+                if "body" in rec:
+                    codec = rec.pop("body_codec")
+                    if rec["body"] is not None and codec == "zlib":
+                        rec["body"] = zlib.decompress(rec["body"])
+                if rec.get("headers"):
+                    rec["headers"] = json.loads(rec["headers"])
+                yield rec
+    except sqlite3.Error as exc:  # e.g. a filter that fails on some rows only
+        if filtered:
+            raise UsageError(f"invalid --where filter: {exc}") from None
+        raise StorageError(f"cannot read pages: {exc}") from None
+    finally:
+        cur.close()

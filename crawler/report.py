@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 from rich.console import Console
@@ -10,56 +12,100 @@ from rich.table import Table
 
 from crawler.engine import Summary
 
+log = logging.getLogger(__name__)
 
-def print_summary(summary: Summary) -> None:
+
+def summary_data(summary: Summary) -> dict[str, Any]:
+    """The summary as plain data (the fields of the JSON summary line)."""
+    data = dataclasses.asdict(summary)
+    data["elapsed"] = round(summary.elapsed, 3)
+    data["pages_per_s"] = round(summary.pages / summary.elapsed, 2) if summary.elapsed > 0 else 0
+    data["errors_by_kind"] = dict(sorted(summary.errors_by_kind.items()))
+    data["by_status_class"] = dict(sorted(summary.by_status_class.items()))
+    return data
+
+
+def print_summary(summary: Summary, *, quiet: bool = False, log_format: str = "text") -> None:
+    """The end of a crawl: a table on stderr, or one JSON log line; nothing when quiet."""
+    if quiet:
+        return
+    data = summary_data(summary)
+    if log_format == "json":
+        log.info("summary", extra={"fields": {"event": "summary", **data}})
+        return
     console = Console(stderr=True, highlight=False)
-    rate = summary.pages / summary.elapsed if summary.elapsed > 0 else 0.0
-    state = "stopped; `crawler resume` continues it" if summary.interrupted else "done"
-    console.print(
-        f"crawl {state}: {summary.pages:,} pages this run ({rate:,.1f}/s over "
-        f"{summary.elapsed:,.1f}s), {summary.errors:,} network errors, "
-        f"{summary.total_pages:,} pages in the database"
-    )
+    state = "stopped: `crawler resume` continues it" if summary.interrupted else "done"
+    table = Table(title=f"crawl {state}", title_justify="left", show_header=False)
+    table.add_column("", style="dim")
+    table.add_column("", justify="right")
+    table.add_row("pages this run", f"{summary.pages:,}")
+    table.add_row("pages in the database", f"{summary.total_pages:,}")
+    table.add_row("duration", f"{summary.elapsed:,.1f}s")
+    table.add_row("pages/s", f"{data['pages_per_s']:,.1f}")
+    table.add_row("data", f"{summary.bytes / 1e6:,.1f} MB")
+    for klass, n in data["by_status_class"].items():
+        table.add_row(f"status {klass}", f"{n:,}")
+    table.add_row("network errors", f"{summary.errors:,}")
+    for kind, n in data["errors_by_kind"].items():
+        table.add_row(f"  {kind}", f"{n:,}")
+    console.print(table)
 
 
 def print_stats(data: dict[str, Any]) -> None:
+    """`crawler stats` as tables on stdout."""
     console = Console(highlight=False)
-    started = data.get("started_at")
-    finished = data.get("finished_at")
     head = Table(show_header=False, box=None)
-    head.add_row("pages", f"{data['pages']:,}")
-    head.add_row("ok (2xx)", f"{data['ok']:,}")
-    head.add_row("errors", f"{data['errors']:,} ({data['network_errors']:,} network)")
-    head.add_row("hosts", f"{data['hosts']:,}")
-    head.add_row("links", f"{data['links']:,}")
-    head.add_row("bytes", f"{data['bytes']:,}")
-    head.add_row("queued", f"{data['queued']:,}")
-    head.add_row("robots-disallowed", f"{data['disallowed']:,}")
-    head.add_row("dropped", f"{data['dropped']:,}")
-    head.add_row("duration", f"{data['duration_s']:,.1f}s")
+    head.add_column(style="dim")
+    head.add_column(justify="right")
     rate = data["pages_per_s"]
-    head.add_row("pages/s", f"{rate:,.1f}" if rate is not None else "-")
-    if started:
-        head.add_row("started", _when(started))
-    head.add_row("finished", _when(finished) if finished else "no (resume to continue)")
+    for label, value in (
+        ("pages", f"{data['pages']:,}"),
+        ("ok (2xx)", f"{data['ok']:,}"),
+        ("redirects (3xx)", f"{data['redirects']:,}"),
+        ("HTTP errors (>=400)", f"{data['http_errors']:,}"),
+        ("network errors", f"{data['network_errors']:,}"),
+        ("hosts", f"{data['hosts']:,}"),
+        ("links", f"{data['links']:,}"),
+        ("bytes", f"{data['bytes']:,}"),
+        ("queued", f"{data['queued']:,}"),
+        ("robots-disallowed", f"{data['disallowed']:,}"),
+        ("dropped", f"{data['dropped']:,}"),
+        ("duration", f"{data['duration_s']:,.1f}s"),
+        ("pages/s", f"{rate:,.1f}" if rate is not None else "-"),
+        ("started", _when(data["started_at"])),
+        ("resumed", _when(data["resumed_at"])),
+        ("finished", _when(data["finished_at"]) if data["finished_at"] else "no (resume it)"),
+    ):
+        head.add_row(label, value)
     console.print(head)
-    for title, key, cols in (
-        ("By status class", "by_status_class", ("class", "pages")),
-        ("By content type", "by_content_type", ("content type", "pages")),
-        ("Top hosts", "top_hosts", ("host", "pages")),
-        ("Error reasons", "error_reasons", ("reason", "pages")),
-        ("Depths", "depths", ("depth", "pages")),
+    for title, key in (
+        ("By status class", "by_status_class"),
+        ("By content type", "by_content_type"),
+        ("Top hosts", "top_hosts"),
+        ("Error reasons", "error_reasons"),
+        ("Depths", "depths"),
     ):
         rows = data[key]
         if not rows:
             continue
         table = Table(title=title, title_justify="left")
-        table.add_column(cols[0])
-        table.add_column(cols[1], justify="right")
-        for k, n in rows:
-            table.add_row(str(k), f"{n:,}")
+        names = list(rows[0])
+        for i, name in enumerate(names):
+            table.add_column(name.replace("_", " "), justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(_cell(row[name]) for name in names))
         console.print(table)
 
 
-def _when(ts: float) -> str:
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
     return dt.datetime.fromtimestamp(ts).isoformat(timespec="seconds")

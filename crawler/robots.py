@@ -2,7 +2,8 @@
 
 Status handling (RFC 9309 2.3.1): 2xx -> the rules; 3xx -> followed up to 5 hops;
 4xx -> no rules, everything allowed; 5xx or unreachable -> everything disallowed for
-that host until the entry expires (`UNREACHABLE_TTL`), then fetched again.
+that host until the entry expires (`UNREACHABLE_TTL`), then fetched again. A body
+over `MAX_BYTES` is cut at its last whole line.
 """
 
 from __future__ import annotations
@@ -65,14 +66,21 @@ async def fetch_rules(
         status = resp.status
         if status is None:
             return _closed(None, f"robots.txt unreachable: {resp.error}")
-        if 300 <= status < 400 and (location := resp.header("Location")):
-            target = canonical_url(location, url)
+        if 300 <= status < 400:
+            location = resp.header("Location")
+            target = canonical_url(location, url) if location else None
             if target is None:
                 return _open(status, "robots.txt redirect to an unusable URL")
             url = target
             continue
         if 200 <= status < 300:
-            return parse(resp.body.decode("utf-8", errors="replace"), user_agent, status=status)
+            body = resp.body
+            if resp.truncated:
+                # RFC 9309 2.5: parse what fits; a rule cut in half ("Disallow: /" from
+                # "Disallow: /private") must not count, so the partial last line goes.
+                body = body[: body.rfind(b"\n") + 1]
+            text = body.decode("utf-8-sig", errors="replace")
+            return parse(text, user_agent, status=status)
         if 400 <= status < 500:
             return _open(status, None)
         return _closed(status, f"robots.txt answered {status}")

@@ -17,21 +17,27 @@ from crawler.storage import Storage
 log = logging.getLogger(__name__)
 
 
-def run_crawl(db: str, settings: Settings, seeds: list[str], *, quiet: bool = False) -> int:
+def run_crawl(
+    db: str, settings: Settings, seeds: list[str], *, quiet: bool = False, log_format: str = "text"
+) -> int:
     """`crawler crawl`: a new crawl (or more seeds for the one in `db`)."""
     seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
-    return _run(crawl(db, settings, seeds, quiet=quiet))
+    main = crawl(db, settings, seeds, quiet=quiet, log_format=log_format)
+    return _run(main, quiet=quiet, log_format=log_format)
 
 
-def resume_crawl(db: str, overrides: dict[str, Any], *, quiet: bool = False) -> int:
+def resume_crawl(
+    db: str, overrides: dict[str, Any], *, quiet: bool = False, log_format: str = "text"
+) -> int:
     """`crawler resume`: continue the crawl in `db`."""
-    return _run(resume(db, overrides, quiet=quiet))
+    main = resume(db, overrides, quiet=quiet, log_format=log_format)
+    return _run(main, quiet=quiet, log_format=log_format)
 
 
-def _run(main: Coroutine[Any, Any, Summary]) -> int:
+def _run(main: Coroutine[Any, Any, Summary], *, quiet: bool, log_format: str) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         summary = runner.run(main)
-    print_summary(summary)
+    print_summary(summary, quiet=quiet, log_format=log_format)
     return 0
 
 
@@ -44,7 +50,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def crawl(db: str, settings: Settings, seeds: list[str], *, quiet: bool = True) -> Summary:
+async def crawl(
+    db: str, settings: Settings, seeds: list[str], *, quiet: bool = True, log_format: str = "text"
+) -> Summary:
     """Crawl `seeds` into `db` (the library entry point; the CLI wraps it)."""
     seeds = canonical_seeds(seeds, settings.max_url_length)
     storage = await Storage.open(db, create=True)
@@ -54,13 +62,17 @@ async def crawl(db: str, settings: Settings, seeds: list[str], *, quiet: bool = 
         if record is not None:
             log.info("%s already holds a crawl: continuing it with %d new seed(s)", db, len(seeds))
         await storage.save_crawl(settings, all_seeds)
-        return await _go(storage, settings, all_seeds, seeds, quiet)
+        return await _go(storage, settings, all_seeds, seeds, quiet, log_format)
     finally:
         await storage.close()
 
 
 async def resume(
-    db: str, overrides: dict[str, Any] | None = None, *, quiet: bool = True
+    db: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    quiet: bool = True,
+    log_format: str = "text",
 ) -> Summary:
     """Continue the crawl stored in `db`, with `overrides` replacing stored settings."""
     storage = await Storage.open(db, create=False)
@@ -72,14 +84,22 @@ async def resume(
         if overrides:
             settings = build_settings(overrides, source="command line", base=settings)[0]
             await storage.save_crawl(settings, record.seeds)
-        return await _go(storage, settings, list(record.seeds), [], quiet)
+        # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
+        # (the frontier skips the ones it already holds).
+        seeds = list(record.seeds)
+        return await _go(storage, settings, seeds, seeds, quiet, log_format)
     finally:
         await storage.close()
 
 
 async def _go(
-    storage: Storage, settings: Settings, seeds: list[str], new_seeds: list[str], quiet: bool
+    storage: Storage,
+    settings: Settings,
+    seeds: list[str],
+    new_seeds: list[str],
+    quiet: bool,
+    log_format: str,
 ) -> Summary:
     engine = Engine(storage, settings, seeds)
-    async with shown(engine, quiet=quiet):
+    async with shown(engine, quiet=quiet, log_format=log_format):
         return await engine.run(new_seeds)

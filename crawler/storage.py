@@ -153,9 +153,15 @@ class Storage:
             raise StorageError(f"{path} is not a file")
         if not file.exists() and not file.parent.exists():
             raise StorageError(f"directory {file.parent} does not exist")
+        connection = aiosqlite.connect(path, isolation_level=None)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
+            db = await connection
         except sqlite3.Error as exc:
+            # aiosqlite queues its worker thread's stop without waiting for it; a thread
+            # still running when the event loop closes prints a traceback at exit.
+            thread = getattr(connection, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5.0)
             raise StorageError(f"cannot open {path}: {exc}") from None
         try:
             await _check_and_migrate(db, path)
@@ -208,8 +214,13 @@ class Storage:
             return [row[0] for row in await cur.fetchall()]
 
     async def queued_for_host(self, host: str, after_id: int, limit: int) -> list[QueuedURL]:
-        """A host's queued URLs in discovery order, from just past `after_id`."""
-        async with self.db.execute(
+        """A host's queued URLs in discovery order, from just past `after_id`.
+
+        Under the write lock: on this one connection a read between a flush's BEGIN and
+        COMMIT would see rows the frontier has not been told about (`on_commit`), and
+        queue URLs twice or never.
+        """
+        async with self._lock, self.db.execute(
             "SELECT id, url, host, depth, hops, origin FROM urls "
             "WHERE host = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?",
             (host, after_id, limit),
@@ -253,7 +264,15 @@ class Storage:
         self._full.clear()
 
     async def flush(self) -> int:
-        """Commit every queued outcome in one transaction; returns how many."""
+        """Commit every queued outcome in one transaction; returns how many.
+
+        Shielded: a writer cancelled mid-batch (a stop, a second Ctrl-C) would otherwise
+        leave BEGIN without COMMIT, or put back a batch whose COMMIT already ran and
+        write its links twice. The batch finishes; the next flush waits on the lock.
+        """
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> int:
         async with self._lock:
             batch, self._buffer = self._buffer, []
             if not batch:

@@ -9,11 +9,13 @@ per host and across the whole `Site`, so politeness is measured, not assumed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -169,3 +171,41 @@ def rows(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 def urls(db: str, where: str = "1") -> set[str]:
     return {r[0] for r in rows(db, f"SELECT url FROM pages WHERE {where}")}
+
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop in a background thread, for servers that must keep serving while the
+    test's own thread is busy: click's CliRunner (whose crawl runs its own loop with
+    `asyncio.Runner`) or a crawler subprocess the test is waiting on."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="servers", daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run `coro` on the thread's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10.0)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def threaded_site() -> Iterator[tuple[Site, LoopThread]]:
+    """A `Site` served from a `LoopThread`: `host = thread.call(site.host())`, then
+    `host.page(...)` as usual, then run the CLI in the test's thread."""
+    thread = LoopThread()
+    site = Site()
+    try:
+        yield site, thread
+    finally:
+        try:
+            thread.call(site.close())
+        finally:
+            thread.close()

@@ -1,0 +1,504 @@
+"""Benchmark the crawler against Scrapy and a bare aiohttp loop on a local multi-host site.
+
+    .venv/bin/python scripts/bench.py                 # 3 interleaved reps, table, profile
+    .venv/bin/python scripts/bench.py --frontier      # a crawl whose frontier passes 1M URLs
+
+The site (bench_site.py: 40 hosts x 500 pages by default, on 127.0.0.2-41) is generated
+once into scripts/.bench/site and served by nginx when it is installed, by bench_server.py
+otherwise. Each rep runs every runner once, in turn (A B C D A B C D ...), each as its own
+process under /usr/bin/time (peak RSS, user + system CPU of the process and its children);
+the table shows medians. Every request goes to 127.0.0.0/8; every runner is killed after
+--timeout seconds; the server is stopped on exit, Ctrl-C included.
+
+Runners (--runners picks some, in this order):
+  crawler        `crawler crawl` from this venv: robots obeyed, everything stored in SQLite
+  aiohttp-loop   baselines/aiohttp_loop.py: aiohttp + selectolax, no robots, no storage
+  scrapy-sqlite  baselines/scrapy_runner.py --db: Scrapy, pages stored by a SQLite pipeline
+  scrapy         the same, storing nothing
+Scrapy (~150 pages/s here) stops after --scrapy-cap pages; the others crawl the whole site.
+Scrapy lives in its own venv, scripts/.bench/venv, created on first use from PyPI.
+
+Results: a table on stdout, everything (machine, versions, every run) in --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import bench_report as report
+import bench_site
+from bench_proc import Server, kill_current, log, measure, read_from, server_check, start_server
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+WORK = SCRIPTS / ".bench"  # git-ignored: the site, Scrapy's venv, logs
+SITE = WORK / "site"
+SCRAPY_VENV = WORK / "venv"
+SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
+BASELINES = SCRIPTS / "baselines"
+RUNNERS = ("crawler", "aiohttp-loop", "scrapy-sqlite", "scrapy")
+FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
+
+
+# ---------------------------------------------------------------- setup
+
+
+def ensure_site(args: argparse.Namespace) -> dict[str, Any]:
+    """The generated site's params.json, generating it when absent or different."""
+    wanted = {
+        "hosts": args.hosts,
+        "pages": args.pages,
+        "links": args.links,
+        "size_kb": args.size,
+        "seed": args.seed,
+        "port": args.port,
+    }
+    params_file = SITE / "params.json"
+    if params_file.exists():
+        have: dict[str, Any] = json.loads(params_file.read_text())
+        if all(have.get(k) == v for k, v in wanted.items()):
+            return have
+    log(f"generating the site in {SITE.relative_to(ROOT)} (once; ~10 s)")
+    return bench_site.generate(SITE, **wanted)
+
+
+def ensure_scrapy(setup: bool) -> bool:
+    """Scrapy's venv exists (created with the latest Scrapy from PyPI when `setup`)."""
+    if SCRAPY_PY.exists():
+        ok = subprocess.run([str(SCRAPY_PY), "-c", "import scrapy"], capture_output=True)
+        if ok.returncode == 0:
+            return True
+    if not setup:
+        log("no Scrapy venv and --no-setup: skipping the Scrapy runners")
+        return False
+    log(f"creating {SCRAPY_VENV.relative_to(ROOT)} with the latest Scrapy (pip install scrapy)")
+    python = shutil.which("python3") or sys.executable
+    try:
+        subprocess.run([python, "-m", "venv", "--clear", str(SCRAPY_VENV)], check=True)
+        subprocess.run(
+            [str(SCRAPY_PY), "-m", "pip", "install", "-q", "--upgrade", "pip", "scrapy"],
+            check=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        log(f"could not install Scrapy ({exc}): skipping the Scrapy runners")
+        return False
+    return True
+
+
+def nginx_binary(install: bool) -> str | None:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found or not install:
+        return found
+    log("installing nginx with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx"]):
+            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        log(f"could not install nginx ({exc}); using bench_server.py")
+        return None
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+# ---------------------------------------------------------------- runners
+
+
+def crawler_cmd(args: argparse.Namespace) -> list[str]:
+    """--crawler, or the `crawler` script beside this interpreter."""
+    if args.crawler:
+        return shlex.split(args.crawler)
+    script = Path(sys.executable).parent / "crawler"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "crawler"]
+
+
+def crawler_argv(args: argparse.Namespace, seeds: Path, db: Path, *extra: str) -> list[str]:
+    """`crawler crawl` with the run's limits; robots.txt obeyed, everything stored (defaults)."""
+    limits = ["--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
+    return [*crawler_cmd(args), "crawl", "--seeds-file", str(seeds), "--db", str(db), *limits,
+            "-q", *extra]  # fmt: skip
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    params: dict[str, Any]
+    seeds: Path
+    expected_file: Path
+    expected: set[str]
+    tmp: Path
+    out_dir: Path
+    server: Server | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def argv(self, name: str, db: Path) -> list[str]:
+        if name == "crawler":
+            return crawler_argv(self.args, self.seeds, db)
+        c, k = str(self.args.concurrency), str(self.args.per_host)
+        common = [str(self.seeds), "--concurrency", c, "--per-host", k]
+        common += ["--expected", str(self.expected_file)]
+        if name in ("aiohttp-loop", "fetch-only"):
+            extra = ["--list"] if name == "fetch-only" else []
+            return [sys.executable, str(BASELINES / "aiohttp_loop.py"), *common, *extra]
+        cap = ["--max-pages", str(self.args.scrapy_cap)] if self.args.scrapy_cap else []
+        store = ["--db", str(db)] if name == "scrapy-sqlite" else []
+        return [str(SCRAPY_PY), str(BASELINES / "scrapy_runner.py"), *common, *cap, *store]
+
+    def run(self, name: str, rep: int) -> dict[str, Any]:
+        """Run one runner once; its record (measurements, correctness, server's view)."""
+        assert self.server is not None
+        db = self.tmp / f"{name}.{rep}.db"
+        offset = self.server.log.stat().st_size
+        server_cpu = self.server.cpu_s()
+        m = measure(
+            self.argv(name, db),
+            cwd=self.tmp,  # no config.toml here: the crawler runs on its defaults and our flags
+            timeout=self.args.timeout,
+            out_dir=self.out_dir,
+            label=f"{name}.{rep}",
+        )
+        time.sleep(0.3)  # bench_server.py flushes its log every 0.1 s
+        record: dict[str, Any] = {"name": name, "rep": rep, "exit": m.code}
+        record.update(wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 2))
+        record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
+        record["server_cpu_s"] = round(self.server.cpu_s() - server_cpu, 2)
+        if name == "crawler":
+            if db.exists():
+                record.update(crawler_db_check(db, self.expected))
+        else:
+            line = last_json_line(m.stdout)
+            if line:
+                line.pop("name", None)
+                record.update(line)
+        lines = read_from(self.server.log, offset)
+        record.update(server_check(lines, self.params["port"], self.expected))
+        pages = record.get("pages")
+        if pages and record.get("seconds"):
+            record["pages_per_s"] = round(pages / record["seconds"], 1)
+            record["wall_pages_per_s"] = round(pages / m.wall_s, 1)
+            record["cpu_ms_per_page"] = round(1000 * m.cpu_s / pages, 3)
+        if m.code != 0 or not pages:
+            record["error"] = (m.stderr.strip() or m.stdout.strip() or f"exit {m.code}")[-1500:]
+        for path in self.tmp.glob(f"{name}.{rep}.db*"):
+            path.unlink()
+        return record
+
+
+def last_json_line(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                parsed: dict[str, Any] = json.loads(line)
+                return parsed
+    return None
+
+
+def crawler_db_check(db: Path, expected: set[str]) -> dict[str, Any]:
+    """The crawler's counts and correctness, from its database."""
+    con = sqlite3.connect(db)
+    try:
+        pages, ok = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 200) FROM pages"
+        ).fetchone()
+        fetched = {u for (u,) in con.execute("SELECT url FROM pages WHERE status = 200")}
+        states = dict(con.execute("SELECT state, count(*) FROM urls GROUP BY state").fetchall())
+        started, finished = con.execute("SELECT started_at, finished_at FROM crawl").fetchone()
+        links = con.execute("SELECT count(*) FROM links").fetchone()[0]
+    finally:
+        con.close()
+    out: dict[str, Any] = {
+        "pages": pages,
+        "pages_200": ok,
+        "fetched_expected": len(fetched & expected),
+        "expected": len(expected),
+        "unexpected": len(fetched - expected),
+        "private_fetched": sum(urlsplit(u).path.startswith("/private/") for u in fetched),
+        "duplicates": 0,  # pages.url is UNIQUE; srv_repeats counts repeated requests
+        "robots_disallowed": states.get("disallowed", 0),
+        "queued_left": states.get("queued", 0),
+        "links_stored": links,
+    }
+    if finished:
+        out["seconds"] = round(finished - started, 3)  # the crawl, without start-up
+    return out
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile(bench: Bench, top: int) -> dict[str, Any]:
+    """Crawl the site once under cProfile; the top functions by own and cumulative time."""
+    prof = bench.tmp / "crawler.prof"
+    db = bench.tmp / "profile.db"
+    extra = ["--max-pages", str(bench.args.profile_pages)] if bench.args.profile_pages else []
+    crawl = crawler_argv(bench.args, bench.seeds, db, *extra)[len(crawler_cmd(bench.args)) :]
+    argv = [sys.executable, str(SCRIPTS / "bench_profile.py"), str(prof), *crawl]
+    m = measure(
+        argv, cwd=bench.tmp, timeout=bench.args.timeout * 3, out_dir=bench.out_dir, label="profile"
+    )
+    for path in bench.tmp.glob("profile.db*"):
+        path.unlink()
+    if m.code != 0 or not prof.exists():
+        return {"error": (m.stderr.strip() or f"exit {m.code}")[-1500:]}
+    split = json.loads(Path(str(prof) + ".json").read_text())
+    return {
+        "profiler": "cProfile (main thread only; aiosqlite's thread is not in it)",
+        "wall_s": round(m.wall_s, 2),
+        "cpu_s": round(m.cpu_s, 2),
+        **split,
+        **report.summarize_profile(prof, top),
+    }
+
+
+# ---------------------------------------------------------------- the modes
+
+
+def site_benchmark(
+    args: argparse.Namespace, results: dict[str, Any], tmp: Path, out_dir: Path
+) -> int:
+    params = ensure_site(args)
+    wanted = [n for n in RUNNERS if n in args.runners]
+    scrapy_ok = any(n.startswith("scrapy") for n in wanted) and ensure_scrapy(not args.no_setup)
+    if not scrapy_ok:
+        wanted = [n for n in wanted if not n.startswith("scrapy")]
+    expected_file = SITE / "expected.txt"
+    expected = set(expected_file.read_text().split())
+    hosts = [bench_site.address(k) for k in range(params["hosts"])]
+    bench = Bench(args, params, SITE / "seeds.txt", expected_file, expected, tmp, out_dir)
+    bench.server = start_server(
+        out_dir.parent,
+        nginx=args.nginx,
+        site=SITE,
+        port=params["port"],
+        hosts=hosts,
+        workers=args.server_workers,
+    )
+    server = bench.server
+    name = f"nginx {server.version}" if server.kind == "nginx" else "bench_server.py (asyncio)"
+    results["server"] = f"{name}, {args.server_workers} worker process(es)"
+    results["machine"] = report.machine(results["server"], SCRAPY_PY if scrapy_ok else None)
+    kb = params["html_bytes"] / params["html_pages"] / 1024
+    caps = f"Scrapy capped at {args.scrapy_cap} pages" if args.scrapy_cap else "no page caps"
+    conditions = (
+        f"site: {params['hosts']} hosts x {params['pages']} pages, {params['expected_urls']} URLs "
+        f"to fetch, {kb:.1f} KB/page, {params['linked_private_urls']} linked robots-disallowed "
+        f"URLs; concurrency {args.concurrency}, per host {args.per_host}; medians of {args.reps} "
+        f"interleaved reps; {caps}, the others crawl the whole site"
+    )
+    results["conditions"] = conditions
+    results["site"] = params
+    try:
+        if not args.no_ceiling:
+            log("server ceiling: aiohttp fetching expected.txt, no parsing")
+            ceiling = bench.run("fetch-only", 0)
+            results["server_ceiling"] = ceiling
+        for rep in range(1, args.reps + 1):
+            for name in wanted:
+                log(f"rep {rep}/{args.reps}: {name}")
+                record = bench.run(name, rep)
+                bench.runs.append(record)
+                if "error" in record:
+                    log(
+                        f"{name} FAILED (exit {record['exit']}): {record['error'].splitlines()[-1]}"
+                    )
+                else:
+                    log(
+                        f"{name}: {record['pages']} pages, {record.get('pages_per_s')} pages/s, "
+                        f"{record['cpu_s']} CPU s, {record['peak_rss_mb']} MB"
+                    )
+        prof = None
+        if not args.no_profile:
+            log("profiling one crawler run under cProfile")
+            prof = profile(bench, args.top)
+            results["profile"] = prof
+    finally:
+        bench.server.stop()
+    results["runs"] = bench.runs
+    rows = [report.medians(bench.runs, n) for n in wanted]
+    results["medians"] = rows
+    results["targets"] = report.targets({r["name"]: r for r in rows})
+    results["table"] = report.render(rows)
+    print(report.site_text(results))
+    return 0 if all(r["runs"] and not r["failed"] for r in rows) else 1
+
+
+def frontier_benchmark(
+    args: argparse.Namespace, results: dict[str, Any], tmp: Path, out_dir: Path
+) -> int:
+    """One crawl of a generated site whose frontier grows past --frontier-target URLs."""
+    links = args.frontier_links
+    pages = math.ceil(args.frontier_target / (links - 1)) + args.concurrency
+    hosts = [bench_site.address(k) for k in range(args.frontier_hosts)]
+    port = args.port + FRONTIER_PORT_OFFSET
+    seeds = tmp / "frontier-seeds.txt"
+    seeds.write_text("".join(f"http://{h}:{port}/\n" for h in hosts))
+    server = start_server(
+        out_dir.parent, nginx=None, site=None, port=port, hosts=hosts, links=links
+    )
+    results["machine"] = report.machine("bench_server.py frontier", None)
+    db = tmp / "frontier.db"
+    argv = crawler_argv(args, seeds, db, "--max-pages", str(pages))
+    log(f"frontier: {len(hosts)} hosts, {links} new links a page, stopping after {pages} pages")
+    try:
+        m = measure(argv, cwd=tmp, timeout=args.timeout * 2, out_dir=out_dir, label="frontier")
+    finally:
+        server.stop()
+    record: dict[str, Any] = {
+        "hosts": len(hosts),
+        "links_per_page": links,
+        "max_pages": pages,
+        "exit": m.code,
+        "wall_s": round(m.wall_s, 2),
+        "cpu_s": round(m.cpu_s, 2),
+        "peak_rss_mb": round(m.peak_rss_mb, 1),
+    }
+    if db.exists():
+        con = sqlite3.connect(db)
+        try:
+            q = "SELECT count(*) FROM urls WHERE state = 'queued'"
+            record["queued"] = con.execute(q).fetchone()[0]
+            record["urls"] = con.execute("SELECT count(*) FROM urls").fetchone()[0]
+            record["pages"] = con.execute("SELECT count(*) FROM pages").fetchone()[0]
+            record["links"] = con.execute("SELECT count(*) FROM links").fetchone()[0]
+        finally:
+            con.close()
+        record["db_mb"] = round(sum(p.stat().st_size for p in tmp.glob("frontier.db*")) / 2**20, 1)
+    if m.code != 0:
+        record["error"] = (m.stderr.strip() or f"exit {m.code}")[-1500:]
+    results["frontier"] = record
+    print(report.frontier_text(results, args.concurrency, args.per_host))
+    if "error" in record or record["queued"] < args.frontier_target:
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    doc = __doc__ or ""
+    ap = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--per-host", type=int, default=4)
+    ap.add_argument("--runners", default=",".join(RUNNERS), help="comma-separated subset")
+    ap.add_argument("--scrapy-cap", type=int, default=2000, help="Scrapy's page cap (0: none)")
+    ap.add_argument("--crawler", help="the crawler command (default: this venv's `crawler`)")
+    ap.add_argument(
+        "--server",
+        choices=["auto", "nginx", "python"],
+        default="auto",
+        help="auto: nginx when installed, else bench_server.py",
+    )
+    ap.add_argument("--install-nginx", action="store_true", help="apt-get install nginx if missing")
+    ap.add_argument("--server-workers", type=int, default=1, help="server processes (default 1)")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds before a run is killed")
+    ap.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    ap.add_argument("--profile-pages", type=int, default=0, help="profile run's --max-pages")
+    ap.add_argument("--top", type=int, default=15, help="functions in each profile list")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the server-ceiling run")
+    ap.add_argument("--no-setup", action="store_true", help="never pip-install Scrapy")
+    ap.add_argument("--json", type=Path, default=ROOT / "bench-results.json")
+    site = ap.add_argument_group("site")
+    site.add_argument("--hosts", type=int, default=40)
+    site.add_argument("--pages", type=int, default=500, help="pages per host")
+    site.add_argument("--links", type=int, default=30, help="links per page")
+    site.add_argument("--size", type=float, default=15, help="average page KB")
+    site.add_argument("--seed", type=int, default=1)
+    site.add_argument("--port", type=int, default=18090)
+    big = ap.add_argument_group("frontier mode")
+    big.add_argument(
+        "--frontier",
+        action="store_true",
+        help="instead: a crawl whose frontier passes --frontier-target URLs",
+    )
+    big.add_argument("--frontier-target", type=int, default=1_000_000)
+    big.add_argument("--frontier-links", type=int, default=1000, help="new links per page")
+    big.add_argument("--frontier-hosts", type=int, default=4)
+    args = ap.parse_args()
+    args.runners = [n.strip() for n in args.runners.split(",") if n.strip()]
+    unknown = set(args.runners) - set(RUNNERS)
+    if unknown:
+        ap.error(f"unknown runner(s) {', '.join(sorted(unknown))}; have {', '.join(RUNNERS)}")
+    if args.frontier_links < 2:
+        ap.error("--frontier-links must be at least 2")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # beside stderr's log
+    args.nginx = None
+    if not args.frontier and args.server != "python":
+        args.nginx = nginx_binary(args.install_nginx)
+        if args.nginx is None:
+            if args.server == "nginx":
+                raise SystemExit("bench: nginx is not installed (--install-nginx installs it)")
+            log("nginx not found: serving with bench_server.py (--install-nginx for nginx)")
+    # SIGTERM ends the run like Ctrl-C does, through the finally blocks that stop servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    began = time.time()
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv[1:],
+        "load_before": busy_check(),
+    }
+    out_dir = WORK / "logs" / time.strftime("run-%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    code = 1
+    try:
+        with temp_dir() as tmp:
+            mode = frontier_benchmark if args.frontier else site_benchmark
+            results["mode"] = "frontier" if args.frontier else "site"
+            code = mode(args, results, tmp, out_dir)
+    finally:
+        kill_current()
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["total_s"] = round(time.time() - began, 1)
+    path = args.json
+    if args.frontier and path == ROOT / "bench-results.json":
+        path = ROOT / "bench-results-frontier.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\ntotal {results['total_s']:.0f} s; results in {path}; logs in {out_dir}")
+    return code
+
+
+def busy_check() -> list[float]:
+    """The load averages; a warning when other work shares the CPUs with the benchmark."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    cores = len(os.sched_getaffinity(0))
+    if load[0] > 0.5 * cores:
+        log(f"the machine is busy (load {load[0]} on {cores} cores): the numbers will be noisy")
+    return load
+
+
+@contextlib.contextmanager
+def temp_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as name:
+        yield Path(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,11 +106,14 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, new_seeds: list[str] | None = None) -> Summary:
+    async def run(
+        self, new_seeds: list[str] | None = None, *, handle_signals: bool = False
+    ) -> Summary:
         """Crawl until the frontier is empty, max_pages is reached, or we are stopped."""
         await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
         writer = asyncio.create_task(self._write_loop())
-        self._install_signals()
+        if handle_signals:
+            self._install_signals()
         try:
             async with make_session(self.settings, resolver=self.resolver) as session:
                 self._session = session
@@ -124,7 +127,8 @@ class Engine:
                     ):
                         raise result
         finally:
-            self._remove_signals()
+            if handle_signals:
+                self._remove_signals()
             self.frontier.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,7 +266,7 @@ class Engine:
         redirect_to = None
         error = resp.error
         final_url: str | None = item.url if resp.status is not None else None
-        chain_end = None
+        chain_end: tuple[str, str | None] | None = None
         status = resp.status or 0
         content_type = resp.content_type
         if 300 <= status < 400 and (location := resp.header("Location")) is not None:
@@ -271,13 +275,17 @@ class Engine:
                 error = f"redirect to an unusable URL: {location[:200]!r}"
             elif item.hops >= settings.max_redirects:
                 error = f"redirect limit of {settings.max_redirects} hops reached"
+            elif redirect_to in (item.url, item.origin):
+                error = "redirect loop"  # the chain has no final URL
             else:
                 hop = self.frontier.redirect(job, redirect_to)
                 if hop is not None:
                     new.append(hop)
                 elif item.origin is not None:
                     chain_end = (item.origin, redirect_to)  # the chain ends at a known URL
-            final_url = redirect_to
+            final_url = None if error == "redirect loop" else redirect_to
+            if error == "redirect loop" and item.origin is not None:
+                chain_end = (item.origin, None)
         elif item.origin is not None and resp.status is not None:
             chain_end = (item.origin, item.url)
         if 200 <= status < 300 and is_html(content_type) and resp.body:

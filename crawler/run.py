@@ -22,7 +22,7 @@ def run_crawl(
 ) -> int:
     """`crawler crawl`: a new crawl (or more seeds for the one in `db`)."""
     seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
-    main = crawl(db, settings, seeds, quiet=quiet, log_format=log_format)
+    main = crawl(db, settings, seeds, quiet=quiet, log_format=log_format, handle_signals=True)
     return _run(main, quiet=quiet, log_format=log_format)
 
 
@@ -30,7 +30,7 @@ def resume_crawl(
     db: str, overrides: dict[str, Any], *, quiet: bool = False, log_format: str = "text"
 ) -> int:
     """`crawler resume`: continue the crawl in `db`."""
-    main = resume(db, overrides, quiet=quiet, log_format=log_format)
+    main = resume(db, overrides, quiet=quiet, log_format=log_format, handle_signals=True)
     return _run(main, quiet=quiet, log_format=log_format)
 
 
@@ -51,9 +51,19 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def crawl(
-    db: str, settings: Settings, seeds: list[str], *, quiet: bool = True, log_format: str = "text"
+    db: str,
+    settings: Settings,
+    seeds: list[str],
+    *,
+    quiet: bool = True,
+    log_format: str = "text",
+    handle_signals: bool = False,
 ) -> Summary:
-    """Crawl `seeds` into `db` (the library entry point; the CLI wraps it)."""
+    """Crawl `seeds` into `db` (the library entry point; the CLI wraps it).
+
+    `handle_signals`: SIGINT/SIGTERM stop the crawl gracefully (the CLI's behaviour);
+    off by default so that embedding the crawler does not take over the process' signals.
+    """
     seeds = canonical_seeds(seeds, settings.max_url_length)
     storage = await Storage.open(db, create=True)
     try:
@@ -62,7 +72,7 @@ async def crawl(
         if record is not None:
             log.info("%s already holds a crawl: continuing it with %d new seed(s)", db, len(seeds))
         await storage.save_crawl(settings, all_seeds)
-        return await _go(storage, settings, all_seeds, seeds, quiet, log_format)
+        return await _go(storage, settings, all_seeds, seeds, quiet, log_format, handle_signals)
     finally:
         await storage.close()
 
@@ -73,6 +83,7 @@ async def resume(
     *,
     quiet: bool = True,
     log_format: str = "text",
+    handle_signals: bool = False,
 ) -> Summary:
     """Continue the crawl stored in `db`, with `overrides` replacing stored settings."""
     storage = await Storage.open(db, create=False)
@@ -87,7 +98,7 @@ async def resume(
         # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
         # (the frontier skips the ones it already holds).
         seeds = list(record.seeds)
-        return await _go(storage, settings, seeds, seeds, quiet, log_format)
+        return await _go(storage, settings, seeds, seeds, quiet, log_format, handle_signals)
     finally:
         await storage.close()
 
@@ -99,7 +110,8 @@ async def _go(
     new_seeds: list[str],
     quiet: bool,
     log_format: str,
+    handle_signals: bool,
 ) -> Summary:
     engine = Engine(storage, settings, seeds)
     async with shown(engine, quiet=quiet, log_format=log_format):
-        return await engine.run(new_seeds)
+        return await engine.run(new_seeds, handle_signals=handle_signals)

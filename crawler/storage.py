@@ -105,7 +105,7 @@ class Outcome:
     page: PageRow | None = None
     links: Sequence[tuple[str, str, int]] = ()  # (src_url, dst_url, nofollow)
     new_urls: Sequence[NewURL] = ()
-    chain_end: tuple[str, str] | None = None  # (origin, final_url): a redirect chain resolved
+    chain_end: tuple[str, str | None] | None = None  # (origin, final_url): a redirect chain resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +220,14 @@ class Storage:
         COMMIT would see rows the frontier has not been told about (`on_commit`), and
         queue URLs twice or never.
         """
-        async with self._lock, self.db.execute(
-            "SELECT id, url, host, depth, hops, origin FROM urls "
-            "WHERE host = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?",
-            (host, after_id, limit),
-        ) as cur:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT id, url, host, depth, hops, origin FROM urls "
+                "WHERE host = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?",
+                (host, after_id, limit),
+            ) as cur,
+        ):
             return [QueuedURL(*row) for row in await cur.fetchall()]
 
     async def page_count(self) -> int:
@@ -394,9 +397,10 @@ async def _check_and_migrate(db: aiosqlite.Connection, path: str) -> None:
                     f"BEGIN;\n{sql}\nINSERT INTO schema_migrations VALUES "
                     f"({version}, '{name}', {time.time()});\nCOMMIT;"
                 )
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     await db.rollback()
-                raise
+                # Any error, not only OperationalError (a data migration can hit a constraint).
+                raise StorageError(f"{path}: migration {name} failed: {exc}") from None
     except sqlite3.OperationalError as exc:
         raise StorageError(f"cannot write {path}: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import socket
@@ -350,7 +351,9 @@ async def test_connection_refused_is_an_error_row(db: str) -> None:
 
     summary = await run(db, [seed], ignore_robots=True)
 
-    ((status, error, final_url, body),) = rows(db, "SELECT status, error, final_url, body FROM pages")
+    ((status, error, final_url, body),) = rows(
+        db, "SELECT status, error, final_url, body FROM pages"
+    )
     assert status is None
     assert error.startswith("connect: ")
     assert (final_url, body) == (None, None)
@@ -389,16 +392,33 @@ class SmallFrontier(Frontier):
         return new
 
 
+@pytest.mark.parametrize(
+    ("n_hosts", "window", "host_window", "scan_batch"),
+    [
+        pytest.param(3, 20, 5, 4, id="3-hosts"),
+        # Refills of several reads each, with workers taking rows in between.
+        pytest.param(1, 10, 4, 1, id="1-host-many-reads"),
+    ],
+)
 async def test_frontier_overflows_to_the_database(
-    site: Site, db: str, monkeypatch: pytest.MonkeyPatch
+    site: Site,
+    db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    n_hosts: int,
+    window: int,
+    host_window: int,
+    scan_batch: int,
 ) -> None:
-    window = 20
-    small = functools.partial(SmallFrontier, window=window, host_window=5, scan_batch=4)
+    small = functools.partial(
+        SmallFrontier, window=window, host_window=host_window, scan_batch=scan_batch
+    )
     monkeypatch.setattr(crawler.engine, "Frontier", small)
     monkeypatch.setattr(SmallFrontier, "peak", 0)
     # Small commit batches, so refills see spilled rows while the crawl is still running.
-    monkeypatch.setattr(Storage, "__init__", functools.partialmethod(Storage.__init__, batch_size=8))
-    hosts = [await site.host() for _ in range(3)]
+    monkeypatch.setattr(
+        Storage, "__init__", functools.partialmethod(Storage.__init__, batch_size=8)
+    )
+    hosts = [await site.host() for _ in range(n_hosts)]
     for host in hosts:
         pages = [f"/p{k}" for k in range(60)]
         host.page("/", pages)
@@ -407,12 +427,14 @@ async def test_frontier_overflows_to_the_database(
         for k in range(0, 60, 10):
             host.page(f"/deep{k}")
 
-    await run(db, [h.url("/") for h in hosts], concurrency=8, per_host=2)
+    async with asyncio.timeout(10):  # a frontier that loses track of spilled rows waits for ever
+        await run(db, [h.url("/") for h in hosts], concurrency=8, per_host=2)
 
     assert 0 < SmallFrontier.peak <= window
     for host in hosts:
         expected = ["/robots.txt", "/", *(f"/p{k}" for k in range(60))]
         expected += [f"/deep{k}" for k in range(0, 60, 10)]
         assert Counter(host.paths) == Counter(expected), host.ip
-    assert rows(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(3 * 67, 3 * 67)]
-    assert rows(db, "SELECT state, count(*) FROM urls GROUP BY state") == [("done", 3 * 67)]
+    total = n_hosts * 67
+    assert rows(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(total, total)]
+    assert rows(db, "SELECT state, count(*) FROM urls GROUP BY state") == [("done", total)]

@@ -104,6 +104,11 @@ async def test_redirect_loop_ends(site: Site, db: str) -> None:
     assert summary.finished
     assert summary.errors == 0
     assert rows(db, "SELECT count(*) FROM frontier") == [(0,)]
+    # A loop has no final URL; the hop that closes it says so.
+    assert rows(db, "SELECT url, final_url, error FROM pages ORDER BY url") == [
+        (host.url("/a"), None, None),
+        (host.url("/b"), None, "redirect loop"),
+    ]
 
 
 async def test_redirect_to_already_fetched_page(site: Site, db: str) -> None:

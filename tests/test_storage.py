@@ -66,28 +66,39 @@ async def test_pages_url_is_unique_in_the_schema(db: str) -> None:
             conn.execute(insert, (HOST + "/", HOST))
 
 
-BROKEN = (
-    "CREATE TABLE extra_a (x INTEGER);\n"
-    "CREATE INDEX extra_a_x ON extra_a (x);\n"
-    "INSERT INTO no_such_table VALUES (1);\n"  # fails here, after two statements succeeded
-    "CREATE TABLE extra_b (y INTEGER);\n"
+FIXED = "CREATE TABLE extra_a (x INTEGER UNIQUE);\nCREATE TABLE extra_b (y INTEGER);\n"
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        pytest.param(
+            "CREATE TABLE extra_a (x INTEGER);\nCREATE INDEX extra_a_x ON extra_a (x);\n"
+            "INSERT INTO no_such_table VALUES (1);\nCREATE TABLE extra_b (y INTEGER);\n",
+            "no such table: no_such_table",
+            id="missing-table",
+        ),
+        pytest.param(
+            "CREATE TABLE extra_a (x INTEGER UNIQUE);\nINSERT INTO extra_a VALUES (1);\n"
+            "INSERT INTO extra_a VALUES (1);\nCREATE TABLE extra_b (y INTEGER);\n",
+            "UNIQUE constraint failed",
+            id="constraint",
+        ),
+    ],
 )
-FIXED = "CREATE TABLE extra_a (x INTEGER);\nCREATE TABLE extra_b (y INTEGER);\n"
-
-
 @pytest.mark.parametrize(
     "existing", [pytest.param(False, id="new-file"), pytest.param(True, id="existing-file")]
 )
 async def test_failed_migration_leaves_no_trace(
-    db: str, existing: bool, monkeypatch: pytest.MonkeyPatch
+    db: str, existing: bool, broken: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if existing:
         await open_and_close(db)
     real = migrations()
     extra = len(real) + 1
     name = f"{extra:04d}_extra.sql"
-    monkeypatch.setattr(crawler.storage, "migrations", lambda: [*real, (extra, name, BROKEN)])
-    with pytest.raises(StorageError, match="no_such_table"):
+    monkeypatch.setattr(crawler.storage, "migrations", lambda: [*real, (extra, name, broken)])
+    with pytest.raises(StorageError, match=f"migration {name} failed: {message}"):
         await Storage.open(db, create=True)
     assert not {"extra_a", "extra_a_x", "extra_b"} & schema_objects(db)
     assert [v for v, _, _ in applied(db)] == [v for v, _, _ in real]  # no row for the failure

@@ -1,0 +1,214 @@
+"""Settings: defaults < config.toml < flags, clear one-line errors, one name everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from crawler.cli import cli
+from crawler.config import SETTING_NAMES, Settings
+
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+SEED = "http://127.0.0.2:9/"  # never fetched: every crawl here fails before the network
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # ./config.toml is looked up in the working directory
+    return tmp_path
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def effective(*args: str) -> dict[str, tuple[Any, str]]:
+    """`crawler config --json ARGS` as {key: (value, source)}."""
+    result = invoke("config", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    return {k: (v["value"], v["source"]) for k, v in json.loads(result.stdout).items()}
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> str:
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("crawler: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- precedence
+
+
+def test_defaults_when_nothing_is_given() -> None:
+    got = effective()
+    assert got["db"] == ("crawl.db", "default")
+    for name in SETTING_NAMES:
+        default = getattr(Settings(), name)
+        expected = list(default) if isinstance(default, tuple) else default
+        assert got[name] == (expected, "default"), name
+
+
+def test_config_file_overrides_defaults_and_flags_override_both(in_tmp: Path) -> None:
+    (in_tmp / "config.toml").write_text(
+        'db = "from-file.db"\nper_host = 5\ndelay = 0.5\nallow = ["/docs/"]\nscope = "domain"\n'
+    )
+    got = effective("--per-host", "7", "--allow", "/blog/", "--allow", "/news/", "--no-cookies")
+    assert got["db"] == ("from-file.db", "config.toml")
+    assert got["per_host"] == (7, "command line")
+    assert got["allow"] == (["/blog/", "/news/"], "command line")  # a list flag replaces the key
+    assert got["cookies"] == (False, "command line")
+    assert got["delay"] == (0.5, "config.toml")
+    assert got["scope"] == ("domain", "config.toml")
+    assert got["concurrency"] == (64, "default")
+    assert effective("--db", "flag.db")["db"] == ("flag.db", "command line")
+
+
+def test_explicit_config_path_replaces_the_default_file(in_tmp: Path) -> None:
+    (in_tmp / "config.toml").write_text("per_host = 5\nretries = 4\n")
+    (in_tmp / "other.toml").write_text("per_host = 3\n")
+    got = effective("--config", "other.toml")
+    assert got["per_host"] == (3, "other.toml")
+    assert got["retries"] == (2, "default")  # ./config.toml was not read at all
+
+
+def test_integer_in_file_is_accepted_for_a_float_setting(in_tmp: Path) -> None:
+    (in_tmp / "config.toml").write_text("delay = 1\ntimeout = 5\n")
+    got = effective()
+    assert got["delay"] == (1.0, "config.toml")
+    assert got["timeout"] == (5.0, "config.toml")
+
+
+def test_config_text_output_shows_each_value_and_its_source(in_tmp: Path) -> None:
+    (in_tmp / "config.toml").write_text("delay = 0.5\n")
+    result = invoke("config", "--per-host", "4")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(lines) == {"db", *SETTING_NAMES}
+    assert re.fullmatch(r"per_host\s+4\s+# command line", lines["per_host"])
+    assert re.fullmatch(r"delay\s+0\.5\s+# config\.toml", lines["delay"])
+    assert re.fullmatch(r"concurrency\s+64\s+# default", lines["concurrency"])
+    assert re.fullmatch(r'db\s+"crawl\.db"\s+# default', lines["db"])
+
+
+# ---------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        pytest.param("per_hots = 3\n", ["unknown setting 'per_hots'"], id="unknown-key"),
+        pytest.param(
+            "per_host = 2\nbogus = 1\n", ["unknown setting 'bogus'"], id="unknown-among-known"
+        ),
+        pytest.param('per_host = "two"\n', ["'per_host'", "integer", "'two'"], id="str-for-int"),
+        pytest.param("per_host = 1.5\n", ["'per_host'", "integer"], id="float-for-int"),
+        pytest.param("per_host = true\n", ["'per_host'", "integer"], id="bool-for-int"),
+        pytest.param('delay = "fast"\n', ["'delay'", "number"], id="str-for-float"),
+        pytest.param(
+            'ignore_robots = "yes"\n', ["'ignore_robots'", "true or false"], id="str-bool"
+        ),
+        pytest.param("allow = [1, 2]\n", ["'allow'", "list of strings"], id="ints-for-list"),
+        pytest.param("scope = 3\n", ["'scope'", "string"], id="int-for-str"),
+        pytest.param('scope = "planet"\n', ["scope must be one of host, domain, any"], id="scope"),
+        pytest.param("per_host = 0\n", ["per_host must be at least 1"], id="zero-per-host"),
+        pytest.param("delay = -1\n", ["delay must not be negative"], id="negative-delay"),
+        pytest.param('db = ""\n', ["'db'"], id="empty-db"),
+        pytest.param("per_host = \n", ["invalid TOML", "config.toml", "line 1"], id="bad-toml"),
+        pytest.param("[crawl]\nper_host = 2\n", ["unexpected table [crawl]"], id="table"),
+        pytest.param('deny = ["[a-"]\n', ["invalid regex '[a-'"], id="bad-regex"),
+        pytest.param(b"delay = 1\n\xff\xfe\n", ["config.toml"], id="not-utf8"),
+    ],
+)
+@pytest.mark.parametrize("command", ["config", "crawl"])
+def test_bad_config_file_is_one_line_and_exit_2(
+    in_tmp: Path, toml: str | bytes, fragments: list[str], command: str
+) -> None:
+    path = in_tmp / "config.toml"
+    if isinstance(toml, bytes):
+        path.write_bytes(toml)
+    else:
+        path.write_text(toml)
+    args = ["crawl", "--db", "crawl.db", SEED] if command == "crawl" else ["config"]
+    assert_one_line_error(invoke(*args), *fragments)
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["config.toml"]  # no database created
+
+
+BAD_FLAGS = [
+    pytest.param(["--allow", "("], ["invalid regex '('"], id="bad-allow"),
+    pytest.param(["--deny", "a", "--deny", "*x"], ["invalid regex '*x'"], id="bad-deny"),
+    pytest.param(["--per-host", "two"], ["--per-host", "'two'"], id="flag-type"),
+    pytest.param(["--delay", "soon"], ["--delay", "'soon'"], id="flag-float"),
+    pytest.param(["--scope", "planet"], ["--scope", "'planet'"], id="flag-choice"),
+    pytest.param(["--concurrency", "0"], ["concurrency must be at least 1"], id="flag-range"),
+    pytest.param(["--max-depth", "-2"], ["max_depth must be -1"], id="flag-depth"),
+]
+MISSING_CONFIG = pytest.param(
+    ["--config", "missing.toml"], ["config file not found: missing.toml"], id="no-config"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "fragments"),
+    [
+        pytest.param(command, *p.values, id=f"{command}-{p.id}")
+        for command in ("config", "crawl", "resume")
+        for p in [*BAD_FLAGS, *([MISSING_CONFIG] if command != "resume" else [])]
+    ],
+)
+def test_bad_flag_is_one_line_and_exit_2(
+    in_tmp: Path, command: str, flags: list[str], fragments: list[str]
+) -> None:
+    args = {"config": ["config"], "crawl": ["crawl", SEED], "resume": ["resume"]}[command]
+    assert_one_line_error(invoke(*args, *flags), *fragments)
+    assert list(in_tmp.iterdir()) == []  # checked before any file is touched
+
+
+# ---------------------------------------------------------------------- one name everywhere
+
+
+def test_repo_config_toml_documents_every_setting_with_its_default() -> None:
+    text = REPO_CONFIG.read_text(encoding="utf-8")
+    values = tomllib.loads(text)
+    assert set(values) == {"db", *SETTING_NAMES}
+    lines = text.splitlines()
+    for name in ("db", *SETTING_NAMES):
+        index = next(i for i, line in enumerate(lines) if re.match(rf"{name}\s*=", line))
+        assert lines[index - 1].startswith("# "), f"{name} has no comment line above it"
+    defaults = dataclasses.asdict(Settings())
+    for name in SETTING_NAMES:
+        default = defaults[name]
+        assert values[name] == (list(default) if isinstance(default, tuple) else default), name
+    assert values["db"] == "crawl.db"
+
+
+def test_repo_config_toml_is_a_valid_config(in_tmp: Path) -> None:
+    (in_tmp / "config.toml").write_text(REPO_CONFIG.read_text(encoding="utf-8"))
+    got = effective()
+    assert all(source == "config.toml" for _, source in got.values())
+
+
+def options(command: str) -> dict[str, click.Option]:
+    cmd = cli.commands[command]  # type: ignore[attr-defined]
+    return {o.name: o for o in cmd.params if isinstance(o, click.Option) and o.name}
+
+
+@pytest.mark.parametrize("command", ["crawl", "resume", "config"])
+def test_every_setting_is_a_flag_of_the_same_name(command: str) -> None:
+    opts = options(command)
+    for name in SETTING_NAMES:
+        assert name in opts, f"{command} has no flag for {name}"
+        flag = "--" + name.replace("_", "-")
+        assert flag in opts[name].opts, (name, opts[name].opts)
+        assert opts[name].help, f"--{name} has no help text"

@@ -155,7 +155,13 @@ class Engine:
         """First call: finish open requests, start no new ones. Second: cancel them too."""
         self._stops += 1
         self.frontier.stop()
-        if self._stops > 1:
+        if self._stops == 1:
+            log.warning(
+                "stopping: finishing %d open request(s); interrupt again to stop at once",
+                self.frontier.in_flight,
+            )
+        else:
+            log.warning("stopping at once")
             for task in self._workers:
                 task.cancel()
 

@@ -105,7 +105,9 @@ class Outcome:
     page: PageRow | None = None
     links: Sequence[tuple[str, str, int]] = ()  # (src_url, dst_url, nofollow)
     new_urls: Sequence[NewURL] = ()
-    chain_end: tuple[str, str | None] | None = None  # (origin, final_url): a redirect chain resolved
+    chain_end: tuple[str, str | None] | None = (
+        None  # (origin, final_url): a redirect chain resolved
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from crawler.urls import canonical_url
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.25  # seconds between commits when batches do not fill up sooner
-BACKLOG_LIMIT = 5_000  # outcomes waiting to be written before workers help write them
+BACKLOG_BYTES = 12_000_000  # RAM held by outcomes awaiting the writer before workers help write
 
 
 @dataclass(slots=True)
@@ -111,6 +111,7 @@ class Engine:
     ) -> Summary:
         """Crawl until the frontier is empty, max_pages is reached, or we are stopped."""
         await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
+        await self.storage.suspend_indexes()
         writer = asyncio.create_task(self._write_loop())
         if handle_signals:
             self._install_signals()
@@ -134,6 +135,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             await self.storage.flush()
+            await self.storage.restore_indexes()
         interrupted = self._stops > 0
         finished = not interrupted
         if finished:
@@ -244,7 +246,7 @@ class Engine:
             outcome = Outcome(url=item.url, state="done", page=row)
         self.storage.add(outcome)
         self.frontier.finish(job, stored=True, failed=failed)
-        if self.storage.backlog >= BACKLOG_LIMIT:
+        if self.storage.backlog_bytes >= BACKLOG_BYTES:
             # Back-pressure: when SQLite falls behind, workers wait for the write
             # instead of piling outcomes up in RAM.
             await self.storage.flush()
@@ -330,7 +332,8 @@ class Engine:
             redirect_to=redirect_to,
             attempts=job.attempt,
             body_codec=codec,
-            content_hash=hashlib.sha1(resp.body).hexdigest() if resp.body else None,
+            # Plain bodies are hashed by storage, off the event loop.
+            content_hash=hashlib.sha1(resp.body).hexdigest() if codec and resp.body else None,
             title=parsed.title if parsed is not None else None,
         )
         return Outcome(

@@ -384,7 +384,11 @@ class Frontier:
 
     def _committed(self, batch: list[Outcome]) -> None:
         """Storage committed `batch`: forget its URLs; spilled rows are now visible."""
+        overflowed = bool(self._uncommitted)  # else every new URL of the batch is in RAM
         for o in batch:
+            if not overflowed:
+                self._pending.discard(o.url)
+                continue
             for n in o.new_urls:
                 if n.url not in self._pending:
                     left = self._uncommitted[n.host] - 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import aiosqlite
 
@@ -81,7 +83,7 @@ class PageRow:
     redirect_to: str | None
     attempts: int
     body_codec: str | None
-    content_hash: str | None
+    content_hash: str | None  # None: storage hashes the plain body itself
     title: str | None
 
     @classmethod
@@ -140,6 +142,7 @@ class Storage:
         self.batch_size = batch_size
         self.on_commit: Callable[[list[Outcome]], None] | None = None
         self._buffer: list[Outcome] = []
+        self.backlog_bytes = 0
         self._lock = asyncio.Lock()
         self._full = asyncio.Event()
 
@@ -167,6 +170,9 @@ class Storage:
             raise StorageError(f"cannot open {path}: {exc}") from None
         try:
             await _check_and_migrate(db, path)
+            # Hashing bodies in SQL runs it on the writer's thread, where hashlib releases
+            # the GIL: the event loop's core stays free for fetching and parsing.
+            await db.create_function("crawler_sha1", 1, _sha1, deterministic=True)
         except BaseException:
             await db.close()
             raise
@@ -195,6 +201,21 @@ class Storage:
             "seeds = excluded.seeds, resumed_at = ?, finished_at = NULL",
             (settings.to_json(), json.dumps(list(seeds)), now, now),
         )
+
+    # Indexes only queries need, kept in step with migrations/. Maintaining links_dst row
+    # by row costs more than all other writes together (random inserts into a B-tree of
+    # URLs): it is dropped while a run writes and rebuilt, sorted in one go, when it ends.
+    _DEFERRED_INDEXES: ClassVar[dict[str, str]] = {
+        "links_dst": "CREATE INDEX IF NOT EXISTS links_dst ON links (dst_url)"
+    }
+
+    async def suspend_indexes(self) -> None:
+        for name in self._DEFERRED_INDEXES:
+            await self.db.execute(f"DROP INDEX IF EXISTS {name}")
+
+    async def restore_indexes(self) -> None:
+        for sql in self._DEFERRED_INDEXES.values():
+            await self.db.execute(sql)
 
     async def mark_finished(self) -> None:
         await self.db.execute("UPDATE crawl SET finished_at = ? WHERE id = 1", (time.time(),))
@@ -255,6 +276,11 @@ class Storage:
     def add(self, outcome: Outcome) -> None:
         """Queue an outcome for the next batch (committed by `flush`)."""
         self._buffer.append(outcome)
+        page = outcome.page
+        # A rough count of the RAM the outcome holds: its body and ~100 bytes per row.
+        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
+            len(outcome.links) + len(outcome.new_urls) + 1
+        )
         if len(self._buffer) >= self.batch_size:
             self._full.set()
 
@@ -280,6 +306,7 @@ class Storage:
     async def _flush(self) -> int:
         async with self._lock:
             batch, self._buffer = self._buffer, []
+            self.backlog_bytes = 0
             if not batch:
                 return 0
             new_urls, pages, links, states, chains = _rows(batch)
@@ -327,7 +354,15 @@ _PAGE_COLUMNS = (
     "elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts, "
     "body_codec, content_hash, title"
 )
-_INSERT_PAGE = f"INSERT OR IGNORE INTO pages ({_PAGE_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+# content_hash: the engine's value, else the SHA-1 of the (plain) body, computed in SQL.
+_INSERT_PAGE = (
+    f"INSERT OR IGNORE INTO pages ({_PAGE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?)"
+)
+
+
+def _sha1(body: bytes | None) -> str | None:
+    return hashlib.sha1(body).hexdigest() if body else None
 
 
 def _rows(
@@ -348,7 +383,8 @@ def _rows(
                 (p.url, p.final_url, p.status, p.error, p.content_type, p.depth, p.fetched_at,
                  p.body, p.host, p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
                  int(p.links_truncated), p.redirect_to, p.attempts, p.body_codec,
-                 p.content_hash, p.title)
+                 p.content_hash, p.body if p.content_hash is None and p.body_codec is None
+                 else None, p.title)
             )  # fmt: skip
         links.extend(o.links)
         if o.state is not None:

@@ -49,7 +49,8 @@ from bench_proc import Server, kill_current, log, measure, read_from, server_che
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 WORK = SCRIPTS / ".bench"  # git-ignored: the site, Scrapy's venv, logs
-SITE = WORK / "site"
+SITE = WORK / "site"  # --port P other than the default: WORK / "site-P"
+DEFAULT_PORT = 18090
 SCRAPY_VENV = WORK / "venv"
 SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
 BASELINES = SCRIPTS / "baselines"
@@ -60,8 +61,14 @@ FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
 # ---------------------------------------------------------------- setup
 
 
+def site_dir(args: argparse.Namespace) -> Path:
+    """Where the site lives: one per port, so that two benchmarks on two ports can coexist."""
+    return SITE if args.port == DEFAULT_PORT else SITE.with_name(f"site-{args.port}")
+
+
 def ensure_site(args: argparse.Namespace) -> dict[str, Any]:
     """The generated site's params.json, generating it when absent or different."""
+    site = site_dir(args)
     wanted = {
         "hosts": args.hosts,
         "pages": args.pages,
@@ -70,13 +77,13 @@ def ensure_site(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "port": args.port,
     }
-    params_file = SITE / "params.json"
+    params_file = site / "params.json"
     if params_file.exists():
         have: dict[str, Any] = json.loads(params_file.read_text())
         if all(have.get(k) == v for k, v in wanted.items()):
             return have
-    log(f"generating the site in {SITE.relative_to(ROOT)} (once; ~10 s)")
-    return bench_site.generate(SITE, **wanted)
+    log(f"generating the site in {site.relative_to(ROOT)} (once; ~10 s)")
+    return bench_site.generate(site, **wanted)
 
 
 def ensure_scrapy(setup: bool) -> bool:
@@ -149,6 +156,16 @@ class Bench:
     server: Server | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
 
+    def serve(self) -> Server:
+        return start_server(
+            self.out_dir.parent,
+            nginx=self.args.nginx,
+            site=self.seeds.parent,
+            port=self.params["port"],
+            hosts=[bench_site.address(k) for k in range(self.params["hosts"])],
+            workers=self.args.server_workers,
+        )
+
     def argv(self, name: str, db: Path) -> list[str]:
         if name == "crawler":
             return crawler_argv(self.args, self.seeds, db)
@@ -176,6 +193,7 @@ class Bench:
             label=f"{name}.{rep}",
         )
         time.sleep(0.3)  # bench_server.py flushes its log every 0.1 s
+        died = self.server.proc.poll() is not None
         record: dict[str, Any] = {"name": name, "rep": rep, "exit": m.code}
         record.update(wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 2))
         record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
@@ -197,6 +215,13 @@ class Bench:
             record["cpu_ms_per_page"] = round(1000 * m.cpu_s / pages, 3)
         if m.code != 0 or not pages:
             record["error"] = (m.stderr.strip() or m.stdout.strip() or f"exit {m.code}")[-1500:]
+        if died:
+            # Someone killed the server (pkill nginx?): this run means nothing; start anew.
+            record["error"] = "the server died during the run; it was restarted"
+            record["server_died"] = True
+            log(f"the server died during {name} (see {self.server.log.parent}); restarting it")
+            self.server.stop()
+            self.server = self.serve()
         for path in self.tmp.glob(f"{name}.{rep}.db*"):
             path.unlink()
         return record
@@ -254,13 +279,18 @@ def profile(bench: Bench, top: int) -> dict[str, Any]:
     m = measure(
         argv, cwd=bench.tmp, timeout=bench.args.timeout * 3, out_dir=bench.out_dir, label="profile"
     )
+    pages = 0
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            pages = con.execute("SELECT count(*) FROM pages WHERE status = 200").fetchone()[0]
     for path in bench.tmp.glob("profile.db*"):
         path.unlink()
-    if m.code != 0 or not prof.exists():
+    if m.code != 0 or not prof.exists() or not pages:
         return {"error": (m.stderr.strip() or f"exit {m.code}")[-1500:]}
     split = json.loads(Path(str(prof) + ".json").read_text())
     return {
         "profiler": "cProfile (main thread only; aiosqlite's thread is not in it)",
+        "pages": pages,
         "wall_s": round(m.wall_s, 2),
         "cpu_s": round(m.cpu_s, 2),
         **split,
@@ -279,18 +309,11 @@ def site_benchmark(
     scrapy_ok = any(n.startswith("scrapy") for n in wanted) and ensure_scrapy(not args.no_setup)
     if not scrapy_ok:
         wanted = [n for n in wanted if not n.startswith("scrapy")]
-    expected_file = SITE / "expected.txt"
+    site = site_dir(args)
+    expected_file = site / "expected.txt"
     expected = set(expected_file.read_text().split())
-    hosts = [bench_site.address(k) for k in range(params["hosts"])]
-    bench = Bench(args, params, SITE / "seeds.txt", expected_file, expected, tmp, out_dir)
-    bench.server = start_server(
-        out_dir.parent,
-        nginx=args.nginx,
-        site=SITE,
-        port=params["port"],
-        hosts=hosts,
-        workers=args.server_workers,
-    )
+    bench = Bench(args, params, site / "seeds.txt", expected_file, expected, tmp, out_dir)
+    bench.server = bench.serve()
     server = bench.server
     name = f"nginx {server.version}" if server.kind == "nginx" else "bench_server.py (asyncio)"
     results["server"] = f"{name}, {args.server_workers} worker process(es)"
@@ -314,6 +337,9 @@ def site_benchmark(
             for name in wanted:
                 log(f"rep {rep}/{args.reps}: {name}")
                 record = bench.run(name, rep)
+                if record.get("server_died"):
+                    bench.runs.append(record)
+                    record = bench.run(name, rep)  # once more, on the restarted server
                 bench.runs.append(record)
                 if "error" in record:
                     log(
@@ -427,7 +453,7 @@ def parse_args() -> argparse.Namespace:
     site.add_argument("--links", type=int, default=30, help="links per page")
     site.add_argument("--size", type=float, default=15, help="average page KB")
     site.add_argument("--seed", type=int, default=1)
-    site.add_argument("--port", type=int, default=18090)
+    site.add_argument("--port", type=int, default=DEFAULT_PORT, help="the site's port")
     big = ap.add_argument_group("frontier mode")
     big.add_argument(
         "--frontier",

@@ -111,7 +111,7 @@ def start_server(
     access.write_text("")
     if nginx is not None and site is not None:
         conf = tmp / "nginx.conf"
-        conf.write_text(nginx_conf(site, hosts, port, access, tmp, workers))
+        conf.write_text(nginx_conf(site, hosts, port, logs, tmp, workers))
         argv = [nginx, "-p", str(tmp), "-c", str(conf)]
         out = subprocess.run([nginx, "-v"], capture_output=True, text=True)
         version = (out.stderr or out.stdout).strip().split("/")[-1]
@@ -122,16 +122,17 @@ def start_server(
         if site is None:
             argv += ["--hosts", str(len(hosts)), "--links", str(links)]
         version = "bench_server.py"
-    err = open(tmp / "stderr", "w")  # noqa: SIM115  # the server's whole life
-    proc = subprocess.Popen(argv, stdout=err, stderr=err, start_new_session=True, env=runner_env())
+    errors = logs / f"server-{port}.err"  # nginx's error_log too: kept after the server stops
+    with open(errors, "a") as err:
+        proc = subprocess.Popen(
+            argv, stdout=err, stderr=err, start_new_session=True, env=runner_env()
+        )
     server = Server(proc, kind, access, tmp, version)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             server.stop()
-            raise SystemExit(
-                f"bench: {kind} exited at start: {(tmp / 'stderr').read_text()[-500:]}"
-            )
+            raise SystemExit(f"bench: {kind} exited at start: {errors.read_text()[-500:]}")
         if answers(hosts[0], port) and answers(hosts[-1], port) and proc.poll() is None:
             return server
         time.sleep(0.1)
@@ -160,15 +161,14 @@ def answers(host: str, port: int) -> bool:
         conn.close()
 
 
-def nginx_conf(
-    site: Path, hosts: list[str], port: int, access: Path, tmp: Path, workers: int
-) -> str:
+def nginx_conf(site: Path, hosts: list[str], port: int, logs: Path, tmp: Path, workers: int) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""  # else workers may not read the site
     listens = "".join(f"        listen {h}:{port};\n" for h in hosts)
     return f"""{user}daemon off;
 worker_processes {workers};
+worker_rlimit_nofile 65536;
 pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
+error_log {logs}/server-{port}.err warn;
 events {{ worker_connections 8192; }}
 http {{
     types {{ text/html html; text/plain txt; }}
@@ -178,14 +178,13 @@ http {{
     keepalive_timeout 65;
     keepalive_requests 100000;
     server_tokens off;
-    open_file_cache max=50000 inactive=60s;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     log_format bench '$msec $server_addr $status $body_bytes_sent "$request_uri"';
-    access_log {access} bench;
+    access_log {logs}/access-{port}.log bench;
     server {{
 {listens}        root {site}/$server_addr;
         index index.html;

@@ -209,3 +209,26 @@ def threaded_site() -> Iterator[tuple[Site, LoopThread]]:
             thread.call(site.close())
         finally:
             thread.close()
+
+
+async def broken_body(request: web.Request) -> web.StreamResponse:
+    """Promises 1000 bytes, sends 11, hangs up: a network error row (status NULL)."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+    resp.content_length = 1000
+    await resp.prepare(request)
+    await resp.write(b"<html>short")
+    assert request.transport is not None
+    request.transport.close()
+    return resp
+
+
+def assert_one_line_error(result: Any, *fragments: str, code: int = 2) -> str:
+    """A CLI failure as the contract says: exit code, one `crawler: error:` line, no traceback."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("crawler: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    return str(lines[0])

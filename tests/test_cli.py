@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from support import Host, rows, threaded_site, urls
+from support import Host, assert_one_line_error, rows, threaded_site, urls
 
 from crawler.cli import cli
 
@@ -47,16 +47,6 @@ def invoke(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(
         cli, list(args), input=input, catch_exceptions=False, prog_name="crawler"
     )
-
-
-def assert_one_line_error(result: Result, *fragments: str, code: int = 2) -> None:
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("crawler: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
 
 
 def sha256(path: Path) -> str:

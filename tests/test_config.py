@@ -12,6 +12,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from support import assert_one_line_error
 
 from crawler.cli import cli
 from crawler.config import SETTING_NAMES, Settings
@@ -35,17 +36,6 @@ def effective(*args: str) -> dict[str, tuple[Any, str]]:
     result = invoke("config", "--json", *args)
     assert result.exit_code == 0, result.stderr
     return {k: (v["value"], v["source"]) for k, v in json.loads(result.stdout).items()}
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("crawler: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
 
 
 # ---------------------------------------------------------------------- precedence

@@ -17,7 +17,7 @@ import click
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from support import Site, run
+from support import Site, broken_body, run
 
 from crawler.cli import cli
 from crawler.config import SETTING_NAMES, Settings
@@ -73,17 +73,8 @@ async def _crawl(db: str) -> Crawled:
             await asyncio.sleep(0.3)  # server behaviour: a slow page
             return web.Response(text="<html>slow</html>", content_type="text/html")
 
-        async def broken(request: web.Request) -> web.StreamResponse:
-            resp = web.StreamResponse(headers={"Content-Type": "text/html"})
-            resp.content_length = 100
-            await resp.prepare(request)
-            await resp.write(b"<html>")
-            assert request.transport is not None
-            request.transport.close()  # a network error: status NULL
-            return resp
-
         b.handle("/slow", slow)
-        b.handle("/broken", broken)
+        b.handle("/broken", broken_body)
         await run(db, [a.url("/"), b.url("/")])
         return Crawled(db, a.origin, b.origin)
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from support import Host, Site, rows
+from support import Host, Site, broken_body, rows
 
 from crawler import progress
 from crawler.cli import cli
@@ -175,16 +175,7 @@ async def test_network_errors_by_kind_in_the_summary(site: Site, tmp_path: Path)
     a = await site.host()
     a.page("/", ["/broken"])
 
-    async def broken(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
-        resp.content_length = 100
-        await resp.prepare(request)
-        await resp.write(b"<html>")
-        assert request.transport is not None
-        request.transport.close()
-        return resp
-
-    a.handle("/broken", broken)
+    a.handle("/broken", broken_body)
     code, lines, _ = await crawl_cli(
         tmp_path, a.url("/"), "--retries", "0", "--log-format", "json", gate=None, seen=bool
     )

@@ -8,22 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from click.testing import CliRunner
-from support import Host, Site, rows, run
+from support import Host, Site, broken_body, rows, run
 
 from crawler.cli import cli
-
-
-async def broken_body(request: web.Request) -> web.StreamResponse:
-    """Promises 1000 bytes, sends 11, hangs up: a network error row (status NULL)."""
-    resp = web.StreamResponse(headers={"Content-Type": "text/html"})
-    resp.content_length = 1000
-    await resp.prepare(request)
-    await resp.write(b"<html>short")
-    assert request.transport is not None
-    request.transport.close()
-    return resp
 
 
 async def crawl_mixed(site: Site, db: str) -> tuple[Host, Host]:

@@ -10,6 +10,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from crawler.config import Settings
-from crawler.errors import CrawlerError, FetchError, StorageError, UsageError
+from crawler.errors import CrawlerError, StorageError, UsageError
 
-__all__ = ["CrawlerError", "FetchError", "Settings", "StorageError", "UsageError", "__version__"]
+__all__ = ["CrawlerError", "Settings", "StorageError", "UsageError", "__version__"]

@@ -2,8 +2,10 @@
 
 CrawlerError                 exit 1 unless a subclass says otherwise
 ├── UsageError               exit 2: bad seeds, flags or config.toml
-├── StorageError             exit 2: --db is not a crawl database we can use
-└── FetchError               never escapes a worker: it becomes an error row
+└── StorageError             exit 2: --db is not a crawl database we can use
+
+A failed request is no exception: `fetcher.fetch` returns it as a `Response` with
+`status=None` and a readable `error`, stored as an error row.
 """
 
 from __future__ import annotations
@@ -25,12 +27,3 @@ class StorageError(CrawlerError):
     """The database file is unusable (not SQLite, newer schema, read-only...)."""
 
     exit_code = 2
-
-
-class FetchError(CrawlerError):
-    """A request failed below HTTP (DNS, connect, reset, timeout, TLS, bad framing)."""
-
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable

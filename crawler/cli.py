@@ -71,7 +71,7 @@ def _json_logs(argv: list[str]) -> bool:
     return False
 
 
-def _setup_logging(verbose: bool, quiet: bool, log_format: str) -> None:
+def setup_logging(verbose: bool, quiet: bool, log_format: str) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = _StderrHandler(sys.stderr)
     if log_format == "json":
@@ -129,6 +129,7 @@ _HELP = {
     "max_redirects": "Redirect hops followed from one requested URL.",
     "max_url_length": "Longer URLs are dropped.",
     "per_host": "Most simultaneous requests to one host (scheme+host+port).",
+    "processes": "Crawl in this many processes, each owning a share of the hosts.",
     "repeat_segments": "A path segment repeated more often than this is a trap.",
     "retries": "Extra attempts after a network error, 429 or 5xx.",
     "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
@@ -237,7 +238,7 @@ def crawl(
     """
     from crawler.run import run_crawl
 
-    _setup_logging(verbose, quiet, log_format)
+    setup_logging(verbose, quiet, log_format)
     all_seeds = list(seeds)
     if seeds_file is not None:
         all_seeds += [ln.strip() for ln in seeds_file if ln.strip() and not ln.startswith("#")]
@@ -258,7 +259,7 @@ def resume(db: str, quiet: bool, verbose: bool, log_format: str, **values: Any) 
     """
     from crawler.run import resume_crawl
 
-    _setup_logging(verbose, quiet, log_format)
+    setup_logging(verbose, quiet, log_format)
     given = _given(values)
     build_settings(given, source="command line")  # validate before touching the file
     return resume_crawl(db, given, quiet=quiet, log_format=log_format)

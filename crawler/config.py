@@ -43,6 +43,7 @@ class Settings:
     max_redirects: int = 5  # redirect hops followed from one requested URL
     max_url_length: int = 2048  # longer URLs are dropped (a trap guard)
     per_host: int = 2  # most simultaneous requests to one host (scheme + host + port)
+    processes: int = 1  # processes crawling at once, each owning a share of the hosts
     repeat_segments: int = 3  # a path segment repeated more often than this is a trap
     retries: int = 2  # extra attempts after a network error, 429 or 5xx
     scope: str = "host"  # host: the seeds' hosts; domain: their registered domains; any
@@ -109,6 +110,7 @@ def _validate(s: Settings) -> None:
     checks: list[tuple[bool, str]] = [
         (s.concurrency >= 1, "concurrency must be at least 1"),
         (s.per_host >= 1, "per_host must be at least 1"),
+        (1 <= s.processes <= 64, "processes must be between 1 and 64"),
         (s.delay >= 0, "delay must not be negative"),
         (s.max_pages >= 0, "max_pages must not be negative (0: no limit)"),
         (s.max_depth >= -1, "max_depth must be -1 (no limit) or more"),

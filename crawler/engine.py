@@ -26,6 +26,7 @@ from crawler.fetcher import Response, fetch, make_session
 from crawler.frontier import Frontier
 from crawler.hosts import MAX_RETRY_AFTER, Job, backoff_seconds
 from crawler.parser import ParsedPage, extract_links, is_html
+from crawler.partition import PageBudget, Partition
 from crawler.robots import RobotsCache, fetch_rules
 from crawler.scope import Scope
 from crawler.storage import NewURL, Outcome, PageRow, Storage
@@ -92,6 +93,8 @@ class Engine:
         seeds: list[str],
         *,
         resolver: aiohttp.abc.AbstractResolver | None = None,
+        partition: Partition | None = None,
+        budget: PageBudget | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -99,7 +102,10 @@ class Engine:
         self.resolver = resolver  # None: aiohttp's own name resolution
         self.counters = Counters()
         self.scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
-        self.frontier = Frontier(settings, self.scope, storage, RobotsCache())
+        self.partition = partition  # None: this process crawls every host (processes.py)
+        self.frontier = Frontier(
+            settings, self.scope, storage, RobotsCache(), partition=partition, budget=budget
+        )
         self._session: aiohttp.ClientSession | None = None
         self._stops = 0
         self._workers: list[asyncio.Task[None]] = []
@@ -111,7 +117,8 @@ class Engine:
     ) -> Summary:
         """Crawl until the frontier is empty, max_pages is reached, or we are stopped."""
         await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
-        await self.storage.suspend_indexes()
+        if self.partition is None:  # else the parent process does it, once for all
+            await self.storage.suspend_indexes()
         writer = asyncio.create_task(self._write_loop())
         if handle_signals:
             self._install_signals()
@@ -135,10 +142,11 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             await self.storage.flush()
-            await self.storage.restore_indexes()
+            if self.partition is None:
+                await self.storage.restore_indexes()
         interrupted = self._stops > 0
         finished = not interrupted
-        if finished:
+        if finished and self.partition is None:
             await self.storage.mark_finished()
         return Summary(
             pages=self.counters.pages,
@@ -167,15 +175,20 @@ class Engine:
             for task in self._workers:
                 task.cancel()
 
+    def _signals(self) -> tuple[signal.Signals, ...]:
+        # A partition's process hears only SIGTERM, from its parent: a Ctrl-C reaches the
+        # whole process group, and the parent passes it on once, not twice.
+        return (signal.SIGTERM,) if self.partition else (signal.SIGINT, signal.SIGTERM)
+
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self._signals():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self._signals():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
 

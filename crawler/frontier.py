@@ -8,6 +8,12 @@ seen-set is a set of 64-bit string hashes, far smaller than the URLs themselves.
 `get()` hands a worker a job only from a host that is ready: fewer than `per_host`
 requests open and its delay since the last start elapsed. Hosts waiting on a delay sit
 on a timer, not on a worker, so one slow host never holds up the others.
+
+With a `Partition` (one crawl split across processes), only the partition's own hosts
+are queued in RAM; URLs of other hosts are written as queued rows for their owners. A
+watcher polls the database for rows the other processes wrote for our hosts, and the
+crawl ends when no URL anywhere is still queued (a URL stays queued until the commit
+of its fetch, which also commits the links it found).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from crawler.config import Settings
 from crawler.hosts import HostSlot, Job
+from crawler.partition import PageBudget, Partition
 from crawler.robots import RobotsCache, Rules
 from crawler.scope import Scope
 from crawler.storage import NewURL, Outcome, PageRow, QueuedURL, Storage
@@ -39,6 +46,9 @@ class Frontier:
         window: int = 50_000,
         host_window: int = 5_000,
         scan_batch: int = 2_000,
+        partition: Partition | None = None,
+        budget: PageBudget | None = None,
+        poll_interval: float = 0.05,
     ) -> None:
         self.settings = settings
         self.scope = scope
@@ -47,7 +57,10 @@ class Frontier:
         self.window = window
         self.host_window = min(host_window, window)
         self.scan_batch = scan_batch
-        self.stored = 0  # pages stored (this run and before it)
+        self.stored = 0  # pages stored (this run and before it; this process's share)
+        self.partition = partition
+        self.budget = budget or PageBudget(settings.max_pages)
+        self.poll_interval = poll_interval
         self.dropped = 0  # URLs given up on: robots, dead host, budget
         self._needs_robots = not settings.ignore_robots
         self._seen: set[int] = set()
@@ -57,7 +70,6 @@ class Frontier:
         self._pending: set[str] = set()  # in RAM, in flight, or awaiting commit
         self._in_ram = 0
         self._open = 0  # jobs handed out and not finished (robots included)
-        self._open_pages = 0
         self._dead: dict[str, str] = {}
         self._host_pages: dict[str, int] = {}
         self._stopping = False
@@ -67,23 +79,39 @@ class Frontier:
         self._uncommitted: dict[str, int] = {}
         self._refill_wanted = False
         self._refilling: asyncio.Task[None] | None = None
+        # Partitioned: the newest row id the watcher has looked at, and whether some URL of
+        # any process was still queued when it last looked.
+        self._watermark = 0
+        self._others_busy = partition is not None
+        self._watching: asyncio.Task[None] | None = None
         storage.on_commit = self._committed
 
     # ------------------------------------------------------------------ setup
 
     async def load(self, seeds: Sequence[str]) -> None:
         """Rebuild the seen-set from the database and queue `seeds` that are new."""
+        # The watermark first: a row another process adds after it is the watcher's.
+        self._watermark = await self.storage.last_url_id() if self.partition else 0
         async for url in self.storage.seen_urls():
             self._seen.add(hash(url))
         self.stored = await self.storage.page_count()
+        self.budget.start(self.stored)
         if self.settings.host_budget:
             self._host_pages = await self.storage.host_page_counts()
         for host in await self.storage.queued_hosts():
-            self._spilled[host] = None  # queued rows from an earlier run
+            if self._owns(host):
+                self._spilled[host] = None  # queued rows from an earlier run
         self._refill_wanted = bool(self._spilled)
         new = [n for url in seeds if (n := self._admit(url, depth=0)) is not None]
         if new:
             self.storage.add(Outcome(url="", state=None, new_urls=new))
+        if self.partition is not None:
+            # Committed before any process looks for work: until then, another process
+            # could find nothing queued anywhere and end the crawl before it began.
+            await self.storage.flush()
+
+    def _owns(self, host: str) -> bool:
+        return self.partition is None or self.partition.owns(host)
 
     @property
     def queued(self) -> int:
@@ -131,7 +159,8 @@ class Frontier:
             return None
         self._seen.add(hash(url))
         new = NewURL(url, host_key(url), depth, hops, origin)
-        self._enqueue(QueuedURL(0, url, new.host, depth, hops, origin))
+        if self._owns(new.host):  # else a queued row, for the process that owns the host
+            self._enqueue(QueuedURL(0, url, new.host, depth, hops, origin))
         return new
 
     def _enqueue(self, item: QueuedURL) -> bool:
@@ -169,10 +198,11 @@ class Frontier:
         """The next job a worker may start now; None when the crawl is over or stopping."""
         while not self._stopping:
             self._maybe_refill()
+            self._maybe_watch()
             # Once open requests hold what is left of max_pages, _take hands out nothing
             # and puts the host straight back on the ready list: wait for them instead of
             # cycling through it for ever without yielding.
-            while self._ready and self._pages_left() > 0:
+            while self._ready and self.budget.left() > 0:
                 slot = self._ready.popleft()
                 slot.in_ready = False
                 job = self._take(slot)
@@ -208,7 +238,7 @@ class Frontier:
             self._apply_rules(slot, cached)
         job = None
         while slot.queue and job is None:
-            if self._pages_left() <= 0:
+            if not self.budget.take():
                 break
             candidate = slot.queue.popleft()
             self._in_ram -= 1
@@ -220,8 +250,10 @@ class Frontier:
             assert item is not None
             budget = self.settings.host_budget
             if slot.rules is not None and not slot.rules.allows(item.url, self.settings.user_agent):
+                self.budget.add(-1)
                 self._give_up(item.url, "disallowed", "robots.txt")
             elif budget and slot.fetched >= budget:
+                self.budget.add(-1)
                 self._give_up(item.url, "dropped", f"host budget of {budget} pages reached")
             else:
                 job = candidate
@@ -229,21 +261,17 @@ class Frontier:
             slot.started(now)
             slot.fetched += 1
             self._open += 1
-            self._open_pages += 1
         self._consider(slot)
         return job
-
-    def _pages_left(self) -> int:
-        if not self.settings.max_pages:
-            return 1 << 62
-        return self.settings.max_pages - self.stored - self._open_pages
 
     def _finished(self) -> bool:
         if self._open:
             return False
-        if self._pages_left() <= 0:
+        if self.budget.left() <= 0:
             return True
-        return self._in_ram == 0 and not self._spilled and self._refilling is None
+        if self._in_ram or self._spilled or self._refilling is not None:
+            return False
+        return not self._others_busy
 
     # ------------------------------------------------------------------ results
 
@@ -254,8 +282,8 @@ class Frontier:
         self._open -= 1
         if job.robots:
             slot.fetching_robots = False
-        else:
-            self._open_pages -= 1
+        elif not stored:
+            self.budget.add(-1)  # the page was not fetched after all
         if stored:
             self.stored += 1
         if failed is None:
@@ -276,7 +304,7 @@ class Frontier:
         slot = job.host
         slot.open -= 1
         self._open -= 1
-        self._open_pages -= 1
+        self.budget.add(-1)
         slot.fetched -= 1
         slot.back_off(time.monotonic(), after)
         job.attempt += 1
@@ -315,6 +343,7 @@ class Frontier:
             assert item is not None
             self.dropped += 1
             self.stored += 1
+            self.budget.add(1)
             self.storage.add(
                 Outcome(
                     url=item.url,
@@ -379,6 +408,8 @@ class Frontier:
                 slot.timer = None
         if self._refilling is not None:
             self._refilling.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
 
     # ------------------------------------------------------------------ overflow and refill
 
@@ -390,7 +421,7 @@ class Frontier:
                 self._pending.discard(o.url)
                 continue
             for n in o.new_urls:
-                if n.url not in self._pending:
+                if n.url not in self._pending and n.host in self._uncommitted:
                     left = self._uncommitted[n.host] - 1
                     if left:
                         self._uncommitted[n.host] = left
@@ -453,3 +484,34 @@ class Frontier:
             self._wake_one()
             if self._finished():
                 self._wake_all()
+
+    # ------------------------------------------------------------------ other processes
+
+    def _maybe_watch(self) -> None:
+        if self.partition is not None and self._watching is None and not self._stopping:
+            self._watching = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Poll the database for queued rows of our hosts written by other processes.
+
+        Polling, because SQLite tells one process nothing about another's commits. It also
+        notices the end of the crawl: no URL queued anywhere, so no process holds work
+        and none can find more.
+        """
+        try:
+            while not self._stopping:
+                rows = await self.storage.queued_since(self._watermark)
+                for row_id, host, url in rows:
+                    self._watermark = row_id
+                    if self._owns(host) and url not in self._pending:
+                        self._spilled[host] = None
+                        self._refill_wanted = True
+                if self._refill_wanted:
+                    self._wake_one()
+                self._others_busy = await self.storage.any_queued()
+                if self._finished():
+                    self._wake_all()
+                    return
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            self._watching = None

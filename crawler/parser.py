@@ -176,23 +176,6 @@ def _is_nofollow(content: str | None) -> bool:
     return "nofollow" in directives or "none" in directives
 
 
-_CACHE_SIZE = 100_000  # (base directory, href) -> canonical URL ("" when dropped)
-_caches: dict[int, dict[tuple[str, str], str]] = {}
-
-
-def _resolved_cache(max_url_length: int) -> dict[tuple[str, str], str]:
-    """The resolution cache for one URL length cap, shared by every page of a crawl.
-
-    Navigation links repeat on every page of a site: one dict lookup instead of a fresh
-    canonicalisation takes ~0.1 µs instead of ~1 µs, 30 times a page. Bounded: it is
-    emptied when full.
-    """
-    cache = _caches.get(max_url_length)
-    if cache is None:
-        cache = _caches[max_url_length] = {}
-    return cache
-
-
 def extract_links(
     body: bytes,
     url: str,
@@ -241,23 +224,19 @@ def extract_links(
 
     links: dict[str, None] = {}  # dicts, not sets: insertion order is document order
     nofollow: dict[str, None] = {}
-    resolved = _resolved_cache(max_url_length)
-    base_dir = base[: base.rfind("/") + 1]
     truncated = False
+    # Navigation repeats hrefs within a page: each distinct one is canonicalised once.
+    # (A cache across pages saved ~8 µs a page on the benchmark site but held ~30 MB.)
+    resolved: dict[str, str | None] = {}
     for node in anchors:
         attrs = node.attributes
         href = attrs.get("href")
         if href is None:  # no href, or a bare <a href>, which only names this page again
             continue
-        # Except for "", "?q" and "#f", what an href resolves to depends only on the base's
-        # directory: pages of one directory share their navigation links' results.
-        key = (base_dir, href) if href and href[0] not in "?#" else (base, href)
-        canonical = resolved.get(key)
-        if canonical is None:
-            if len(resolved) >= _CACHE_SIZE:
-                resolved.clear()
-            canonical = canonical_url(href, base, max_length=max_url_length) or ""
-            resolved[key] = canonical
+        if href in resolved:
+            canonical = resolved[href]
+        else:
+            canonical = resolved[href] = canonical_url(href, base, max_length=max_url_length)
         if not canonical:
             continue
         rel = attrs.get("rel")

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -78,16 +78,16 @@ def progress_every() -> float:
 
 @contextlib.asynccontextmanager
 async def shown(
-    engine: Engine, *, quiet: bool = False, log_format: str = "text"
+    source: Callable[[], dict[str, Any]], *, quiet: bool = False, log_format: str = "text"
 ) -> AsyncIterator[None]:
-    """Show progress for the duration of the block."""
+    """Show progress for the duration of the block; `source()` returns a `snapshot`."""
     if quiet:
         yield
         return
     if log_format == "text" and sys.stderr.isatty():
-        task = _live(engine)
+        task = _live(source)
     else:
-        task = _log_lines(engine, progress_every(), as_json=log_format == "json")
+        task = _log_lines(source, progress_every(), as_json=log_format == "json")
     running = asyncio.create_task(task)
     try:
         yield
@@ -97,19 +97,19 @@ async def shown(
             await running
 
 
-async def _live(engine: Engine) -> None:
+async def _live(source: Callable[[], dict[str, Any]]) -> None:
     # Redrawn from this task, not rich's refresh thread: the counters belong to the loop.
     # Live redirects sys.stderr, and the CLI's log handler writes to whatever sys.stderr
     # is at the time, so warnings appear above the display instead of tearing it.
     console = Console(stderr=True)
-    with Live(render(snapshot(engine)), console=console, auto_refresh=False) as live:
+    with Live(render(source()), console=console, auto_refresh=False) as live:
         try:
             while True:
                 await asyncio.sleep(REFRESH)
-                live.update(render(snapshot(engine)), refresh=True)
+                live.update(render(source()), refresh=True)
         finally:
             # Cancelled at the end of the crawl: leave the final numbers on screen.
-            live.update(render(snapshot(engine)), refresh=True)
+            live.update(render(source()), refresh=True)
 
 
 def render(data: dict[str, Any]) -> Group:
@@ -136,10 +136,10 @@ def render(data: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
-async def _log_lines(engine: Engine, every: float, *, as_json: bool) -> None:
+async def _log_lines(source: Callable[[], dict[str, Any]], every: float, *, as_json: bool) -> None:
     while True:
         await asyncio.sleep(every)
-        data = snapshot(engine)
+        data = source()
         if as_json:
             log.info("progress", extra={"fields": {"event": "progress", **data}})
         else:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from crawler.config import Settings, build_settings
 from crawler.engine import Engine, Summary, canonical_seeds
 from crawler.errors import UsageError
-from crawler.progress import shown
+from crawler.processes import run_partitioned
+from crawler.progress import shown, snapshot
 from crawler.report import print_summary
 from crawler.storage import Storage
 
@@ -35,13 +37,13 @@ def resume_crawl(
 
 
 def _run(main: Coroutine[Any, Any, Summary], *, quiet: bool, log_format: str) -> int:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         summary = runner.run(main)
     print_summary(summary, quiet=quiet, log_format=log_format)
     return 0
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed: its event loop is markedly cheaper per request."""
     try:
         import uvloop
@@ -112,6 +114,16 @@ async def _go(
     log_format: str,
     handle_signals: bool,
 ) -> Summary:
+    if settings.processes > 1:
+        return await run_partitioned(
+            storage,
+            settings,
+            seeds,
+            new_seeds,
+            quiet=quiet,
+            log_format=log_format,
+            handle_signals=handle_signals,
+        )
     engine = Engine(storage, settings, seeds)
-    async with shown(engine, quiet=quiet, log_format=log_format):
+    async with shown(partial(snapshot, engine), quiet=quiet, log_format=log_format):
         return await engine.run(new_seeds, handle_signals=handle_signals)

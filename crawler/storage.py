@@ -253,6 +253,36 @@ class Storage:
         ):
             return [QueuedURL(*row) for row in await cur.fetchall()]
 
+    async def last_url_id(self) -> int:
+        """The newest `urls` row id: a watermark for `queued_since`."""
+        async with self.db.execute("SELECT coalesce(max(id), 0) FROM urls") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def queued_since(self, after_id: int) -> list[tuple[int, str, str]]:
+        """(id, host, url) of queued rows newer than `after_id`: what other processes found.
+
+        Row ids grow with each commit (one writer at a time, max(id) + 1), so a watermark
+        sees every row exactly once. Under the write lock, as `queued_for_host` is.
+        """
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT id, host, url FROM urls WHERE id > ? AND state = 'queued' ORDER BY id",
+                (after_id,),
+            ) as cur,
+        ):
+            return [(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+    async def any_queued(self) -> bool:
+        """Whether any process still has work: a URL stays queued until its fetch commits."""
+        async with (
+            self._lock,
+            self.db.execute("SELECT EXISTS (SELECT 1 FROM urls WHERE state = 'queued')") as cur,
+        ):
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def page_count(self) -> int:
         async with self.db.execute("SELECT count(*) FROM pages") as cur:
             row = await cur.fetchone()
@@ -265,11 +295,15 @@ class Storage:
     async def save_robots(
         self, host: str, status: int | None, error: str | None, body: str | None
     ) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO robots (host, status, error, body, fetched_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (host, status, error, body, time.time()),
-        )
+        # Under the lock: between a read's first step and its last fetch the connection
+        # holds a read transaction, and a write from there fails at once ("database is
+        # locked", no busy wait) when another process has committed in the meantime.
+        async with self._lock:
+            await self.db.execute(
+                "INSERT OR REPLACE INTO robots (host, status, error, body, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (host, status, error, body, time.time()),
+            )
 
     # ------------------------------------------------------------------ batched writes
 
@@ -422,7 +456,8 @@ async def _check_and_migrate(db: aiosqlite.Connection, path: str) -> None:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
-        await db.execute("PRAGMA busy_timeout = 5000")
+        # Writers take turns: with --processes, each commit may wait for the others'.
+        await db.execute("PRAGMA busy_timeout = 30000")
         if "schema_migrations" not in tables:
             await db.executescript(
                 "BEGIN; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "

@@ -177,12 +177,12 @@ class Crawls:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}  # pid -> the run's stdout and stderr
 
-    def start(self, command: str) -> subprocess.Popen[bytes]:
+    def start(self, command: str, *extra: str) -> subprocess.Popen[bytes]:
         if command == "crawl":
             args = ["crawl", *self.demo.seeds, "--per-host", "1", "--delay", DELAY]
-            args += ["--timeout", "60", "--retries", "0"]
+            args += ["--timeout", "60", "--retries", "0", *extra]
         else:
-            args = ["resume"]
+            args = ["resume", *extra]
         log = self.dir / f"run{len(self.procs)}-{command}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -204,9 +204,9 @@ class Crawls:
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         return self.logs[proc.pid].read_text(errors="replace")
 
-    def run(self, command: str) -> None:
+    def run(self, command: str, *extra: str) -> None:
         """Run a crawl or resume to its end."""
-        proc = self.start(command)
+        proc = self.start(command, *extra)
         code = self.wait(proc)
         assert code == 0, self.output(proc)
 

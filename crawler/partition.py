@@ -1,0 +1,77 @@
+"""One crawl split across processes: which process owns a host, and the page budget they share.
+
+Each host belongs to exactly one process (a stable hash of its politeness key), so
+per-host limits, delays, robots.txt and failure counts stay local to that process and
+need no coordination. URLs found for another process's host go to the database as
+queued rows; their owner picks them up from there (`Frontier` watches for them).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+
+
+def owner(host: str, count: int) -> int:
+    """The process (0 .. count-1) that crawls `host`; the same in every process and run."""
+    return zlib.crc32(host.encode()) % count
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    index: int
+    count: int
+
+    def owns(self, host: str) -> bool:
+        return owner(host, self.count) == self.index
+
+
+class PageBudget:
+    """`max_pages` against pages stored plus pages being fetched (0: no limit).
+
+    A fetch takes one unit before it starts and keeps it once its row is stored; a fetch
+    that ends without a row (a retry, a cancel) gives it back. With `shared`, a counter in
+    shared memory, every process of a crawl draws from the one budget, so
+    `--max-pages 1000` stores 1000 pages however many processes fetch them.
+    """
+
+    def __init__(self, limit: int, shared: Synchronized[int] | None = None) -> None:
+        self.limit = limit
+        self.shared = shared
+        self._used = 0
+
+    def start(self, stored: int) -> None:
+        """Pages already stored (a resumed crawl); a shared budget was set by its creator."""
+        if self.shared is None:
+            self._used = stored
+
+    @property
+    def used(self) -> int:
+        return self._used if self.shared is None else self.shared.value
+
+    def left(self) -> int:
+        if not self.limit:
+            return 1 << 62
+        return self.limit - self.used
+
+    def take(self) -> bool:
+        """Reserve one page; False when the budget is spent."""
+        if self.shared is None:
+            if self.limit and self._used >= self.limit:
+                return False
+            self._used += 1
+            return True
+        with self.shared.get_lock():
+            if self.limit and self.shared.value >= self.limit:
+                return False
+            self.shared.value += 1
+            return True
+
+    def add(self, n: int) -> None:
+        """Count `n` more units as used (negative: give units back)."""
+        if self.shared is None:
+            self._used += n
+            return
+        with self.shared.get_lock():
+            self.shared.value += n

@@ -1,0 +1,327 @@
+"""One crawl in several processes (`--processes N`): start them, relay signals, sum up.
+
+One event loop is one core: past ~3,000 pages/s the loop itself is the limit. With N
+processes, child i crawls the hosts of `Partition(i, N)` with its own event loop,
+ClientSession (concurrency / N connections) and SQLite connection. They share the
+database file (WAL; each commit is one batch, one writer at a time) and the page
+budget (a counter in shared memory). The parent only supervises: it drops and rebuilds
+the deferred index, relays SIGINT/SIGTERM, shows the summed progress and fails the run
+when a child fails.
+
+Children are spawned, never forked: the parent has threads (aiosqlite's). Messages go
+child -> parent over a pipe: a progress snapshot twice a second, then the summary or
+an error. Nothing goes the other way: a child that sees that pipe's twin close (its
+parent died, kill -9 included) stops gracefully, as after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+from crawler.config import Settings
+from crawler.engine import Engine, Summary
+from crawler.errors import CrawlerError
+from crawler.partition import PageBudget, Partition
+from crawler.progress import shown, snapshot
+from crawler.storage import Storage
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY = 0.5  # seconds between a child's progress messages
+_SUMMED = ("pages", "in_flight", "queued", "hosts_active", "errors", "http_errors", "retries",
+           "bytes")  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Child:
+    index: int
+    process: BaseProcess
+    messages: Connection  # child -> parent
+    alive: Connection  # the parent's end of the pipe whose closing tells the child to stop
+    progress: dict[str, Any] = dataclasses.field(default_factory=dict)
+    summary: Summary | None = None
+    error: str | None = None
+    exited: asyncio.Future[None] | None = None
+
+
+async def run_partitioned(
+    storage: Storage,
+    settings: Settings,
+    seeds: list[str],
+    new_seeds: list[str],
+    *,
+    quiet: bool,
+    log_format: str,
+    handle_signals: bool,
+) -> Summary:
+    """Crawl with `settings.processes` child processes into the open `storage`'s file."""
+    ctx = multiprocessing.get_context("spawn")
+    count = settings.processes
+    budget: Synchronized[int] = ctx.Value("q", await storage.page_count())
+    started = time.monotonic()
+    await storage.suspend_indexes()
+    children = [
+        _start(ctx, i, count, storage.path, settings, seeds, new_seeds, budget, log_format)
+        for i in range(count)
+    ]
+    loop = asyncio.get_running_loop()
+    stops = 0
+
+    def stop() -> None:
+        nonlocal stops
+        stops += 1
+        log.warning(
+            "stopping: finishing open requests; interrupt again to stop at once"
+            if stops == 1
+            else "stopping at once"
+        )
+        _signal_all(children, signal.SIGTERM)
+
+    for child in children:
+        child.exited = loop.create_future()
+        loop.add_reader(child.process.sentinel, _set_exited, child)
+        loop.add_reader(child.messages.fileno(), _receive, child)
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+    try:
+        async with shown(summed_progress(children, started), quiet=quiet, log_format=log_format):
+            pending = {c.exited for c in children if c.exited is not None}
+            failed = False
+            while pending:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for child in children:
+                    _receive(child)  # what it sent before exiting
+                    if (
+                        not failed
+                        and child.exited is not None
+                        and child.exited.done()
+                        and child.summary is None
+                    ):
+                        failed = True  # one part of the crawl is gone: stop the others
+                        _signal_all(children, signal.SIGTERM)
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        for child in children:
+            loop.remove_reader(child.process.sentinel)
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(child.messages.fileno())
+        await _reap(children)
+        await storage.restore_indexes()
+    broken = [c for c in children if c.summary is None]
+    if broken:
+        child = broken[0]
+        reason = child.error or f"exit code {child.process.exitcode}"
+        raise CrawlerError(
+            f"process {child.index + 1} of {count} failed: {reason} "
+            "(what was committed is kept; `crawler resume` continues)"
+        )
+    summaries = [c.summary for c in children if c.summary is not None]
+    interrupted = stops > 0 or any(s.interrupted for s in summaries)
+    finished = not interrupted and all(s.finished for s in summaries)
+    if finished:
+        await storage.mark_finished()
+    return Summary(
+        pages=sum(s.pages for s in summaries),
+        total_pages=await storage.page_count(),
+        errors=sum(s.errors for s in summaries),
+        elapsed=time.monotonic() - started,
+        finished=finished,
+        interrupted=interrupted,
+        http_errors=sum(s.http_errors for s in summaries),
+        bytes=sum(s.bytes for s in summaries),
+        errors_by_kind=_merged([s.errors_by_kind for s in summaries]),
+        by_status_class=_merged([s.by_status_class for s in summaries]),
+    )
+
+
+def summed_progress(children: list[_Child], started: float) -> Callable[[], dict[str, Any]]:
+    """The progress numbers of all children, summed (progress.shown's source)."""
+
+    def source() -> dict[str, Any]:
+        parts = [c.progress for c in children if c.progress]
+        elapsed = time.monotonic() - started
+        data: dict[str, Any] = {k: sum(p.get(k, 0) for p in parts) for k in _SUMMED}
+        data["pages_per_s"] = round(data["pages"] / elapsed, 2) if elapsed > 0 else 0.0
+        data["errors_by_kind"] = _merged([p.get("errors_by_kind", {}) for p in parts])
+        data["elapsed_s"] = round(elapsed, 3)
+        return data
+
+    return source
+
+
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in counts:
+        for key, n in part.items():
+            out[key] = out.get(key, 0) + n
+    return dict(sorted(out.items()))
+
+
+def _start(
+    ctx: Any,
+    index: int,
+    count: int,
+    db: str,
+    settings: Settings,
+    seeds: list[str],
+    new_seeds: list[str],
+    budget: Synchronized[int],
+    log_format: str,
+) -> _Child:
+    receive, send = ctx.Pipe(duplex=False)
+    watch, alive = ctx.Pipe(duplex=False)
+    level = logging.getLogger().getEffectiveLevel()
+    process = ctx.Process(
+        target=child_main,
+        args=(index, count, db, settings, seeds, new_seeds, budget, send, watch, level, log_format),
+        name=f"crawler-{index + 1}-of-{count}",
+        daemon=True,  # a parent that exits normally takes its children along
+    )
+    process.start()
+    send.close()  # the child's ends: ours would hide its exit (no EOF) or outlive the parent
+    watch.close()
+    return _Child(index, process, receive, alive)
+
+
+def _set_exited(child: _Child) -> None:
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(child.process.sentinel)
+    if child.exited is not None and not child.exited.done():
+        child.exited.set_result(None)
+
+
+def _receive(child: _Child) -> None:
+    """Read what the child sent; its messages are small, so a ready pipe never blocks."""
+    try:
+        while child.messages.poll():
+            kind, data = child.messages.recv()
+            if kind == "progress":
+                child.progress = data
+            elif kind == "summary":
+                child.summary = Summary(**data)
+            elif kind == "error":
+                child.error = data
+    except (EOFError, OSError):
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(child.messages.fileno())
+
+
+def _signal_all(children: list[_Child], sig: signal.Signals) -> None:
+    for child in children:
+        if child.process.exitcode is None and child.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, sig)
+
+
+async def _reap(children: list[_Child]) -> None:
+    """Wait for every child; one that ignores SIGTERM for 30 s is killed."""
+    if any(c.process.exitcode is None for c in children):
+        _signal_all(children, signal.SIGTERM)  # cancelled (a library caller, a test)
+    for child in children:
+        await asyncio.to_thread(child.process.join, 30)
+        if child.process.exitcode is None:
+            child.process.kill()
+            await asyncio.to_thread(child.process.join)
+        child.messages.close()
+        child.alive.close()
+
+
+# ---------------------------------------------------------------------- in the child
+
+
+def child_main(
+    index: int,
+    count: int,
+    db: str,
+    settings: Settings,
+    seeds: list[str],
+    new_seeds: list[str],
+    budget: Synchronized[int],
+    messages: Connection,
+    watch: Connection,
+    level: int,
+    log_format: str,
+) -> None:
+    """A child process's entry point: crawl one partition and report to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
+    from crawler.cli import setup_logging
+    from crawler.run import loop_factory
+
+    setup_logging(level <= logging.DEBUG, level >= logging.WARNING, log_format)
+    main = _crawl_partition(index, count, db, settings, seeds, new_seeds, budget, messages, watch)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            summary = runner.run(main)
+    except CrawlerError as exc:
+        messages.send(("error", str(exc)))
+        raise SystemExit(1) from None
+    except Exception as exc:
+        log.exception("process %d of %d failed", index + 1, count)
+        messages.send(("error", f"internal: {type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+    messages.send(("summary", dataclasses.asdict(summary)))
+
+
+async def _crawl_partition(
+    index: int,
+    count: int,
+    db: str,
+    settings: Settings,
+    seeds: list[str],
+    new_seeds: list[str],
+    budget: Synchronized[int],
+    messages: Connection,
+    watch: Connection,
+) -> Summary:
+    # Connections split so that all processes together keep to --concurrency.
+    share = settings.concurrency // count + (index < settings.concurrency % count)
+    mine = dataclasses.replace(settings, concurrency=max(1, share))
+    storage = await Storage.open(db, create=False)
+    try:
+        engine = Engine(
+            storage,
+            mine,
+            seeds,
+            partition=Partition(index, count),
+            budget=PageBudget(settings.max_pages, shared=budget),
+        )
+        loop = asyncio.get_running_loop()
+
+        def parent_gone() -> None:
+            loop.remove_reader(watch.fileno())
+            log.warning("process %d of %d: the parent process is gone, stopping", index + 1, count)
+            engine.stop()
+
+        loop.add_reader(watch.fileno(), parent_gone)
+        reporter = asyncio.create_task(_report(engine, messages))
+        try:
+            return await engine.run(new_seeds, handle_signals=True)
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(watch.fileno())
+    finally:
+        await storage.close()
+
+
+async def _report(engine: Engine, messages: Connection) -> None:
+    while True:
+        messages.send(("progress", snapshot(engine)))
+        await asyncio.sleep(REPORT_EVERY)

@@ -82,6 +82,10 @@ class Frontier:
         # Partitioned: the newest row id the watcher has looked at, and whether some URL of
         # any process was still queued when it last looked.
         self._watermark = 0
+        # Per host, the newest row id a refill has looked at: rows at or below it are in
+        # RAM, being fetched or done, so a refill starts past it. Kept while the host is
+        # spilled; for good when partitioned, since our own new rows wake the watcher too.
+        self._cursor: dict[str, int] = {}
         self._others_busy = partition is not None
         self._watching: asyncio.Task[None] | None = None
         storage.on_commit = self._committed
@@ -460,7 +464,7 @@ class Frontier:
                 if have > self.host_window // 2:
                     continue
                 want = min(self.host_window - have, self.window - self._in_ram)
-                after, exhausted = 0, False
+                after, exhausted = self._cursor.get(host, 0), False
                 while not exhausted:
                     rows = await self.storage.queued_for_host(host, after, self.scan_batch)
                     exhausted = len(rows) < self.scan_batch
@@ -477,8 +481,11 @@ class Frontier:
                         want -= 1
                     if want == 0:
                         break
+                self._cursor[host] = after
                 if exhausted and host not in self._uncommitted:
                     self._spilled.pop(host, None)
+                    if self.partition is None:
+                        del self._cursor[host]
         finally:
             self._refilling = None
             self._wake_one()
@@ -500,10 +507,9 @@ class Frontier:
         """
         try:
             while not self._stopping:
-                rows = await self.storage.queued_since(self._watermark)
-                for row_id, host, url in rows:
-                    self._watermark = row_id
-                    if self._owns(host) and url not in self._pending:
+                for host, newest in await self.storage.queued_since(self._watermark):
+                    self._watermark = max(self._watermark, newest)
+                    if self._owns(host) and newest > self._cursor.get(host, 0):
                         self._spilled[host] = None
                         self._refill_wanted = True
                 if self._refill_wanted:

@@ -259,20 +259,21 @@ class Storage:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def queued_since(self, after_id: int) -> list[tuple[int, str, str]]:
-        """(id, host, url) of queued rows newer than `after_id`: what other processes found.
+    async def queued_since(self, after_id: int) -> list[tuple[str, int]]:
+        """(host, newest id) per host with queued rows newer than `after_id`.
 
+        One row per host, however many URLs: what other processes found, in bounded memory.
         Row ids grow with each commit (one writer at a time, max(id) + 1), so a watermark
-        sees every row exactly once. Under the write lock, as `queued_for_host` is.
+        sees every row once. Under the write lock, as `queued_for_host` is.
         """
         async with (
             self._lock,
             self.db.execute(
-                "SELECT id, host, url FROM urls WHERE id > ? AND state = 'queued' ORDER BY id",
+                "SELECT host, max(id) FROM urls WHERE id > ? AND state = 'queued' GROUP BY host",
                 (after_id,),
             ) as cur,
         ):
-            return [(row[0], row[1], row[2]) for row in await cur.fetchall()]
+            return [(row[0], row[1]) for row in await cur.fetchall()]
 
     async def any_queued(self) -> bool:
         """Whether any process still has work: a URL stays queued until its fetch commits."""

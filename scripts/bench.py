@@ -6,12 +6,14 @@
 The site (bench_site.py: 40 hosts x 500 pages by default, on 127.0.0.2-41) is generated
 once into scripts/.bench/site and served by nginx when it is installed, by bench_server.py
 otherwise. Each rep runs every runner once, in turn (A B C D A B C D ...), each as its own
-process under /usr/bin/time (peak RSS, user + system CPU of the process and its children);
+process under /usr/bin/time (user + system CPU of the process and its children; peak RSS
+of the whole process tree, sampled, as several processes' memory adds up);
 the table shows medians. Every request goes to 127.0.0.0/8; every runner is killed after
 --timeout seconds; the server is stopped on exit, Ctrl-C included.
 
 Runners (--runners picks some, in this order):
   crawler        `crawler crawl` from this venv: robots obeyed, everything stored in SQLite
+  crawler-p2     the same with --processes 2 (hosts split between two crawling processes)
   aiohttp-loop   baselines/aiohttp_loop.py: aiohttp + selectolax, no robots, no storage
   scrapy-sqlite  baselines/scrapy_runner.py --db: Scrapy, pages stored by a SQLite pipeline
   scrapy         the same, storing nothing
@@ -54,7 +56,7 @@ DEFAULT_PORT = 18090
 SCRAPY_VENV = WORK / "venv"
 SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
 BASELINES = SCRIPTS / "baselines"
-RUNNERS = ("crawler", "aiohttp-loop", "scrapy-sqlite", "scrapy")
+RUNNERS = ("crawler", "crawler-p2", "aiohttp-loop", "scrapy-sqlite", "scrapy")
 FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
 
 
@@ -169,6 +171,8 @@ class Bench:
     def argv(self, name: str, db: Path) -> list[str]:
         if name == "crawler":
             return crawler_argv(self.args, self.seeds, db)
+        if name == "crawler-p2":
+            return crawler_argv(self.args, self.seeds, db, "--processes", "2")
         c, k = str(self.args.concurrency), str(self.args.per_host)
         common = [str(self.seeds), "--concurrency", c, "--per-host", k]
         common += ["--expected", str(self.expected_file)]
@@ -198,7 +202,7 @@ class Bench:
         record.update(wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 2))
         record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
         record["server_cpu_s"] = round(self.server.cpu_s() - server_cpu, 2)
-        if name == "crawler":
+        if name.startswith("crawler"):
             if db.exists():
                 record.update(crawler_db_check(db, self.expected))
         else:

@@ -263,7 +263,11 @@ def measure(argv: list[str], *, cwd: Path, timeout: float, out_dir: Path, label:
         code: int | None
         usage = None
         deadline = start + timeout
+        tree_peak, polls = 0, 0
         while True:
+            if polls % 5 == 0:  # every 0.1 s
+                tree_peak = max(tree_peak, tree_rss_kb(proc.pid, skip_root=gnu_time))
+            polls += 1
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 code = os.waitstatus_to_exitcode(status)
@@ -285,6 +289,8 @@ def measure(argv: list[str], *, cwd: Path, timeout: float, out_dir: Path, label:
         rss_mb, cpu = int(rss_kb) / 1024, float(user) + float(system)
     elif usage is not None:
         rss_mb, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    # ru_maxrss is the largest single process: a runner of several processes is their sum.
+    rss_mb = max(rss_mb, tree_peak / 1024)
     return Measured(
         code,
         wall,
@@ -293,6 +299,25 @@ def measure(argv: list[str], *, cwd: Path, timeout: float, out_dir: Path, label:
         out_path.read_text(errors="replace"),
         err_path.read_text(errors="replace"),
     )
+
+
+def tree_rss_kb(root: int, *, skip_root: bool) -> int:
+    """The summed RSS (KB) of `root`'s descendants, and of `root` unless `skip_root` (GNU
+    time, a few hundred KB that are not the runner's). Walks /proc/PID/task/TID/children:
+    a handful of small reads, so sampling it does not steal the runners' CPU."""
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            if pid != root or not skip_root:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def kill_current() -> None:

@@ -105,6 +105,9 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
     if rate and loop:
         x = rate / loop
         check("crawler / aiohttp-loop pages/s", x, f">= {TARGET_VS_LOOP:g}", x >= TARGET_VS_LOOP)
+    two = rows.get("crawler-p2", {}).get("pages_per_s")
+    if two and rate:
+        out.append(f"  {'crawler --processes 2 / crawler pages/s':<38} {two / rate:>8.2f}")
     rss = crawler.get("peak_rss_mb")
     if rss:
         check("crawler peak RSS MB", rss, f"<= {TARGET_RSS_MB:g}", rss <= TARGET_RSS_MB)

@@ -115,10 +115,13 @@ class Engine:
     async def run(
         self, new_seeds: list[str] | None = None, *, handle_signals: bool = False
     ) -> Summary:
-        """Crawl until the frontier is empty, max_pages is reached, or we are stopped."""
+        """Crawl until the frontier is empty, max_pages is reached, or we are stopped.
+
+        The file's own bookkeeping (deferred indexes, `crawl.finished_at`) is the caller's,
+        (`Storage.deferred_indexes`, `mark_finished`): with --processes, several engines
+        write one file.
+        """
         await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
-        if self.partition is None:  # else the parent process does it, once for all
-            await self.storage.suspend_indexes()
         writer = asyncio.create_task(self._write_loop())
         if handle_signals:
             self._install_signals()
@@ -142,12 +145,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             await self.storage.flush()
-            if self.partition is None:
-                await self.storage.restore_indexes()
         interrupted = self._stops > 0
         finished = not interrupted
-        if finished and self.partition is None:
-            await self.storage.mark_finished()
         return Summary(
             pages=self.counters.pages,
             total_pages=self.frontier.stored,

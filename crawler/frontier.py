@@ -57,7 +57,7 @@ class Frontier:
         self.window = window
         self.host_window = min(host_window, window)
         self.scan_batch = scan_batch
-        self.stored = 0  # pages stored (this run and before it; this process's share)
+        self.stored = 0  # pages in the file when the run began, plus those this process stored
         self.partition = partition
         self.budget = budget or PageBudget(settings.max_pages)
         self.poll_interval = poll_interval

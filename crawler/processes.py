@@ -44,16 +44,31 @@ _SUMMED = ("pages", "in_flight", "queued", "hosts_active", "errors", "http_error
            "bytes")  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class ChildSpec:
+    """What a child needs to crawl its partition (pickled to it by spawn)."""
+
+    index: int
+    count: int
+    db: str
+    settings: Settings
+    seeds: list[str]
+    new_seeds: list[str]
+    budget: Synchronized[int]
+    log_level: int
+    log_format: str
+
+
 @dataclasses.dataclass
 class _Child:
     index: int
     process: BaseProcess
     messages: Connection  # child -> parent
     alive: Connection  # the parent's end of the pipe whose closing tells the child to stop
+    exited: asyncio.Future[None]
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)
     summary: Summary | None = None
     error: str | None = None
-    exited: asyncio.Future[None] | None = None
 
 
 async def run_partitioned(
@@ -71,57 +86,21 @@ async def run_partitioned(
     count = settings.processes
     budget: Synchronized[int] = ctx.Value("q", await storage.page_count())
     started = time.monotonic()
-    await storage.suspend_indexes()
-    children = [
-        _start(ctx, i, count, storage.path, settings, seeds, new_seeds, budget, log_format)
-        for i in range(count)
-    ]
-    loop = asyncio.get_running_loop()
-    stops = 0
-
-    def stop() -> None:
-        nonlocal stops
-        stops += 1
-        log.warning(
-            "stopping: finishing open requests; interrupt again to stop at once"
-            if stops == 1
-            else "stopping at once"
-        )
-        _signal_all(children, signal.SIGTERM)
-
-    for child in children:
-        child.exited = loop.create_future()
-        loop.add_reader(child.process.sentinel, _set_exited, child)
-        loop.add_reader(child.messages.fileno(), _receive, child)
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-    try:
-        async with shown(summed_progress(children, started), quiet=quiet, log_format=log_format):
-            pending = {c.exited for c in children if c.exited is not None}
-            failed = False
-            while pending:
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for child in children:
-                    _receive(child)  # what it sent before exiting
-                    if (
-                        not failed
-                        and child.exited is not None
-                        and child.exited.done()
-                        and child.summary is None
-                    ):
-                        failed = True  # one part of the crawl is gone: stop the others
-                        _signal_all(children, signal.SIGTERM)
-    finally:
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        for child in children:
-            loop.remove_reader(child.process.sentinel)
-            with contextlib.suppress(OSError, ValueError):
-                loop.remove_reader(child.messages.fileno())
-        await _reap(children)
-        await storage.restore_indexes()
+    async with storage.deferred_indexes():  # rebuilt once every child has exited
+        level = logging.getLogger().getEffectiveLevel()
+        children = [
+            _start(
+                ctx,
+                ChildSpec(
+                    i, count, storage.path, settings, seeds, new_seeds, budget, level, log_format
+                ),
+            )
+            for i in range(count)
+        ]
+        try:
+            stops = await _supervise(children, started, quiet, log_format, handle_signals)
+        finally:
+            await _reap(children)
     broken = [c for c in children if c.summary is None]
     if broken:
         child = broken[0]
@@ -149,6 +128,44 @@ async def run_partitioned(
     )
 
 
+async def _supervise(
+    children: list[_Child], started: float, quiet: bool, log_format: str, handle_signals: bool
+) -> int:
+    """Relay signals and show progress until every child has exited; returns the stops."""
+    loop = asyncio.get_running_loop()
+    stops = 0
+
+    def stop() -> None:
+        nonlocal stops
+        stops += 1
+        log.warning(
+            "stopping: finishing open requests; interrupt again to stop at once"
+            if stops == 1
+            else "stopping at once"
+        )
+        _signal_all(children, signal.SIGTERM)
+
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+    try:
+        async with shown(summed_progress(children, started), quiet=quiet, log_format=log_format):
+            pending = {c.exited for c in children}
+            failed = False
+            while pending:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for child in children:
+                    _receive(child)  # what it sent before exiting
+                    if not failed and child.exited.done() and child.summary is None:
+                        failed = True  # one part of the crawl is gone: stop the others
+                        _signal_all(children, signal.SIGTERM)
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    return stops
+
+
 def summed_progress(children: list[_Child], started: float) -> Callable[[], dict[str, Any]]:
     """The progress numbers of all children, summed (progress.shown's source)."""
 
@@ -172,36 +189,29 @@ def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _start(
-    ctx: Any,
-    index: int,
-    count: int,
-    db: str,
-    settings: Settings,
-    seeds: list[str],
-    new_seeds: list[str],
-    budget: Synchronized[int],
-    log_format: str,
-) -> _Child:
+def _start(ctx: Any, spec: ChildSpec) -> _Child:
+    """Spawn one child; its exit and its messages are watched from the running loop."""
     receive, send = ctx.Pipe(duplex=False)
     watch, alive = ctx.Pipe(duplex=False)
-    level = logging.getLogger().getEffectiveLevel()
     process = ctx.Process(
         target=child_main,
-        args=(index, count, db, settings, seeds, new_seeds, budget, send, watch, level, log_format),
-        name=f"crawler-{index + 1}-of-{count}",
+        args=(spec, send, watch),
+        name=f"crawler-{spec.index + 1}-of-{spec.count}",
         daemon=True,  # a parent that exits normally takes its children along
     )
     process.start()
     send.close()  # the child's ends: ours would hide its exit (no EOF) or outlive the parent
     watch.close()
-    return _Child(index, process, receive, alive)
+    loop = asyncio.get_running_loop()
+    child = _Child(spec.index, process, receive, alive, loop.create_future())
+    loop.add_reader(process.sentinel, _set_exited, child)
+    loop.add_reader(receive.fileno(), _receive, child)
+    return child
 
 
 def _set_exited(child: _Child) -> None:
-    loop = asyncio.get_running_loop()
-    loop.remove_reader(child.process.sentinel)
-    if child.exited is not None and not child.exited.done():
+    asyncio.get_running_loop().remove_reader(child.process.sentinel)
+    if not child.exited.done():
         child.exited.set_result(None)
 
 
@@ -230,6 +240,11 @@ def _signal_all(children: list[_Child], sig: signal.Signals) -> None:
 
 async def _reap(children: list[_Child]) -> None:
     """Wait for every child; one that ignores SIGTERM for 30 s is killed."""
+    loop = asyncio.get_running_loop()
+    for child in children:
+        loop.remove_reader(child.process.sentinel)
+        with contextlib.suppress(OSError, ValueError):
+            loop.remove_reader(child.messages.fileno())
     if any(c.process.exitcode is None for c in children):
         _signal_all(children, signal.SIGTERM)  # cancelled (a library caller, a test)
     for child in children:
@@ -244,26 +259,15 @@ async def _reap(children: list[_Child]) -> None:
 # ---------------------------------------------------------------------- in the child
 
 
-def child_main(
-    index: int,
-    count: int,
-    db: str,
-    settings: Settings,
-    seeds: list[str],
-    new_seeds: list[str],
-    budget: Synchronized[int],
-    messages: Connection,
-    watch: Connection,
-    level: int,
-    log_format: str,
-) -> None:
+def child_main(spec: ChildSpec, messages: Connection, watch: Connection) -> None:
     """A child process's entry point: crawl one partition and report to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
     from crawler.cli import setup_logging
     from crawler.run import loop_factory
 
-    setup_logging(level <= logging.DEBUG, level >= logging.WARNING, log_format)
-    main = _crawl_partition(index, count, db, settings, seeds, new_seeds, budget, messages, watch)
+    level = spec.log_level
+    setup_logging(level <= logging.DEBUG, level >= logging.WARNING, spec.log_format)
+    main = _crawl_partition(spec, messages, watch)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             summary = runner.run(main)
@@ -271,34 +275,25 @@ def child_main(
         messages.send(("error", str(exc)))
         raise SystemExit(1) from None
     except Exception as exc:
-        log.exception("process %d of %d failed", index + 1, count)
+        log.exception("process %d of %d failed", spec.index + 1, spec.count)
         messages.send(("error", f"internal: {type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
     messages.send(("summary", dataclasses.asdict(summary)))
 
 
-async def _crawl_partition(
-    index: int,
-    count: int,
-    db: str,
-    settings: Settings,
-    seeds: list[str],
-    new_seeds: list[str],
-    budget: Synchronized[int],
-    messages: Connection,
-    watch: Connection,
-) -> Summary:
+async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connection) -> Summary:
+    index, count, settings = spec.index, spec.count, spec.settings
     # Connections split so that all processes together keep to --concurrency.
     share = settings.concurrency // count + (index < settings.concurrency % count)
     mine = dataclasses.replace(settings, concurrency=max(1, share))
-    storage = await Storage.open(db, create=False)
+    storage = await Storage.open(spec.db, create=False)
     try:
         engine = Engine(
             storage,
             mine,
-            seeds,
+            spec.seeds,
             partition=Partition(index, count),
-            budget=PageBudget(settings.max_pages, shared=budget),
+            budget=PageBudget(settings.max_pages, shared=spec.budget),
         )
         loop = asyncio.get_running_loop()
 
@@ -310,7 +305,7 @@ async def _crawl_partition(
         loop.add_reader(watch.fileno(), parent_gone)
         reporter = asyncio.create_task(_report(engine, messages))
         try:
-            return await engine.run(new_seeds, handle_signals=True)
+            return await engine.run(spec.new_seeds, handle_signals=True)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -125,5 +125,11 @@ async def _go(
             handle_signals=handle_signals,
         )
     engine = Engine(storage, settings, seeds)
-    async with shown(partial(snapshot, engine), quiet=quiet, log_format=log_format):
-        return await engine.run(new_seeds, handle_signals=handle_signals)
+    async with (
+        storage.deferred_indexes(),
+        shown(partial(snapshot, engine), quiet=quiet, log_format=log_format),
+    ):
+        summary = await engine.run(new_seeds, handle_signals=handle_signals)
+    if summary.finished:
+        await storage.mark_finished()
+    return summary

@@ -209,13 +209,17 @@ class Storage:
         "links_dst": "CREATE INDEX IF NOT EXISTS links_dst ON links (dst_url)"
     }
 
-    async def suspend_indexes(self) -> None:
+    @contextlib.asynccontextmanager
+    async def deferred_indexes(self) -> AsyncIterator[None]:
+        """Around one run (one engine's, or all processes' together): the deferred indexes
+        are dropped, and rebuilt however the run ends."""
         for name in self._DEFERRED_INDEXES:
             await self.db.execute(f"DROP INDEX IF EXISTS {name}")
-
-    async def restore_indexes(self) -> None:
-        for sql in self._DEFERRED_INDEXES.values():
-            await self.db.execute(sql)
+        try:
+            yield
+        finally:
+            for sql in self._DEFERRED_INDEXES.values():
+                await self.db.execute(sql)
 
     async def mark_finished(self) -> None:
         await self.db.execute("UPDATE crawl SET finished_at = ? WHERE id = 1", (time.time(),))

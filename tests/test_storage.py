@@ -306,3 +306,17 @@ async def test_second_outcome_for_a_url_adds_no_row(db: str) -> None:
         await storage.close()
     assert rows(db, "SELECT url, status FROM pages") == [(HOST + "/a", 200)]
     assert rows(db, "SELECT url, count(*) FROM pages GROUP BY url HAVING count(*) > 1") == []
+
+
+async def test_deferred_indexes_are_back_however_the_run_ends(db: str) -> None:
+    storage = await Storage.open(db, create=True)
+    index = "SELECT name FROM sqlite_master WHERE name = 'links_dst'"
+    try:
+        async with storage.deferred_indexes():
+            assert rows(db, index) == []  # not maintained row by row while a run writes
+        with pytest.raises(RuntimeError):
+            async with storage.deferred_indexes():
+                raise RuntimeError("the run failed")
+    finally:
+        await storage.close()
+    assert rows(db, index) == [("links_dst",)]

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import click
 
 from crawler import __version__, queries
-from crawler.config import SETTING_NAMES, Settings, build_settings, resolve
+from crawler.config import SETTING_NAMES, Resolved, Settings, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 
 log = logging.getLogger("crawler")
@@ -231,17 +231,15 @@ def crawl(
     log_format: str,
     **values: Any,
 ) -> int:
-    """Crawl from SEED URLs into a SQLite file.
+    """Crawl from SEED URLs into a new SQLite file.
 
-    Crawling into a database that already holds a crawl continues it, adding the
-    new seeds.
+    A database that already holds a crawl is refused: `crawler resume` continues it
+    (and `resume --seed URL` adds seeds to it).
     """
     from crawler.run import run_crawl
 
     setup_logging(verbose, quiet, log_format)
-    all_seeds = list(seeds)
-    if seeds_file is not None:
-        all_seeds += [ln.strip() for ln in seeds_file if ln.strip() and not ln.startswith("#")]
+    all_seeds = _seed_list(seeds, seeds_file)
     if not all_seeds:
         raise UsageError("no seed URLs given (crawler crawl URL... or --seeds-file FILE)")
     resolved = resolve({**_given(values), "db": db}, config_path)
@@ -250,19 +248,43 @@ def crawl(
 
 @cli.command()
 @click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
+@click.option("--seed", "seeds", multiple=True, metavar="URL", help="Add a seed URL (repeatable).")
+@click.option(
+    "--seeds-file",
+    type=click.File("r"),
+    default=None,
+    help="Add the seed URLs in this file, one per line ('-' for stdin).",
+)
 @settings_options
 @output_options
-def resume(db: str, quiet: bool, verbose: bool, log_format: str, **values: Any) -> int:
-    """Continue an interrupted crawl with the settings it was started with.
+def resume(
+    db: str,
+    seeds: tuple[str, ...],
+    seeds_file: TextIO | None,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    **values: Any,
+) -> int:
+    """Continue a crawl with the settings it was started with.
 
-    Settings given here replace the stored ones (e.g. a larger --max-pages).
+    Settings given here replace the stored ones (e.g. a larger --max-pages) and are
+    stored with the crawl; --seed adds seeds to it.
     """
     from crawler.run import resume_crawl
 
     setup_logging(verbose, quiet, log_format)
     given = _given(values)
     build_settings(given, source="command line")  # validate before touching the file
-    return resume_crawl(db, given, quiet=quiet, log_format=log_format)
+    added = _seed_list(seeds, seeds_file)
+    return resume_crawl(db, given, added, quiet=quiet, log_format=log_format)
+
+
+def _seed_list(seeds: tuple[str, ...], seeds_file: TextIO | None) -> list[str]:
+    out = list(seeds)
+    if seeds_file is not None:
+        out += [ln.strip() for ln in seeds_file if ln.strip() and not ln.startswith("#")]
+    return out
 
 
 @cli.command()
@@ -287,8 +309,8 @@ def stats(db: str, as_json: bool, top: int) -> None:
     "--format",
     "fmt",
     type=click.Choice(["jsonl", "csv", "warc"]),
-    required=True,
-    help="jsonl: one JSON object per page; csv: a header row then one row per page; "
+    default=None,  # required: checked in the body, for a one-line message with the choices
+    help="Required. jsonl: one JSON object per page; csv: a header row then one row per page; "
     "warc: request/response records (WARC/1.1, gzipped per record).",
 )
 @click.option("-o", "--output", default="-", help="Output file ('-': stdout).")
@@ -308,16 +330,49 @@ def stats(db: str, as_json: bool, top: int) -> None:
     "--body/--no-body", default=False, help="Include bodies in jsonl (base64 when binary)."
 )
 def export(
-    db: str, fmt: str, output: str, where: str | None, since: str | None, body: bool
+    db: str, fmt: str | None, output: str, where: str | None, since: str | None, body: bool
 ) -> None:
     """Export stored pages as JSON lines, CSV or WARC, streaming."""
+    import os
+
     from crawler import exporter
 
+    if fmt is None:
+        raise UsageError("missing --format: choose jsonl, csv or warc")
+    if fmt == "warc" and output == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write a gzipped WARC to a terminal: use -o FILE or a pipe")
     since_ts = queries.parse_time(since) if since is not None else None
-    with contextlib.closing(queries.connect(db)) as conn:
-        n = exporter.export(conn, fmt, output, where=where, since=since_ts, body=body)
+    try:
+        with contextlib.closing(queries.connect(db)) as conn:
+            n = exporter.export(conn, fmt, output, where=where, since=since_ts, body=body)
+    except BrokenPipeError:
+        if output != "-":
+            raise
+        # The reader left (`crawler export ... | head`): stop quietly, as `git log | head`
+        # does. stdout still holds unwritten bytes whose flush at exit would fail and print
+        # a warning: point it at /dev/null first.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return
     if output != "-":
         click.echo(f"{n:,} pages written to {output}", err=True)
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def why(url: str, db: str, as_json: bool) -> None:
+    """What happened to URL: stored, queued, or not followed and why; who links to it."""
+    from crawler import why as explain
+
+    with contextlib.closing(queries.connect(db)) as conn:
+        data = explain.explain(conn, url)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo("\n".join(explain.render(data)))
 
 
 @cli.command("config")
@@ -328,12 +383,23 @@ def export(
     default=None,
     help="Settings file. [default: ./config.toml when present]",
 )
-@click.option("--db", default=None, help="As for crawl.")
+@click.option(
+    "--db",
+    default=None,
+    help="A crawl database: show the settings stored with its crawl (what resume uses).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @settings_options
 def show_config(config_path: Path | None, db: str | None, as_json: bool, **values: Any) -> None:
-    """Print the effective settings (defaults < config file < flags) and their sources."""
-    resolved = resolve({**_given(values), "db": db}, config_path)
+    """Print the effective settings and their sources.
+
+    For a new crawl: defaults < config file < flags. With --db naming an existing
+    crawl: the settings stored with it < flags, as `crawler resume` would use them.
+    """
+    if db is not None and Path(db).is_file():
+        resolved = _stored(db, _given(values))
+    else:
+        resolved = resolve({**_given(values), "db": db}, config_path)
     rows = [("db", resolved.db, resolved.sources["db"])]
     rows += [
         (name, getattr(resolved.settings, name), resolved.sources[name]) for name in SETTING_NAMES
@@ -345,6 +411,19 @@ def show_config(config_path: Path | None, db: str | None, as_json: bool, **value
     for key, value, source in rows:
         shown = json.dumps(list(value)) if isinstance(value, tuple) else json.dumps(value)
         click.echo(f"{key:<{width}}  {shown:<40}  # {source}")
+
+
+def _stored(db: str, given: dict[str, Any]) -> Resolved:
+    """The settings stored with the crawl in `db`, with `given` flags on top."""
+    with contextlib.closing(queries.connect(db)) as conn:
+        row = conn.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
+    if row is None:
+        raise UsageError(f"{db} holds no crawl")
+    stored = Settings.from_json(row[0])
+    settings, cli_sources = build_settings(given, source="command line", base=stored)
+    source = f"stored in {db}"
+    sources = {name: source for name in SETTING_NAMES} | cli_sources | {"db": "command line"}
+    return Resolved(settings=settings, db=db, sources=sources)
 
 
 def main() -> None:

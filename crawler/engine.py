@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from crawler.config import Settings
-from crawler.errors import UsageError
+from crawler.errors import StoreFailure, UsageError
 from crawler.fetcher import Response, fetch, make_session
 from crawler.frontier import Frontier
 from crawler.hosts import MAX_RETRY_AFTER, Job, backoff_seconds
+from crawler.netbytes import location_url
 from crawler.parser import ParsedPage, extract_links, is_html
 from crawler.partition import PageBudget, Partition
+from crawler.reasons import Reason
 from crawler.robots import RobotsCache, fetch_rules
 from crawler.scope import Scope
-from crawler.storage import NewURL, Outcome, PageRow, Storage
+from crawler.storage import ChainEnd, NewURL, Outcome, PageRow, Storage
 from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,14 @@ class Counters:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def failed_row(self, reason: str) -> None:
+        """An error row written without a response (a network error, a dropped host)."""
+        self.pages += 1
+        self.errors += 1
+        kind = reason.split(":", 1)[0]
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+        self.by_status_class["error"] = self.by_status_class.get("error", 0) + 1
 
     @property
     def rate(self) -> float:
@@ -106,9 +116,12 @@ class Engine:
         self.frontier = Frontier(
             settings, self.scope, storage, RobotsCache(), partition=partition, budget=budget
         )
+        self.frontier.on_fatal = self._fatal
+        self.frontier.on_failed_row = self.counters.failed_row
         self._session: aiohttp.ClientSession | None = None
         self._stops = 0
         self._workers: list[asyncio.Task[None]] = []
+        self._failure: BaseException | None = None  # what stopped the crawl at once
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +136,7 @@ class Engine:
         """
         await self.frontier.load(new_seeds if new_seeds is not None else self.seeds)
         writer = asyncio.create_task(self._write_loop())
+        writer.add_done_callback(self._task_done)
         if handle_signals:
             self._install_signals()
         try:
@@ -131,12 +145,9 @@ class Engine:
                 self._workers = [
                     asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)
                 ]
-                results = await asyncio.gather(*self._workers, return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException) and not isinstance(
-                        result, asyncio.CancelledError
-                    ):
-                        raise result
+                for task in self._workers:
+                    task.add_done_callback(self._task_done)
+                await asyncio.gather(*self._workers, return_exceptions=True)
         finally:
             if handle_signals:
                 self._remove_signals()
@@ -144,7 +155,10 @@ class Engine:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            await self.storage.flush()
+            if self._failure is None:
+                await self.storage.flush()
+        if self._failure is not None:
+            raise self._failure
         interrupted = self._stops > 0
         finished = not interrupted
         return Summary(
@@ -191,6 +205,22 @@ class Engine:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._fatal(exc)
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The store or a background task failed: stop fetching at once, keep the cause."""
+        if self._failure is not None:
+            return
+        if not isinstance(exc, StoreFailure):
+            log.error("crawl stopped by an internal error", exc_info=exc)
+            exc = StoreFailure(f"internal: {type(exc).__name__}: {exc}")  # one line, exit 1
+        self._failure = exc
+        self.frontier.stop()
+        for task in self._workers:
+            task.cancel()
+
     async def _write_loop(self) -> None:
         while True:
             await self.storage.wait_full(FLUSH_INTERVAL)
@@ -200,10 +230,29 @@ class Engine:
 
     async def _work(self) -> None:
         while (job := await self.frontier.get()) is not None:
-            if job.robots:
-                await self._robots(job)
-            else:
-                await self._page(job)
+            try:
+                if job.robots:
+                    await self._robots(job)
+                else:
+                    await self._page(job)
+            except (StoreFailure, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                # A bug while handling one URL costs that URL an error row, not the worker
+                # (which would shrink concurrency for good, and again on every resume).
+                log.debug("internal error on %s", job.item or job.host.key, exc_info=True)
+                self._internal_error(job, f"internal: {type(exc).__name__}: {exc}")
+
+    def _internal_error(self, job: Job, reason: str) -> None:
+        if job.robots:
+            self.frontier.robots_failed(job, f"robots.txt unreachable: {reason}")
+            return
+        item = job.item
+        assert item is not None
+        row = PageRow.failed(item.url, item.host, item.depth, reason[:300], attempts=job.attempt)
+        self.counters.failed_row(reason)
+        self.storage.add(Outcome(url=item.url, state="done", page=row))
+        self.frontier.finish(job, stored=True, failed=None)
 
     async def _robots(self, job: Job) -> None:
         assert self._session is not None
@@ -214,10 +263,24 @@ class Engine:
                 self.settings.user_agent,
                 timeout=self.settings.timeout,
             )
-            await self.storage.save_robots(job.host.key, rules.status, rules.error, rules.body)
         except BaseException:
             self.frontier.finish(job, stored=False)
             raise
+        if rules.unreachable:
+            # RFC 9309 2.3.1.4: hold the host and ask again on the page retry schedule.
+            slot = job.host
+            after = rules.retry_after
+            if slot.robots_failures < self.settings.retries and (
+                after is None or after <= MAX_RETRY_AFTER
+            ):
+                self.counters.retries += 1
+                wait = after if after is not None else backoff_seconds(slot.robots_failures + 1)
+                self.frontier.robots_retry(job, wait)
+                return
+            await self.storage.save_robots(job.host.key, rules.status, rules.error, rules.body)
+            self.frontier.robots_failed(job, rules.error or "robots.txt unreachable")
+            return
+        await self.storage.save_robots(job.host.key, rules.status, rules.error, rules.body)
         self.frontier.robots_loaded(job, rules)
 
     async def _page(self, job: Job) -> None:
@@ -248,14 +311,7 @@ class Engine:
             failed = resp.error or "error"
         elif status == 429 or status >= 500:
             failed = f"HTTP {status}"
-        try:
-            outcome = self._outcome(job, resp)
-        except Exception as exc:  # a bug in parsing must cost one row, not the worker
-            log.exception("failed to process %s", job.item.url)
-            item = job.item
-            reason = f"internal: {type(exc).__name__}: {exc}"
-            row = PageRow.failed(item.url, item.host, item.depth, reason, attempts=job.attempt)
-            outcome = Outcome(url=item.url, state="done", page=row)
+        outcome = self._outcome(job, resp)
         self.storage.add(outcome)
         self.frontier.finish(job, stored=True, failed=failed)
         if self.storage.backlog_bytes >= BACKLOG_BYTES:
@@ -282,32 +338,46 @@ class Engine:
 
         new: list[NewURL] = []
         links: list[tuple[str, str, int]] = []
+        skipped: dict[str, int] = {}
         parsed: ParsedPage | None = None
         redirect_to = None
         error = resp.error
         final_url: str | None = item.url if resp.status is not None else None
-        chain_end: tuple[str, str | None] | None = None
+        final_status = resp.status
+        chain_error: str | None = None  # the redirect chain through this URL failed
+        continues = False  # the chain goes on with a next hop
         status = resp.status or 0
         content_type = resp.content_type
         if 300 <= status < 400 and (location := resp.header("Location")) is not None:
-            redirect_to = canonical_url(location, item.url, max_length=settings.max_url_length)
+            redirect_to = canonical_url(
+                location_url(location), item.url, max_length=settings.max_url_length
+            )
             if redirect_to is None:
-                error = f"redirect to an unusable URL: {location[:200]!r}"
+                error = chain_error = f"redirect to an unusable URL: {location[:200]!r}"
             elif item.hops >= settings.max_redirects:
-                error = f"redirect limit of {settings.max_redirects} hops reached"
+                error = chain_error = f"redirect limit of {settings.max_redirects} hops reached"
             elif redirect_to in (item.url, item.origin):
-                error = "redirect loop"  # the chain has no final URL
+                error = chain_error = "redirect loop"  # the chain has no final URL
             else:
                 hop = self.frontier.redirect(job, redirect_to)
-                if hop is not None:
+                if isinstance(hop, NewURL):
                     new.append(hop)
-                elif item.origin is not None:
-                    chain_end = (item.origin, redirect_to)  # the chain ends at a known URL
+                    final_status, continues = None, True  # known when the chain ends
+                elif hop is not None:
+                    chain_error = f"redirect target not followed: {hop.value}"
+                    skipped[hop] = 1
+                else:
+                    final_status = None  # the chain ends at a URL the crawl already knows
             final_url = None if error == "redirect loop" else redirect_to
-            if error == "redirect loop" and item.origin is not None:
-                chain_end = (item.origin, None)
-        elif item.origin is not None and resp.status is not None:
-            chain_end = (item.origin, item.url)
+        elif error is not None and item.origin is not None:
+            chain_error = error  # the chain's last hop failed
+        if chain_error is not None:
+            final_status = None  # the chain ended at no response
+        chain_end = None
+        if not continues and (item.origin or chain_error or redirect_to):
+            # The chain through this URL ended here (at a final status, an error, or a URL
+            # already known): every row of the chain learns where.
+            chain_end = ChainEnd(item.origin or item.url, final_url, final_status, chain_error)
         if 200 <= status < 300 and is_html(content_type) and resp.body:
             parsed = extract_links(
                 resp.body,
@@ -319,7 +389,11 @@ class Engine:
             src = item.url
             links = [(src, dst, 0) for dst in parsed.links]
             links.extend((src, dst, 1) for dst in parsed.nofollow)
-            new.extend(self.frontier.discover(job, parsed.links))
+            new.extend(self.frontier.discover(job, parsed.links, skipped))
+            if parsed.nofollow:
+                skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
+            if parsed.too_long:
+                skipped[Reason.TOO_LONG] = parsed.too_long
 
         body: bytes | None = resp.body if resp.status is not None else None
         codec = None
@@ -347,7 +421,14 @@ class Engine:
             # Plain bodies are hashed by storage, off the event loop.
             content_hash=hashlib.sha1(resp.body).hexdigest() if codec and resp.body else None,
             title=parsed.title if parsed is not None else None,
+            final_status=final_status,
         )
         return Outcome(
-            url=item.url, state="done", page=page, links=links, new_urls=new, chain_end=chain_end
+            url=item.url,
+            state="done",
+            page=page,
+            links=links,
+            new_urls=new,
+            chain_end=chain_end,
+            skipped=tuple(skipped.items()),
         )

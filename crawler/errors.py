@@ -2,7 +2,8 @@
 
 CrawlerError                 exit 1 unless a subclass says otherwise
 ├── UsageError               exit 2: bad seeds, flags or config.toml
-└── StorageError             exit 2: --db is not a crawl database we can use
+├── StorageError             exit 2: --db is not a crawl database we can use
+└── StoreFailure             exit 1: a write to the store failed (disk full, I/O, lock)
 
 A failed request is no exception: `fetcher.fetch` returns it as a `Response` with
 `status=None` and a readable `error`, stored as an error row.
@@ -27,3 +28,11 @@ class StorageError(CrawlerError):
     """The database file is unusable (not SQLite, newer schema, read-only...)."""
 
     exit_code = 2
+
+
+class StoreFailure(CrawlerError):
+    """The store refused a write for a reason no row can fix: disk full, an I/O error, a
+    lock held past busy_timeout, a read-only file. The crawl stops; what was committed
+    before stays intact and `crawler resume` continues it."""
+
+    exit_code = 1

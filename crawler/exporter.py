@@ -3,6 +3,10 @@
 Each format reads pages one at a time from `queries.iter_pages`, so memory stays flat
 however large the database is. The query runs before the output is opened: a bad
 `--where` leaves no half-written file behind.
+
+Values from the network are stored escaped by `netbytes.safe_text`. JSON lines and CSV
+print them as stored (valid UTF-8, whatever the locale); WARC writes the bytes the server
+sent (`netbytes.original_bytes`), as an archive should.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import io
 import json
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from http import HTTPStatus
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from crawler import __version__
+from crawler.errors import UsageError
+from crawler.netbytes import original_bytes
 from crawler.queries import PAGE_FIELDS, iter_pages
 
 FORMATS = ("jsonl", "csv", "warc")
@@ -45,28 +51,57 @@ def export(
     pages = iter_pages(
         db, where=where, since=since, with_body=body or warc, with_headers=warc
     )  # runs the query now: errors surface before the output exists
-    with _open(output, binary=warc) as fh:
-        if fmt == "jsonl":
-            return write_jsonl(pages, fh, body=body)
-        if fmt == "csv":
-            return write_csv(pages, fh)
-        if warc:
-            return write_warc(pages, fh, user_agent=_user_agent(db))
+    try:
+        with _open(output, binary=warc) as fh:
+            if fmt == "jsonl":
+                return write_jsonl(pages, fh, body=body)
+            if fmt == "csv":
+                return write_csv(pages, fh)
+            if warc:
+                return write_warc(pages, fh, user_agent=_user_agent(db))
+    finally:
+        # Left half-read (the reader of a pipe went away, say), the generator would close
+        # its cursor only when collected, after the caller has closed the connection.
+        if isinstance(pages, Generator):
+            pages.close()
     raise ValueError(f"unknown export format {fmt!r}")
 
 
+class TextOut(Protocol):
+    def write(self, s: str, /) -> int: ...
+
+
+class _Utf8(TextOut):
+    """Text written as UTF-8 to a binary stream, whatever encoding the locale gives stdout."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def write(self, s: str, /) -> int:
+        self.raw.write(s.encode("utf-8"))
+        return len(s)
+
+
 @contextlib.contextmanager
-def _open(path: str, *, binary: bool) -> Iterator[IO[Any]]:
+def _open(path: str, *, binary: bool) -> Iterator[Any]:
     if path == "-":
-        out: IO[Any] = sys.stdout.buffer if binary else sys.stdout
-        yield out
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        yield out if binary else _Utf8(out)
         out.flush()
         return
-    with open(path, "wb") if binary else open(path, "w", encoding="utf-8", newline="") as fh:
+    with contextlib.ExitStack() as stack:
+        try:
+            text = None if binary else "utf-8"
+            fh = stack.enter_context(
+                open(path, "wb" if binary else "w", encoding=text, newline=text and "")
+            )
+        except OSError as exc:  # a missing directory, a directory, no permission...
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         yield fh
 
 
-def write_jsonl(pages: Iterable[dict[str, Any]], out: IO[str], *, body: bool = False) -> int:
+def write_jsonl(pages: Iterable[dict[str, Any]], out: TextOut, *, body: bool = False) -> int:
     """One JSON object per page; with `body`, `body` as text or `body_base64` when not UTF-8."""
     n = 0
     for rec in pages:
@@ -82,7 +117,7 @@ def write_jsonl(pages: Iterable[dict[str, Any]], out: IO[str], *, body: bool = F
     return n
 
 
-def write_csv(pages: Iterable[dict[str, Any]], out: IO[str]) -> int:
+def write_csv(pages: Iterable[dict[str, Any]], out: TextOut) -> int:
     """A header row, then one row per page (no bodies)."""
     writer = csv.DictWriter(out, fieldnames=PAGE_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -124,7 +159,9 @@ def _write_exchange(writer: WARCWriter, rec: dict[str, Any], user_agent: str | N
     url = rec["url"]
     date = dt.datetime.fromtimestamp(rec["fetched_at"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = rec["body"] or b""
-    headers = [(k, v) for k, v in rec.get("headers") or [] if k.lower() not in _FRAMING]
+    headers = [
+        (_latin1(k), _latin1(v)) for k, v in rec.get("headers") or [] if k.lower() not in _FRAMING
+    ]
     headers.append(("Content-Length", str(len(body))))
     warc_headers = {"WARC-Date": date}
     if rec["truncated"]:
@@ -134,7 +171,7 @@ def _write_exchange(writer: WARCWriter, rec: dict[str, Any], user_agent: str | N
         "response",
         payload=io.BytesIO(body),
         length=len(body),  # known: warcio then streams it instead of spooling a copy
-        http_headers=StatusAndHeaders(
+        http_headers=_RawHeaders(
             f"{rec['status']} {_reason(rec['status'])}", headers, protocol="HTTP/1.1"
         ),
         warc_headers_dict=warc_headers,
@@ -156,6 +193,24 @@ def _write_exchange(writer: WARCWriter, rec: dict[str, Any], user_agent: str | N
     )
     # Written response first, the request pointing at it with WARC-Concurrent-To.
     writer.write_request_response_pair(request, response)
+
+
+class _RawHeaders(StatusAndHeaders):  # type: ignore[misc]  # warcio is untyped
+    """An HTTP header block written byte for byte: each character stands for one byte.
+
+    warcio would %-encode every non-ASCII header value (`café` would come out as
+    `caf%C3%A9`), and cannot encode a byte that is not UTF-8 at all; this keeps what the
+    server sent. Holds its names and values as `_latin1` strings. `compute_headers_buffer`
+    is the one place warcio turns headers into the bytes it digests and writes.
+    """
+
+    def compute_headers_buffer(self, header_filter: Any = None) -> None:
+        self.headers_buff = self.to_str(header_filter).encode("latin-1") + b"\r\n"
+
+
+def _latin1(value: str) -> str:
+    """A stored (escaped) header name or value as one character per original byte."""
+    return original_bytes(value).decode("latin-1")
 
 
 def _reason(status: int) -> str:

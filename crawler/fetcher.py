@@ -2,25 +2,42 @@
 
 `fetch` never raises for an HTTP status (statuses are data) nor for a network failure:
 both come back as a `Response`, the latter with `status=None` and a readable `error`.
+Everything on a `Response` that came from the network (header names and values, error
+texts) has passed through `netbytes.safe_text`: valid UTF-8 whatever the server sent,
+and `netbytes.original_bytes` gives the server's bytes back.
 Redirects are not followed here: the engine sends every hop back through the frontier
 so that scope, robots.txt, dedup and per-host politeness apply to each one.
+
+Content-Encoding is decoded here, not by aiohttp: aiohttp does not check that a gzip or
+brotli stream reached its end, so a body cut short (with a matching Content-Length)
+would be stored as a complete page. `_read_body` decodes with a bound on the output
+(`max_bytes` counts decoded bytes, so a decompression bomb stops there) and fails the
+body when its stream did not end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ssl
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiohttp
+import brotli  # type: ignore[import-untyped]
 import yarl
+from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 
 from crawler.config import Settings
+from crawler.netbytes import safe_text
 
 CHUNK = 65_536
 MAX_REASON = 300  # characters of an error reason kept on the row
+ACCEPT_ENCODING = "gzip, deflate, br"  # exactly what `_decoder` decodes
+MAX_MEMBERS = 1024  # concatenated gzip/deflate members decoded in one body (aiohttp's cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +46,7 @@ class Response:
 
     url: str
     status: int | None
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...]  # escaped by `safe_text`, as `error`
     body: bytes
     truncated: bool
     elapsed: float
@@ -72,6 +89,7 @@ def make_session(
     never lets more than `per_host` requests to one host start. `limit_per_host` caps
     sockets, not rate: the delay between requests is the frontier's job. `resolver`
     replaces aiohttp's default name resolution (tests map their own names to loopback).
+    Bodies come back as sent (`auto_decompress=False`): `fetch` decodes them.
     """
     connector = aiohttp.TCPConnector(
         limit=settings.concurrency,
@@ -84,22 +102,43 @@ def make_session(
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
     )
+    # Tells `fetch` whether a request went out on a pooled connection (see `_send`).
+    pooled = aiohttp.TraceConfig()
+    pooled.on_connection_reuseconn.append(_mark_reused)
     session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=jar,
-        headers={"User-Agent": settings.user_agent},
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         timeout=aiohttp.ClientTimeout(total=settings.timeout),
         raise_for_status=False,
-        auto_decompress=True,
+        auto_decompress=False,
         trust_env=False,
         requote_redirect_url=False,
+        trace_configs=[pooled],
     )
-    # aiohttp silently sends a GET again, at once, when the server drops the connection
-    # before answering. Retries are ours (`--retries`, with backoff, counted in
-    # `pages.attempts`): without this a server that resets every request gets each one
-    # twice per attempt.
+    # aiohttp sends a GET again, at once, whenever the server drops the connection before
+    # answering, on a fresh connection too. Retries are ours (`--retries`, with backoff,
+    # counted in `pages.attempts`): without this a server that resets every request gets
+    # each one twice per attempt. `_send` keeps the one retry that is not ours to count.
     session._retry_connection = False
     return session
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One request's trace context: whether the pool handed it a connection used before."""
+
+    reused: bool = False
+
+
+async def _mark_reused(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    attempt = getattr(context, "trace_request_ctx", None)
+    if isinstance(attempt, _Attempt):
+        attempt.reused = True
 
 
 async def fetch(
@@ -114,15 +153,15 @@ async def fetch(
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            # encoded=True: send the canonical URL byte for byte; yarl would otherwise
-            # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
-            async with session.get(
-                yarl.URL(url, encoded=True),
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-            ) as resp:
-                headers = tuple(resp.headers.items())
-                body, truncated = await _read_body(resp, max_bytes)
+            resp = await _send(session, url)
+            async with resp:
+                headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
+                try:
+                    with _failing_on_parser_error(resp):
+                        body, truncated = await _read_body(resp, max_bytes)
+                except aiohttp.ClientPayloadError:
+                    resp.close()  # the rest of a broken body is of no use
+                    raise
                 if truncated:
                     # The rest of the body is unwanted: drop the connection rather than
                     # reading it to the end to reuse it.
@@ -146,27 +185,173 @@ async def fetch(
         return _failure(url, started, f"os error: {exc.strerror or exc}")
 
 
+async def _send(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    """Send the GET and wait for the response head.
+
+    A server may close an idle keep-alive connection just as we reuse it, without having
+    said it would (RFC 9112 9.3.1, 9.6): then the request was never answered, and, as
+    browsers and curl do, it goes out once more at once. Only then: a failure on a fresh
+    connection is the server's answer, retried by the crawl's `--retries` with backoff.
+    "Never answered" is as far as aiohttp can tell: it raised before a complete head.
+    """
+    attempt = _Attempt()
+    try:
+        return await _get(session, url, attempt)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
+            raise
+    # The dead connection is closed: the pool opens a new one unless another idle
+    # connection to the host is there; that one is not retried again if it fails.
+    return await _get(session, url, _Attempt())
+
+
+async def _get(
+    session: aiohttp.ClientSession, url: str, attempt: _Attempt
+) -> aiohttp.ClientResponse:
+    # encoded=True: send the canonical URL byte for byte; yarl would otherwise
+    # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
+    return await session.get(
+        yarl.URL(url, encoded=True),
+        allow_redirects=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        trace_request_ctx=attempt,
+    )
+
+
+@contextlib.contextmanager
+def _failing_on_parser_error(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """Fail the body read when aiohttp's parser gives up on the connection.
+
+    When the C parser meets broken chunk framing after it has handed the head over, it
+    closes the connection but tells only the connection, not the body stream: the read
+    would wait for the timeout. (The pure-Python parser fails the stream itself.)
+    """
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if protocol is None or closed is None:
+        yield
+        return
+
+    def fail_body(_: asyncio.Future[None]) -> None:
+        error = protocol.exception()
+        if error is not None and resp.content.exception() is None and not resp.content.is_eof():
+            message = getattr(error, "message", "") or str(error)
+            resp.content.set_exception(aiohttp.ClientPayloadError(message), error)
+
+    # Asking for `closed` made the future; nothing of aiohttp's awaits it until the session
+    # closes, so one callback per connection takes its exception (asyncio would log it).
+    closed.remove_done_callback(_retrieve)
+    closed.add_done_callback(_retrieve)
+    closed.add_done_callback(fail_body)
+    try:
+        yield
+    finally:
+        closed.remove_done_callback(fail_body)
+
+
+def _retrieve(closed: asyncio.Future[None]) -> None:
+    if not closed.cancelled():
+        closed.exception()
+
+
 async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, bool]:
-    """Up to `max_bytes` of the decoded body, and whether more was there."""
+    """Up to `max_bytes` of the decoded body, and whether more was there.
+
+    Raises `aiohttp.ClientPayloadError` when the body cannot be decoded to its end.
+    """
+    decoder = _decoder(resp.headers.get("Content-Encoding"))
     parts: list[bytes] = []
     size = 0
-    while True:
-        chunk = await resp.content.read(CHUNK)
-        if not chunk:
-            return b"".join(parts), False
+    while raw := await resp.content.read(CHUNK):
+        # At most one byte past `max_bytes` is decoded: enough to know there was more.
+        chunk = raw if decoder is None else decoder.decode(raw, max_bytes - size + 1)
         size += len(chunk)
         if size > max_bytes:
             parts.append(chunk[: len(chunk) - (size - max_bytes)])
             return b"".join(parts), True
         parts.append(chunk)
+    if decoder is not None and not decoder.complete:
+        raise aiohttp.ClientPayloadError(f"{decoder.name} stream cut short")
+    return b"".join(parts), False
+
+
+class _Inflate:
+    """gzip, or deflate (zlib format, or raw deflate as some servers send it), member
+    after member (RFC 1952 2.2 allows several), with a bound on the output."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.wbits = 16 + zlib.MAX_WBITS if name == "gzip" else zlib.MAX_WBITS
+        self.member: zlib._Decompress | None = None
+        self.members = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every member that began has ended (true too when no byte came)."""
+        return self.member is None
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """At most `limit` bytes (> 0) from `data`; all of `data` is used when fewer come."""
+        out: list[bytes] = []
+        try:
+            while data and limit > 0:
+                if self.member is None:
+                    self.members += 1
+                    if self.members > MAX_MEMBERS:
+                        raise aiohttp.ClientPayloadError(
+                            f"{self.name} stream of more than {MAX_MEMBERS} members"
+                        )
+                    if self.members == 1 and self.name == "deflate" and data[0] & 0x0F != 8:
+                        self.wbits = -zlib.MAX_WBITS  # no zlib header: raw deflate
+                    self.member = zlib.decompressobj(self.wbits)
+                piece = self.member.decompress(data, limit)
+                out.append(piece)
+                limit -= len(piece)
+                if self.member.eof:
+                    data, self.member = self.member.unused_data, None
+                else:
+                    data = self.member.unconsumed_tail
+        except zlib.error as exc:
+            raise aiohttp.ClientPayloadError(f"invalid {self.name} stream ({exc})") from exc
+        return b"".join(out)
+
+
+class _Unbrotli:
+    """br (RFC 7932), with a bound on the output."""
+
+    name = "br"
+
+    def __init__(self) -> None:
+        self.decompressor = brotli.Decompressor()
+        self.started = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.started or bool(self.decompressor.is_finished())
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """At least `limit` bytes from `data` (brotli may give a little more), or all of it."""
+        self.started = True
+        try:
+            return bytes(self.decompressor.process(data, output_buffer_limit=limit))
+        except brotli.error as exc:
+            raise aiohttp.ClientPayloadError(f"invalid br stream ({exc})") from exc
+
+
+def _decoder(encoding: str | None) -> _Inflate | _Unbrotli | None:
+    """The decoder for a Content-Encoding; None (the body as sent) for any other value."""
+    name = (encoding or "").strip().lower()
+    if name in ("gzip", "deflate"):
+        return _Inflate(name)
+    if name == "br":
+        return _Unbrotli()
+    return None
 
 
 def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -> Response:
     # aiohttp's parser errors span several lines (the offending bytes, a caret under
     # them): the row keeps one line, and a bounded one, whatever the server sent.
-    reason = " ".join(reason.split())
-    if len(reason) > MAX_REASON:
-        reason = reason[: MAX_REASON - 3] + "..."
+    reason = _bounded(" ".join(reason.split()))
     return Response(
         url=url,
         status=None,
@@ -177,6 +362,23 @@ def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -
         error=reason,
         retryable=retryable,
     )
+
+
+def _bounded(reason: str) -> str:
+    """`reason` escaped by `safe_text`, cut to MAX_REASON characters between two escapes."""
+    text = safe_text(reason)
+    if len(text) <= MAX_REASON:
+        return text
+    # An escape is 1 to 6 characters: add whole ones until the next would not fit.
+    kept: list[str] = []
+    room = MAX_REASON - 3
+    for char in reason:
+        escaped = safe_text(char)
+        room -= len(escaped)
+        if room < 0:
+            break
+        kept.append(escaped)
+    return "".join(kept) + "..."
 
 
 def describe(exc: aiohttp.ClientError) -> tuple[str, bool]:
@@ -195,6 +397,8 @@ def describe(exc: aiohttp.ClientError) -> tuple[str, bool]:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"payload: broken body ({detail})", True
     if isinstance(exc, aiohttp.ClientResponseError):
+        if _in_body_framing(exc):
+            return f"payload: broken body ({exc.message or detail})", True
         return f"http: invalid response ({exc.message or detail})", True
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid url: {detail}", False
@@ -203,3 +407,24 @@ def describe(exc: aiohttp.ClientError) -> tuple[str, bool]:
     if isinstance(exc.__cause__, ssl.SSLError):
         return f"tls: {exc.__cause__}", False
     return f"{type(exc).__name__}: {detail}", True
+
+
+def _in_body_framing(exc: BaseException) -> bool:
+    """Whether aiohttp's parser failed in the body's framing, after a complete head.
+
+    A broken chunk that arrives with the head fails the whole response before aiohttp
+    hands the head over, so the parser's own error says where it failed: the pure-Python
+    parser raises a `PayloadEncodingError`, the C parser (llhttp) a `BadHttpMessage`
+    whose reason, before the first colon, names the chunk ("Invalid character in chunk
+    size", "Expected LF after chunk data", ...); the head's reasons never do.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, PayloadEncodingError):
+            return True
+        if isinstance(cause, HttpProcessingError) and not isinstance(
+            cause.__cause__, HttpProcessingError
+        ):
+            return "chunk" in cause.message.partition(":")[0].lower()
+        cause = cause.__cause__
+    return False

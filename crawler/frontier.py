@@ -22,14 +22,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from crawler import robots
 from crawler.config import Settings
 from crawler.hosts import HostSlot, Job
 from crawler.partition import PageBudget, Partition
+from crawler.reasons import Reason
 from crawler.robots import RobotsCache, Rules
 from crawler.scope import Scope
-from crawler.storage import NewURL, Outcome, PageRow, QueuedURL, Storage
+from crawler.storage import ChainEnd, NewURL, Outcome, PageRow, QueuedURL, Storage
 from crawler.urls import has_repeated_segments, host_key
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,10 @@ class Frontier:
         self._cursor: dict[str, int] = {}
         self._others_busy = partition is not None
         self._watching: asyncio.Task[None] | None = None
+        # Set by the engine: a background task failed (the crawl must stop), and an error
+        # row was written without a fetch (a dropped host's URLs: counted as errors).
+        self.on_fatal: Callable[[BaseException], None] = _unhandled
+        self.on_failed_row: Callable[[str], None] = lambda reason: None
         storage.on_commit = self._committed
 
     # ------------------------------------------------------------------ setup
@@ -98,6 +104,14 @@ class Frontier:
         self._watermark = await self.storage.last_url_id() if self.partition else 0
         async for url in self.storage.seen_urls():
             self._seen.add(hash(url))
+        if self._needs_robots:
+            # RFC 9309 2.4: a robots.txt an earlier run fetched is good for 24 hours.
+            agent = self.settings.user_agent
+            async for host, status, body, fetched in self.storage.stored_robots(
+                time.time() - robots.TTL
+            ):
+                if self._owns(host):
+                    self.robots.put(host, robots.restored(status, body, agent, fetched))
         self.stored = await self.storage.page_count()
         self.budget.start(self.stored)
         if self.settings.host_budget:
@@ -106,7 +120,13 @@ class Frontier:
             if self._owns(host):
                 self._spilled[host] = None  # queued rows from an earlier run
         self._refill_wanted = bool(self._spilled)
-        new = [n for url in seeds if (n := self._admit(url, depth=0)) is not None]
+        new = []
+        for url in seeds:
+            n = self._admit(url, depth=0)
+            if isinstance(n, NewURL):
+                new.append(n)
+            elif n is not None:
+                log.warning("seed %s is not crawled: %s", url, n.value)
         if new:
             self.storage.add(Outcome(url="", state=None, new_urls=new))
         if self.partition is not None:
@@ -131,24 +151,33 @@ class Frontier:
 
     # ------------------------------------------------------------------ discovery
 
-    def discover(self, job: Job, links: Iterable[str]) -> list[NewURL]:
-        """Admit the new, in-scope links of a fetched page; returns the rows to persist."""
+    def discover(self, job: Job, links: Iterable[str], skipped: dict[str, int]) -> list[NewURL]:
+        """Admit the new, in-scope links of a fetched page; returns the rows to persist.
+
+        Links not followed are counted into `skipped` by reason (each occurrence: a link
+        already seen is not counted, one out of scope is, every time).
+        """
         assert job.item is not None
         depth = job.item.depth + 1
-        if 0 <= self.settings.max_depth < depth:
-            return []
         seen = self._seen
-        new = []
+        if 0 <= self.settings.max_depth < depth:
+            if deep := sum(1 for url in links if hash(url) not in seen):
+                skipped[Reason.DEPTH] = skipped.get(Reason.DEPTH, 0) + deep
+            return []
+        new: list[NewURL] = []
         for url in links:
             if hash(url) in seen:
                 continue
             n = self._admit(url, depth)
-            if n is not None:
+            if isinstance(n, NewURL):
                 new.append(n)
+            elif n is not None:
+                skipped[n] = skipped.get(n, 0) + 1
         return new
 
-    def redirect(self, job: Job, target: str) -> NewURL | None:
-        """Admit a redirect target as the next hop of `job`'s chain (same depth)."""
+    def redirect(self, job: Job, target: str) -> NewURL | Reason | None:
+        """Admit a redirect target as the next hop of `job`'s chain (same depth);
+        None when the target is already known, a Reason when it is not followed."""
         item = job.item
         assert item is not None
         origin = item.origin or item.url
@@ -156,11 +185,14 @@ class Frontier:
 
     def _admit(
         self, url: str, depth: int, *, hops: int = 0, origin: str | None = None
-    ) -> NewURL | None:
-        if hash(url) in self._seen or not self.scope.in_scope(url):
+    ) -> NewURL | Reason | None:
+        if hash(url) in self._seen:
             return None
+        verdict = self.scope.verdict(url)
+        if verdict is not None:
+            return verdict
         if has_repeated_segments(url, self.settings.repeat_segments):
-            return None
+            return Reason.TRAP
         self._seen.add(hash(url))
         new = NewURL(url, host_key(url), depth, hops, origin)
         if self._owns(new.host):  # else a queued row, for the process that owns the host
@@ -255,10 +287,11 @@ class Frontier:
             budget = self.settings.host_budget
             if slot.rules is not None and not slot.rules.allows(item.url, self.settings.user_agent):
                 self.budget.add(-1)
-                self._give_up(item.url, "disallowed", "robots.txt")
+                self._give_up(item, "disallowed", "robots.txt", Reason.ROBOTS)
             elif budget and slot.fetched >= budget:
                 self.budget.add(-1)
-                self._give_up(item.url, "dropped", f"host budget of {budget} pages reached")
+                reason = f"host budget of {budget} pages reached"
+                self._give_up(item, "dropped", reason, Reason.HOST_BUDGET)
             else:
                 job = candidate
         if job is not None:
@@ -321,9 +354,27 @@ class Frontier:
             self._wake_all()
 
     def robots_loaded(self, job: Job, rules: Rules) -> None:
+        job.host.robots_failures = 0
         self.robots.put(job.host.key, rules)
         self._apply_rules(job.host, rules)
         self.finish(job, stored=False)
+
+    def robots_retry(self, job: Job, after: float) -> None:
+        """robots.txt found the host unreachable: hold the host, ask again in `after` s."""
+        slot = job.host
+        slot.robots_failures += 1
+        slot.back_off(time.monotonic(), after)
+        self.finish(job, stored=False)
+
+    def robots_failed(self, job: Job, reason: str) -> None:
+        """robots.txt stayed unreachable: every URL of the host gets an error row."""
+        slot = job.host
+        if not slot.dead:
+            slot.dead = reason
+            self._dead[slot.key] = reason
+            log.warning("%s: %s", slot.key, reason)
+        self._drain_dead(slot)
+        self.finish(job, stored=False)  # last: it wakes the workers if the crawl is over
 
     def _apply_rules(self, slot: HostSlot, rules: Rules) -> None:
         slot.rules = rules
@@ -334,9 +385,14 @@ class Frontier:
             slot.next_start += delay - slot.delay
             slot.delay = delay
 
-    def _give_up(self, url: str, state: str, reason: str) -> None:
+    def _give_up(self, item: QueuedURL, state: str, text: str, reason: Reason) -> None:
         self.dropped += 1
-        self.storage.add(Outcome(url=url, state=state, reason=reason))
+        chain = None
+        if item.origin is not None:  # the redirect chain that led here ends unfetched
+            chain = ChainEnd(item.origin, item.url, None, f"redirect target not fetched: {text}")
+        self.storage.add(
+            Outcome(url=item.url, state=state, reason=text, skipped=((reason, 1),), chain_end=chain)
+        )
 
     def _drain_dead(self, slot: HostSlot) -> None:
         """One error row per queued URL of a host we stopped trying."""
@@ -348,6 +404,7 @@ class Frontier:
             self.dropped += 1
             self.stored += 1
             self.budget.add(1)
+            self.on_failed_row(slot.dead)
             self.storage.add(
                 Outcome(
                     url=item.url,
@@ -446,6 +503,7 @@ class Frontier:
         ):
             self._refill_wanted = False
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
+            self._refilling.add_done_callback(self._background_done)
 
     async def _refill(self) -> None:
         """Load database-only rows of spilled hosts whose RAM queue has run low.
@@ -497,6 +555,12 @@ class Frontier:
     def _maybe_watch(self) -> None:
         if self.partition is not None and self._watching is None and not self._stopping:
             self._watching = asyncio.get_running_loop().create_task(self._watch())
+            self._watching.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        """A refill or watcher task ended: one that failed must stop the crawl, not hang it."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.on_fatal(exc)
 
     async def _watch(self) -> None:
         """Poll the database for queued rows of our hosts written by other processes.
@@ -521,3 +585,7 @@ class Frontier:
                 await asyncio.sleep(self.poll_interval)
         finally:
             self._watching = None
+
+
+def _unhandled(exc: BaseException) -> None:
+    raise exc

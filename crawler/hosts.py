@@ -40,6 +40,7 @@ class HostSlot:
     next_start: float = 0.0  # loop time before which no request may start
     rules: Rules | None = None
     fetching_robots: bool = False
+    robots_failures: int = 0  # robots.txt attempts that found the host unreachable
     failures: int = 0  # consecutive failed attempts
     dead: str | None = None  # reason the host's queue is being dropped
     fetched: int = 0  # pages handed out this run (for host_budget)
@@ -48,8 +49,8 @@ class HostSlot:
 
     def wait_time(self, now: float, needs_robots: bool) -> float | None:
         """Seconds until a job may start here; None when there is nothing to start."""
-        if self.fetching_robots or self.open >= self.per_host:
-            return None
+        if self.dead or self.fetching_robots or self.open >= self.per_host:
+            return None  # a dead host's URLs get their error rows as they arrive
         if not self.queue and not (needs_robots and self.rules is None):
             return None
         return max(0.0, self.next_start - now)

@@ -1,7 +1,9 @@
 """Pure HTML-to-links extraction: the crawl's hot path, so every page costs one parse and few walks.
 
 Decoding follows the HTML Standard's encoding sniffing where it matters for links: a byte-order
-mark beats the Content-Type header, which beats a ``<meta>`` declaration near the top, and labels
+mark beats the Content-Type header, which beats a ``<meta>`` declaration near the top; a ``<meta>``
+found later (after a long ``<head>``) makes the page parse again in its encoding, as browsers
+re-parse when the tree builder meets one. Labels
 are read through the WHATWG Encoding Standard's table so a page says "iso-8859-1" and is decoded as
 the windows-1252 every browser actually uses. A non-ASCII href only resolves to the URL a browser
 would request when its bytes were decoded the way the browser decoded them.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -28,6 +31,7 @@ class ParsedPage:
     nofollow: tuple[str, ...]  # canonical URLs only ever linked with nofollow: unique, in order
     truncated: bool  # a link was dropped because max_links was reached
     title: str | None  # <title> text with whitespace collapsed, None when absent or blank
+    too_long: int = 0  # distinct links dropped: canonical URL longer than max_url_length
 
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -148,24 +152,66 @@ def charset_of(body: bytes, content_type: str | None) -> str:
 
     A byte-order mark wins even over the header, as in the HTML Standard's sniffing algorithm:
     bytes that open with one were written in that encoding whatever the server claims. Unknown
-    labels are skipped, so a bogus header still lets the page's own <meta> speak.
+    labels are skipped, so a bogus header still lets the page's own <meta> speak, wherever it
+    stands (`extract_links` finds a late one in the parsed tree instead of searching the bytes).
 
     >>> charset_of(b"<meta charset=latin1>", "text/html")
     'windows-1252'
     """
+    name, certain = _sniff(body, content_type)
+    if certain:
+        return name
+    for meta in _META_CHARSET.finditer(body):
+        declared = _meta_encoding(meta[1].decode("ascii"))
+        if declared is not None:
+            return declared
+    return "utf-8"
+
+
+def _sniff(body: bytes, content_type: str | None) -> tuple[str, bool]:
+    """(codec, certain) before parsing: BOM or header are certain, a prescanned <meta> is not."""
     for bom, bom_name in _BOMS:
         if body.startswith(bom):
-            return bom_name
+            return bom_name, True
     header = _HEADER_CHARSET.search(content_type) if content_type else None
     name = _encoding(header[1]) if header else None
     if name is not None:
-        return name
+        return name, True
     meta = _META_CHARSET.search(body, 0, _PRESCAN_BYTES)
-    name = _encoding(meta[1].decode("ascii")) if meta else None
-    if name is not None:
-        # A <meta> legible as ASCII proves the bytes are not UTF-16, whatever it says.
-        return "utf-8" if name.startswith("utf-16") else name
-    return "utf-8"
+    name = _meta_encoding(meta[1].decode("ascii")) if meta else None
+    return name or "utf-8", False
+
+
+def _meta_encoding(label: str) -> str | None:
+    """The codec a <meta> label names; a <meta> legible as ASCII proves the bytes are not UTF-16."""
+    name = _encoding(label)
+    return "utf-8" if name is not None and name.startswith("utf-16") else name
+
+
+def _declared_charset(metas: list[Any]) -> str | None:
+    """The codec the first <meta> that names a known one declares (charset or http-equiv)."""
+    for node in metas:
+        attrs = node.attributes
+        label = attrs.get("charset")
+        if label is None and (attrs.get("http-equiv") or "").strip().lower() == "content-type":
+            found = _HEADER_CHARSET.search(attrs.get("content") or "")
+            label = found[1] if found else None
+        name = _meta_encoding(label) if label else None
+        if name is not None:
+            return name
+    return None
+
+
+def _parse(body: bytes, charset: str) -> LexborHTMLParser:
+    html: bytes | str
+    if charset == "utf-8":
+        # Bytes go to Lexbor as they are: a str is re-encoded to UTF-8 first, so decoding would
+        # cost 3 µs a page, 15 µs on non-ASCII text. Lexbor does not skip a BOM, though: left
+        # in, it becomes a text node that drops the doctype and ends <head> early.
+        html = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
+    else:
+        html = body.decode(charset, "replace").removeprefix("\ufeff")
+    return LexborHTMLParser(html)
 
 
 def _is_nofollow(content: str | None) -> bool:
@@ -189,17 +235,18 @@ def extract_links(
     Each list holds at most ``max_links`` URLs; scanning stops at the first new link that would
     overflow either, and ``truncated`` says so. A URL linked both ways is followed: one
     rel=nofollow link does not hide a page that the same document also links to plainly.
+    A link whose canonical URL is longer than ``max_url_length`` is dropped and counted.
     """
-    charset = charset_of(body, content_type)
-    html: bytes | str
-    if charset == "utf-8":
-        # Bytes go to Lexbor as they are: a str is re-encoded to UTF-8 first, so decoding would
-        # cost 3 µs a page, 15 µs on non-ASCII text. Lexbor does not skip a BOM, though: left
-        # in, it becomes a text node that drops the doctype and ends <head> early.
-        html = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
-    else:
-        html = body.decode(charset, "replace").removeprefix("\ufeff")
-    tree = LexborHTMLParser(html)
+    charset, certain = _sniff(body, content_type)
+    tree = _parse(body, charset)
+    metas = tree.tags("meta")
+    if not certain:
+        # The tree builder's rule: a <meta> met while the encoding is only a guess (past the
+        # prescan's 2 KB, say, after inline styles) changes it, and the page parses again.
+        declared = _declared_charset(metas)
+        if declared is not None and declared != charset:
+            tree = _parse(body, declared)
+            metas = tree.tags("meta")
 
     # tags() is one C walk per name: the five below cost ~5 µs on a 15 KB page, one CSS selector
     # list over the same elements ~7 µs, separate selectors ~11 µs. Only a page with an image
@@ -216,7 +263,7 @@ def extract_links(
     follow = not any(
         ((attrs := node.attributes).get("name") or "").strip().lower() == "robots"
         and _is_nofollow(attrs.get("content"))
-        for node in tree.tags("meta")
+        for node in metas
     )
 
     titles = tree.tags("title")
@@ -228,6 +275,7 @@ def extract_links(
     # Navigation repeats hrefs within a page: each distinct one is canonicalised once.
     # (A cache across pages saved ~8 µs a page on the benchmark site but held ~30 MB.)
     resolved: dict[str, str | None] = {}
+    too_long: dict[str, None] = {}
     for node in anchors:
         attrs = node.attributes
         href = attrs.get("href")
@@ -236,8 +284,11 @@ def extract_links(
         if href in resolved:
             canonical = resolved[href]
         else:
-            canonical = resolved[href] = canonical_url(href, base, max_length=max_url_length)
+            canonical = resolved[href] = canonical_url(href, base, max_length=1 << 62)
         if not canonical:
+            continue
+        if len(canonical) > max_url_length:
+            too_long[canonical] = None
             continue
         rel = attrs.get("rel")
         kept = nofollow if not follow or (rel and "nofollow" in rel.lower().split()) else links
@@ -253,4 +304,5 @@ def extract_links(
         nofollow=tuple(link for link in nofollow if link not in links),
         truncated=truncated,
         title=title,
+        too_long=len(too_long),
     )

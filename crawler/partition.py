@@ -8,9 +8,13 @@ queued rows; their owner picks them up from there (`Frontier` watches for them).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
+import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
 
 
 def owner(host: str, count: int) -> int:
@@ -33,12 +37,19 @@ class PageBudget:
     A fetch takes one unit before it starts and keeps it once its row is stored; a fetch
     that ends without a row (a retry, a cancel) gives it back. With `shared`, a counter in
     shared memory, every process of a crawl draws from the one budget, so
-    `--max-pages 1000` stores 1000 pages however many processes fetch them.
+    `--max-pages 1000` stores 1000 pages however many processes fetch them. The counter
+    is guarded by a `flock` on `lock_path`, not by a multiprocessing lock: the kernel
+    drops a flock when its holder dies, so a child killed mid-update (kill -9) cannot
+    leave its siblings waiting for ever.
     """
 
-    def __init__(self, limit: int, shared: Synchronized[int] | None = None) -> None:
+    def __init__(
+        self, limit: int, shared: ctypes.c_longlong | None = None, lock_path: str | None = None
+    ) -> None:
         self.limit = limit
         self.shared = shared
+        self.lock_path = lock_path
+        self._fd: int | None = None
         self._used = 0
 
     def start(self, stored: int) -> None:
@@ -48,7 +59,7 @@ class PageBudget:
 
     @property
     def used(self) -> int:
-        return self._used if self.shared is None else self.shared.value
+        return self._used if self.shared is None else int(self.shared.value)
 
     def left(self) -> int:
         if not self.limit:
@@ -62,7 +73,7 @@ class PageBudget:
                 return False
             self._used += 1
             return True
-        with self.shared.get_lock():
+        with self._locked():
             if self.limit and self.shared.value >= self.limit:
                 return False
             self.shared.value += 1
@@ -73,5 +84,21 @@ class PageBudget:
         if self.shared is None:
             self._used += n
             return
-        with self.shared.get_lock():
+        with self._locked():
             self.shared.value += n
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._fd is None:
+            assert self.lock_path is not None, "a shared budget needs a lock file"
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from crawler.config import Settings
@@ -54,7 +55,8 @@ class ChildSpec:
     settings: Settings
     seeds: list[str]
     new_seeds: list[str]
-    budget: Synchronized[int]
+    budget: ctypes.c_longlong
+    budget_lock: str
     log_level: int
     log_format: str
 
@@ -84,7 +86,9 @@ async def run_partitioned(
     """Crawl with `settings.processes` child processes into the open `storage`'s file."""
     ctx = multiprocessing.get_context("spawn")
     count = settings.processes
-    budget: Synchronized[int] = ctx.Value("q", await storage.page_count())
+    budget: ctypes.c_longlong = ctx.RawValue("q", await storage.page_count())
+    lock_fd, budget_lock = tempfile.mkstemp(prefix="crawler-budget-")
+    os.close(lock_fd)
     started = time.monotonic()
     async with storage.deferred_indexes():  # rebuilt once every child has exited
         level = logging.getLogger().getEffectiveLevel()
@@ -92,7 +96,16 @@ async def run_partitioned(
             _start(
                 ctx,
                 ChildSpec(
-                    i, count, storage.path, settings, seeds, new_seeds, budget, level, log_format
+                    i,
+                    count,
+                    storage.path,
+                    settings,
+                    seeds,
+                    new_seeds,
+                    budget,
+                    budget_lock,
+                    level,
+                    log_format,
                 ),
             )
             for i in range(count)
@@ -101,6 +114,8 @@ async def run_partitioned(
             stops = await _supervise(children, started, quiet, log_format, handle_signals)
         finally:
             await _reap(children)
+            with contextlib.suppress(OSError):
+                os.unlink(budget_lock)
     broken = [c for c in children if c.summary is None]
     if broken:
         child = broken[0]
@@ -272,13 +287,19 @@ def child_main(spec: ChildSpec, messages: Connection, watch: Connection) -> None
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             summary = runner.run(main)
     except CrawlerError as exc:
-        messages.send(("error", str(exc)))
+        _send(messages, ("error", str(exc)))
         raise SystemExit(1) from None
     except Exception as exc:
         log.exception("process %d of %d failed", spec.index + 1, spec.count)
-        messages.send(("error", f"internal: {type(exc).__name__}: {exc}"))
+        _send(messages, ("error", f"internal: {type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
-    messages.send(("summary", dataclasses.asdict(summary)))
+    _send(messages, ("summary", dataclasses.asdict(summary)))
+
+
+def _send(messages: Connection, message: tuple[str, Any]) -> None:
+    """Tell the parent; a parent that is gone (kill -9) hears nothing, and that is fine."""
+    with contextlib.suppress(OSError):
+        messages.send(message)
 
 
 async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connection) -> Summary:
@@ -293,7 +314,7 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
             mine,
             spec.seeds,
             partition=Partition(index, count),
-            budget=PageBudget(settings.max_pages, shared=spec.budget),
+            budget=PageBudget(settings.max_pages, shared=spec.budget, lock_path=spec.budget_lock),
         )
         loop = asyncio.get_running_loop()
 
@@ -318,5 +339,5 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
 
 async def _report(engine: Engine, messages: Connection) -> None:
     while True:
-        messages.send(("progress", snapshot(engine)))
+        _send(messages, ("progress", snapshot(engine)))
         await asyncio.sleep(REPORT_EVERY)

@@ -76,11 +76,16 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
     crawl = db.execute(
         "SELECT seeds, started_at, resumed_at, finished_at FROM crawl WHERE id = 1"
     ).fetchone()
-    first, last = db.execute("SELECT min(fetched_at), max(fetched_at) FROM pages").fetchone()
     pages = one("SELECT count(*) FROM pages")
-    # From the first to the last stored page: the time spent crawling, whatever the pauses
-    # before a resume were (those are in started_at / resumed_at).
-    duration = (last - first) if first is not None else 0.0
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    runs, duration = _runs(db) if "runs" in tables else (0, 0.0)
+    if not runs:  # a file from before `runs` was kept
+        duration = _page_span(db)
+    skipped = (
+        table("SELECT reason, count FROM skipped ORDER BY count DESC, reason", ("reason", "links"))
+        if "skipped" in tables
+        else []
+    )
     return {
         "pages": pages,
         "ok": one("SELECT count(*) FROM pages WHERE status BETWEEN 200 AND 299"),
@@ -125,6 +130,8 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         "depths": table(
             "SELECT depth, count(*) FROM pages GROUP BY depth ORDER BY depth", ("depth", "pages")
         ),
+        "skipped": skipped,
+        "runs": runs,
         "duration_s": round(duration, 3),
         "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
         "seeds": json.loads(crawl[0]) if crawl else [],
@@ -132,6 +139,31 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         "resumed_at": crawl[2] if crawl else None,
         "finished_at": crawl[3] if crawl else None,
     }
+
+
+# Each run lasts from its start to its end; a run without an end (killed, or still going)
+# to its last stored page: fetched after it started and before the next run started.
+_RUN_SECONDS = """
+SELECT count(*), coalesce(sum(max(coalesce(r.ended_at, (
+    SELECT max(p.fetched_at) FROM pages AS p
+    WHERE p.fetched_at >= r.started_at
+      AND p.fetched_at < coalesce(
+          (SELECT min(n.started_at) FROM runs AS n WHERE n.started_at > r.started_at), 1e308)
+), r.started_at) - r.started_at, 0)), 0)
+FROM runs AS r
+"""
+
+
+def _runs(db: sqlite3.Connection) -> tuple[int, float]:
+    """(runs, seconds crawled): the sum of every run's own duration, pauses left out."""
+    n, seconds = db.execute(_RUN_SECONDS).fetchone()
+    return int(n), float(seconds)
+
+
+def _page_span(db: sqlite3.Connection) -> float:
+    """Seconds from the first to the last stored page (a file from before `runs`)."""
+    first, last = db.execute("SELECT min(fetched_at), max(fetched_at) FROM pages").fetchone()
+    return float(last - first) if first is not None else 0.0
 
 
 def parse_time(text: str) -> float:

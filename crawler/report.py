@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import shlex
 from typing import Any
 
 from rich.console import Console
@@ -25,7 +26,9 @@ def summary_data(summary: Summary) -> dict[str, Any]:
     return data
 
 
-def print_summary(summary: Summary, *, quiet: bool = False, log_format: str = "text") -> None:
+def print_summary(
+    summary: Summary, *, db: str = "crawl.db", quiet: bool = False, log_format: str = "text"
+) -> None:
     """The end of a crawl: a table on stderr, or one JSON log line; nothing when quiet."""
     if quiet:
         return
@@ -34,7 +37,7 @@ def print_summary(summary: Summary, *, quiet: bool = False, log_format: str = "t
         log.info("summary", extra={"fields": {"event": "summary", **data}})
         return
     console = Console(stderr=True, highlight=False)
-    state = "stopped: `crawler resume` continues it" if summary.interrupted else "done"
+    state = "stopped" if summary.interrupted else "done"
     table = Table(title=f"crawl {state}", title_justify="left", show_header=False)
     table.add_column("", style="dim")
     table.add_column("", justify="right")
@@ -49,6 +52,8 @@ def print_summary(summary: Summary, *, quiet: bool = False, log_format: str = "t
     for kind, n in data["errors_by_kind"].items():
         table.add_row(f"  {kind}", f"{n:,}")
     console.print(table)
+    if summary.interrupted:
+        console.print(f"continue it with: crawler resume --db {shlex.quote(db)}", soft_wrap=True)
 
 
 def print_stats(data: dict[str, Any]) -> None:
@@ -70,6 +75,7 @@ def print_stats(data: dict[str, Any]) -> None:
         ("queued", f"{data['queued']:,}"),
         ("robots-disallowed", f"{data['disallowed']:,}"),
         ("dropped", f"{data['dropped']:,}"),
+        ("runs", f"{data.get('runs', 0):,}"),
         ("duration", f"{data['duration_s']:,.1f}s"),
         ("pages/s", f"{rate:,.1f}" if rate is not None else "-"),
         ("started", _when(data["started_at"])),
@@ -83,9 +89,10 @@ def print_stats(data: dict[str, Any]) -> None:
         ("By content type", "by_content_type"),
         ("Top hosts", "top_hosts"),
         ("Error reasons", "error_reasons"),
+        ("Links not followed", "skipped"),
         ("Depths", "depths"),
     ):
-        rows = data[key]
+        rows = data.get(key) or []
         if not rows:
             continue
         table = Table(title=title, title_justify="left")

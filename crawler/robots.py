@@ -1,13 +1,16 @@
 """robots.txt per RFC 9309: fetch once per host, parse with protego, cache with an expiry.
 
 Status handling (RFC 9309 2.3.1): 2xx -> the rules; 3xx -> followed up to 5 hops;
-4xx -> no rules, everything allowed; 5xx or unreachable -> everything disallowed for
-that host until the entry expires (`UNREACHABLE_TTL`), then fetched again. A body
-over `MAX_BYTES` is cut at its last whole line.
+4xx but 429 -> no rules, everything allowed; 5xx, 429 or unreachable -> `unreachable`
+rules that allow nothing: the frontier holds the host (fetches none of its pages) and
+asks again on the page retry schedule (RFC 9309 2.3.1.4), and after the last retry
+gives the host's URLs up with an error row each. A body over `MAX_BYTES` is cut at
+its last whole line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import aiohttp
 from protego import Protego
 
 from crawler.fetcher import fetch
+from crawler.netbytes import location_url
 from crawler.urls import canonical_url
 
 MAX_BYTES = 512_000  # RFC 9309 2.5: parse at least 500 KiB; we keep exactly that much
@@ -35,6 +39,12 @@ class Rules:
     error: str | None
     body: str | None
     expires: float
+    retry_after: float | None = None  # seconds the server asked us to wait (429, 503)
+
+    @property
+    def unreachable(self) -> bool:
+        """5xx, 429 or no answer: the host is held and robots.txt asked for again."""
+        return self.parser is None and not self.allow_all
 
     def allows(self, url: str, user_agent: str) -> bool:
         if self.parser is None:
@@ -56,6 +66,15 @@ def parse(body: str, user_agent: str, *, status: int | None = 200) -> Rules:
     )
 
 
+def restored(status: int, body: str | None, user_agent: str, fetched_at: float) -> Rules:
+    """Rules from a robots.txt stored by an earlier run, expiring 24 h after its fetch."""
+    rules = (
+        parse(body or "", user_agent, status=status) if 200 <= status < 300 else _open(status, None)
+    )
+    left = fetched_at + TTL - time.time()
+    return dataclasses.replace(rules, expires=time.monotonic() + left)
+
+
 async def fetch_rules(
     session: aiohttp.ClientSession, origin: str, user_agent: str, *, timeout: float
 ) -> Rules:
@@ -66,9 +85,11 @@ async def fetch_rules(
         status = resp.status
         if status is None:
             return _closed(None, f"robots.txt unreachable: {resp.error}")
+        if status == 429 or status >= 500:
+            return _closed(status, f"robots.txt unreachable: HTTP {status}", resp.retry_after)
         if 300 <= status < 400:
             location = resp.header("Location")
-            target = canonical_url(location, url) if location else None
+            target = canonical_url(location_url(location), url) if location else None
             if target is None:
                 return _open(status, "robots.txt redirect to an unusable URL")
             url = target
@@ -83,7 +104,7 @@ async def fetch_rules(
             return parse(text, user_agent, status=status)
         if 400 <= status < 500:
             return _open(status, None)
-        return _closed(status, f"robots.txt answered {status}")
+        return _closed(status, f"robots.txt unreachable: HTTP {status}")  # 1xx and the like
     # RFC 9309 2.3.1.2: past 5 redirects, treat as unavailable (4xx): allow all.
     return _open(None, "robots.txt redirected too often")
 
@@ -92,8 +113,10 @@ def _open(status: int | None, error: str | None) -> Rules:
     return Rules(None, True, None, status, error, None, time.monotonic() + TTL)
 
 
-def _closed(status: int | None, error: str) -> Rules:
-    return Rules(None, False, None, status, error, None, time.monotonic() + UNREACHABLE_TTL)
+def _closed(status: int | None, error: str, retry_after: float | None = None) -> Rules:
+    return Rules(
+        None, False, None, status, error, None, time.monotonic() + UNREACHABLE_TTL, retry_after
+    )
 
 
 class RobotsCache:

@@ -1,16 +1,18 @@
-"""Running a crawl from the CLI: open the database, start or resume, report the end."""
+"""Running a crawl: lock and open the database, start or resume, report the end."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
-from crawler.config import Settings, build_settings
+from crawler.config import SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine, Summary, canonical_seeds
 from crawler.errors import UsageError
+from crawler.lock import exclusive
 from crawler.processes import run_partitioned
 from crawler.progress import shown, snapshot
 from crawler.report import print_summary
@@ -22,24 +24,29 @@ log = logging.getLogger(__name__)
 def run_crawl(
     db: str, settings: Settings, seeds: list[str], *, quiet: bool = False, log_format: str = "text"
 ) -> int:
-    """`crawler crawl`: a new crawl (or more seeds for the one in `db`)."""
+    """`crawler crawl`: a new crawl into `db`."""
     seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
     main = crawl(db, settings, seeds, quiet=quiet, log_format=log_format, handle_signals=True)
-    return _run(main, quiet=quiet, log_format=log_format)
+    return _run(main, db, quiet=quiet, log_format=log_format)
 
 
 def resume_crawl(
-    db: str, overrides: dict[str, Any], *, quiet: bool = False, log_format: str = "text"
+    db: str,
+    overrides: dict[str, Any],
+    seeds: Sequence[str] = (),
+    *,
+    quiet: bool = False,
+    log_format: str = "text",
 ) -> int:
-    """`crawler resume`: continue the crawl in `db`."""
-    main = resume(db, overrides, quiet=quiet, log_format=log_format, handle_signals=True)
-    return _run(main, quiet=quiet, log_format=log_format)
+    """`crawler resume`: continue the crawl in `db`, optionally with more seeds."""
+    main = resume(db, overrides, seeds, quiet=quiet, log_format=log_format, handle_signals=True)
+    return _run(main, db, quiet=quiet, log_format=log_format)
 
 
-def _run(main: Coroutine[Any, Any, Summary], *, quiet: bool, log_format: str) -> int:
+def _run(main: Coroutine[Any, Any, Summary], db: str, *, quiet: bool, log_format: str) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         summary = runner.run(main)
-    print_summary(summary, quiet=quiet, log_format=log_format)
+    print_summary(summary, db=db, quiet=quiet, log_format=log_format)
     return 0
 
 
@@ -61,20 +68,24 @@ async def crawl(
     log_format: str = "text",
     handle_signals: bool = False,
 ) -> Summary:
-    """Crawl `seeds` into `db` (the library entry point; the CLI wraps it).
+    """Crawl `seeds` into a new crawl in `db` (the library entry point; the CLI wraps it).
 
+    A file that already holds a crawl is refused (UsageError): `resume` continues it.
     `handle_signals`: SIGINT/SIGTERM stop the crawl gracefully (the CLI's behaviour);
     off by default so that embedding the crawler does not take over the process' signals.
     """
-    seeds = canonical_seeds(seeds, settings.max_url_length)
+    seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     storage = await Storage.open(db, create=True)
     try:
-        record = await storage.load_crawl()
-        all_seeds = list(dict.fromkeys([*(record.seeds if record else ()), *seeds]))
-        if record is not None:
-            log.info("%s already holds a crawl: continuing it with %d new seed(s)", db, len(seeds))
-        await storage.save_crawl(settings, all_seeds)
-        return await _go(storage, settings, all_seeds, seeds, quiet, log_format, handle_signals)
+        with exclusive(db):
+            if await storage.load_crawl() is not None:
+                raise UsageError(
+                    f"{db} already holds a crawl: continue it with `crawler resume --db {db}` "
+                    "(add seeds with --seed URL), or crawl into another file"
+                )
+            await storage.save_crawl(settings, seeds)
+            return await _go(storage, settings, seeds, seeds, "crawl", quiet, log_format,
+                             handle_signals)  # fmt: skip
     finally:
         await storage.close()
 
@@ -82,25 +93,35 @@ async def crawl(
 async def resume(
     db: str,
     overrides: dict[str, Any] | None = None,
+    seeds: Sequence[str] = (),
     *,
     quiet: bool = True,
     log_format: str = "text",
     handle_signals: bool = False,
 ) -> Summary:
-    """Continue the crawl stored in `db`, with `overrides` replacing stored settings."""
+    """Continue the crawl stored in `db`; `overrides` replace stored settings (and are
+    stored), `seeds` are added to the crawl."""
     storage = await Storage.open(db, create=False)
     try:
-        record = await storage.load_crawl()
-        if record is None:
-            raise UsageError(f"{db} holds no crawl to resume")
-        settings = record.settings
-        if overrides:
-            settings = build_settings(overrides, source="command line", base=settings)[0]
-            await storage.save_crawl(settings, record.seeds)
-        # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
-        # (the frontier skips the ones it already holds).
-        seeds = list(record.seeds)
-        return await _go(storage, settings, seeds, seeds, quiet, log_format, handle_signals)
+        with exclusive(db):
+            record = await storage.load_crawl()
+            if record is None:
+                raise UsageError(f"{db} holds no crawl to resume")
+            settings = record.settings
+            if overrides:
+                settings = build_settings(overrides, source="command line", base=settings)[0]
+                for name in SETTING_NAMES:
+                    old, new = getattr(record.settings, name), getattr(settings, name)
+                    if old != new:
+                        log.warning("resume: %s is now %r (was %r)", name, new, old)
+            added = canonical_seeds(list(seeds), settings.max_url_length)
+            all_seeds = list(dict.fromkeys([*record.seeds, *added]))
+            if overrides or added:
+                await storage.save_crawl(settings, all_seeds)
+            # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
+            # (the frontier skips the ones it already holds).
+            return await _go(storage, settings, all_seeds, all_seeds, "resume", quiet,
+                             log_format, handle_signals)  # fmt: skip
     finally:
         await storage.close()
 
@@ -110,12 +131,14 @@ async def _go(
     settings: Settings,
     seeds: list[str],
     new_seeds: list[str],
+    kind: str,
     quiet: bool,
     log_format: str,
     handle_signals: bool,
 ) -> Summary:
+    run_id = await storage.start_run(kind)
     if settings.processes > 1:
-        return await run_partitioned(
+        summary = await run_partitioned(
             storage,
             settings,
             seeds,
@@ -124,12 +147,15 @@ async def _go(
             log_format=log_format,
             handle_signals=handle_signals,
         )
-    engine = Engine(storage, settings, seeds)
-    async with (
-        storage.deferred_indexes(),
-        shown(partial(snapshot, engine), quiet=quiet, log_format=log_format),
-    ):
-        summary = await engine.run(new_seeds, handle_signals=handle_signals)
-    if summary.finished:
-        await storage.mark_finished()
-    return summary
+    else:
+        engine = Engine(storage, settings, seeds)
+        async with (
+            storage.deferred_indexes(),
+            shown(partial(snapshot, engine), quiet=quiet, log_format=log_format),
+        ):
+            summary = await engine.run(new_seeds, handle_signals=handle_signals)
+        if summary.finished:
+            await storage.mark_finished()
+    # The run's duration as stored, so that the summary and `stats` agree.
+    elapsed = await storage.end_run(run_id, summary.pages, summary.interrupted)
+    return dataclasses.replace(summary, elapsed=elapsed)

@@ -1,8 +1,9 @@
 """Which discovered URLs the crawl follows: the seeds' hosts or domains, then allow/deny.
 
-`in_scope` runs once per discovered link, so the host decision is cached per netloc
-and the regexes are compiled once. Registered domains come from tldextract's bundled
-Public Suffix List snapshot only: building a scope never touches the network or disk.
+`in_scope` (and `verdict`, which says why not) runs once per discovered link, so the host
+decision is cached per netloc and the regexes are compiled once. Registered domains come from
+tldextract's bundled Public Suffix List snapshot only: building a scope never touches the
+network or writes a cache.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
+from crawler.reasons import Reason
 from crawler.urls import canonical_url, url_host
 
 if TYPE_CHECKING:
@@ -54,11 +56,23 @@ class Scope:
         return cls(mode, frozenset(keys), _compile(allow), _compile(deny))
 
     def in_scope(self, url: str) -> bool:
-        """Whether the crawl follows canonical `url`.
+        """Whether the crawl follows canonical `url`: `verdict(url) is None`, no reason not to.
 
         >>> scope = Scope.from_settings(["http://a.example/"], "host", [], [r"\\.pdf$"])
         >>> scope.in_scope("https://a.example/x.html"), scope.in_scope("http://a.example/x.pdf")
         (True, False)
+        """
+        return self.verdict(url) is None
+
+    def verdict(self, url: str) -> Reason | None:
+        """Why the crawl does not follow canonical `url`, or None when it does.
+
+        Off the seeds' hosts or domains, or matching no --allow pattern, is OUT_OF_SCOPE;
+        matching a --deny pattern is DENY (checked last: deny is news only about in-scope URLs).
+
+        >>> scope = Scope.from_settings(["http://a.example/"], "host", [], [r"\\.pdf$"])
+        >>> scope.verdict("http://b.example/"), scope.verdict("http://a.example/x.pdf")
+        (<Reason.OUT_OF_SCOPE: 'out of scope'>, <Reason.DENY: 'deny'>)
         """
         if self.mode != "any":
             netloc = _netloc(url)
@@ -72,14 +86,17 @@ class Scope:
                     self._seen.clear()
                 self._seen[netloc] = ok
             if not ok:
-                return False
+                return Reason.OUT_OF_SCOPE
         if self.allow:
             for pattern in self.allow:
                 if pattern.search(url):
                     break
             else:
-                return False
-        return all(not pattern.search(url) for pattern in self.deny)
+                return Reason.OUT_OF_SCOPE
+        for pattern in self.deny:
+            if pattern.search(url):
+                return Reason.DENY
+        return None
 
 
 def registered_domain(host: str) -> str:

@@ -1,10 +1,25 @@
 """Pure URL functions: one canonical spelling per resource, its politeness key, trap tests.
 
+`canonical_url` parses an href the way a browser does (the WHATWG URL Standard for the
+special schemes http and https), then writes the result in one canonical spelling. It is
+checked case by case against the web-platform-tests URL data (tests/data/urltestdata.json)
+and against the `ada-url` parser. Where the canonical form differs from a browser's
+`href`, it is one of these deliberate normalisations, none of which changes the host, the
+port or an IP address (each is an equivalence of RFC 3986 6.2 or a crawler's choice):
+
+1. The user info (`user:pass@`) is dropped: a crawler must not store credentials.
+2. The fragment is dropped: it never reaches the server.
+3. An empty query (`p?`) is dropped: `p?` and `p` are one request line for every server.
+4. Percent-escapes are normalised (RFC 3986 6.2.2.1-2): hex digits in upper case, and an
+   escaped unreserved character decoded (`%7e` -> `~`, `%41` -> `A`, `%2E` -> `.`).
+5. What RFC 3986 allows nowhere is escaped where a browser sends it raw: a `%` that
+   starts no escape (`%25`) and ``[ ] \\ ^ ` { | }`` in the path and query.
+
 Every link the parser finds passes through `canonical_url` (tens of thousands a second),
 so the common case (a plain ASCII href on a host we have seen) takes a fast path: the
-join is hand-rolled from RFC 3986 5.2 (faster than `urljoin` or `yarl`), the parsed base
-and each normalised authority are cached, and the percent-encoding and dot-segment passes
-run only when a cheap scan says they could change something.
+join is hand-rolled (measured faster than `urljoin`, `yarl` or ada-url's `join_url`), the
+parsed base and each normalised authority are cached, and the percent-encoding and
+dot-segment passes run only when a cheap scan says they could change something.
 
 The canonical form is both the dedup key and the URL we request. aiohttp re-quotes a str
 URL through yarl, which leaves everything we escape alone but decodes escaped sub-delims
@@ -28,30 +43,34 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _STRIP = "".join(map(chr, range(0x21)))
 _TAB_NL = str.maketrans("", "", "\t\n\r")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
-# What may stand unescaped in a path or query: RFC 3986 unreserved, sub-delims, ":", "@",
-# "/" and "?". Anything else, "%" included, sends the part through _ESCAPE.
-_SAFE = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
-_UNSAFE = re.compile(f"[^{_SAFE}]")
-_ESCAPE = re.compile(f"%[0-9A-Fa-f]{{2}}|[^{_SAFE}]")
+# What may stand unescaped in a path: RFC 3986 unreserved, sub-delims, ":", "@", "/" and
+# "?". Anything else, "%" included, sends the part through _ESCAPE. In a query "'" is
+# escaped too, as browsers do for http(s) (the special-query percent-encode set).
+_SAFE = r"A-Za-z0-9\-._~!$&()*+,;=:@/?"
+_UNSAFE = re.compile(f"[^{_SAFE}']")
+_ESCAPE = re.compile(f"%[0-9A-Fa-f]{{2}}|[^{_SAFE}']")
+_UNSAFE_QUERY = re.compile(f"[^{_SAFE}]")
+_ESCAPE_QUERY = re.compile(f"%[0-9A-Fa-f]{{2}}|[^{_SAFE}]")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = [f"%{b:02X}" for b in range(256)]
-# A DNS name or dotted IPv4 after lower-casing and IDNA; "_" occurs in real host names.
-_HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+# The WHATWG forbidden domain code points: a host holding one is not a host.
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
 
 
 def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) -> str | None:
-    """Resolve `url` against `base` and return its canonical absolute form, or None.
+    """Resolve `url` against `base` as a browser does and return its canonical form, or None.
 
     None means "not a URL we can crawl": not http(s), no usable host, a bad port, or
-    longer than `max_length` once canonical. User info (`user:pass@`) is dropped, as
-    a crawler must not store credentials; so is the fragment, which never reaches
-    the server. The query keeps its order: `?b=1&a=2` and `?a=2&b=1` may differ.
-    A backslash is escaped (`%5C`) as RFC 3986 has it, where a browser reads `/`.
+    longer than `max_length` once canonical. The query keeps its order: `?b=1&a=2` and
+    `?a=2&b=1` may differ. See the module docstring for how the result differs from
+    a browser's `href`.
 
     >>> canonical_url("../b/./c.html#top", "http://example.com/a/x/")
     'http://example.com/a/b/c.html'
     >>> canonical_url("HTTP://User:pw@Bücher.example:80/%7euser/a b?q=%e2%82%ac")
     'http://xn--bcher-kva.example/~user/a%20b?q=%E2%82%AC'
+    >>> canonical_url("http://0x7f.1/")  # an IPv4 address in another spelling
+    'http://127.0.0.1/'
     >>> canonical_url("mailto:someone@example.com") is None
     True
     """
@@ -61,6 +80,12 @@ def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) 
     hash_at = ref.find("#")
     if hash_at >= 0:
         ref = ref[:hash_at]
+    if "\\" in ref:  # before the query a backslash is a slash in http(s) (WHATWG)
+        query_at = ref.find("?")
+        if query_at < 0:
+            ref = ref.replace("\\", "/")
+        else:
+            ref = ref[:query_at].replace("\\", "/") + ref[query_at:]
 
     scheme: str | None = None
     rest = ref
@@ -73,27 +98,37 @@ def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) 
         elif _SCHEME.fullmatch(head):
             return None  # mailto:, javascript:, tel:, data:, ftp:...
 
+    # "http:page.html" and "http:/x" are relative to an http base (WHATWG, like RFC 3986
+    # 5.2.2 non-strict); otherwise a scheme is followed by an authority, however many
+    # slashes ("http:example.com", "http:///example.com" and "https:x" on an http page).
+    # The base is looked up only when needed: most absolute links never need it.
+    parts: tuple[str, str, str, str] | None = None
+    authority_path: str | None = None
     if rest.startswith("//"):
         if scheme is None:  # scheme-relative: the base decides
             if base is None or (parts := _base(base)) is None:
                 return None
             scheme = parts[0]
-        end = _authority_end(rest)
-        authority = _authority(scheme, rest[2:end])
+        authority_path = rest.lstrip("/")  # "///host/p" names the host, as in browsers
+    elif scheme is not None and (
+        base is None or (parts := _base(base)) is None or parts[0] != scheme
+    ):
+        authority_path = rest.lstrip("/")
+    elif parts is None and base is not None:
+        parts = _base(base)
+
+    if authority_path is not None:
+        end = _authority_end(authority_path)
+        authority = _authority(scheme, authority_path[:end])
         if authority is None:
             return None
-        path, _, query = rest[end:].partition("?")
+        path, _, query = authority_path[end:].partition("?")
         if not path:
             path = "/"
     else:
-        if base is None or (parts := _base(base)) is None:
+        if parts is None:
             return None
-        base_scheme, authority, base_path, base_query = parts
-        # "http:page.html" is relative to an http base (RFC 3986 5.2.2, non-strict, as
-        # browsers do); "https:page.html" against an http base names no host at all.
-        if scheme is not None and scheme != base_scheme:
-            return None
-        scheme = base_scheme
+        scheme, authority, base_path, base_query = parts
         path, has_query, query = rest.partition("?")
         if not path:
             path = base_path
@@ -105,10 +140,11 @@ def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) 
     try:
         if _UNSAFE.search(path) is not None:
             path = _ESCAPE.sub(_escape, path)
-        if query and _UNSAFE.search(query) is not None:
-            query = _ESCAPE.sub(_escape, query)
-    except UnicodeEncodeError:  # a lone surrogate cannot be UTF-8: not a real link
-        return None
+        if query and _UNSAFE_QUERY.search(query) is not None:
+            query = _ESCAPE_QUERY.sub(_escape, query)
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be UTF-8: a browser reads it as U+FFFD.
+        return canonical_url(_replace_surrogates(url), base, max_length=max_length)
     # After unescaping, since "%2E%2E" is a dot segment too (RFC 3986 6.2.2 order).
     if "/." in path:
         path = _remove_dot_segments(path)
@@ -127,7 +163,7 @@ def host_key(url: str) -> str:
     'https://[::1]:8443'
     """
     scheme, _, rest = url.partition("://")
-    authority = rest[: _authority_end(rest, 0)]
+    authority = rest[: _authority_end(rest)]
     if ":" not in authority or authority.endswith("]"):
         return f"{scheme}://{authority}:{DEFAULT_PORTS[scheme]}"
     return f"{scheme}://{authority}"
@@ -140,7 +176,7 @@ def url_host(url: str) -> str:
     'a.example.com'
     """
     rest = url.partition("://")[2]
-    authority = rest[: _authority_end(rest, 0)]
+    authority = rest[: _authority_end(rest)]
     if authority.startswith("["):
         return authority[: authority.find("]") + 1]
     return authority.partition(":")[0]
@@ -173,10 +209,10 @@ def has_repeated_segments(url: str, limit: int) -> bool:
     return False
 
 
-def _authority_end(rest: str, start: int = 2) -> int:
-    """Index where the authority starting at `start` ends (at "/", "?" or the end)."""
-    slash = rest.find("/", start)
-    question = rest.find("?", start)
+def _authority_end(rest: str) -> int:
+    """Index where the authority at the start of `rest` ends (at "/", "?" or the end)."""
+    slash = rest.find("/")
+    question = rest.find("?")
     if question >= 0 and (slash < 0 or question < slash):
         return question
     return slash if slash >= 0 else len(rest)
@@ -217,43 +253,162 @@ def _authority(scheme: str, netloc: str) -> str | None:
         return host
     if not (port.isascii() and port.isdigit()):
         return None
-    number = int(port)
-    if not 0 < number <= 65535:  # port 0 parses but nothing can be fetched from it
+    digits = port.lstrip("0")  # "0080" is 80; int() of 5,000 digits would raise
+    number = int(digits) if 0 < len(digits) <= 5 else 0
+    if number > 65535 or len(digits) > 5:
         return None
     return host if number == DEFAULT_PORTS[scheme] else f"{host}:{number}"
 
 
 def _hostname(host: str) -> str | None:
-    """Lower-case ASCII (punycode) form of a DNS name or IPv4 address, or None."""
+    """The WHATWG host parser for a non-IPv6 host: a lower-case ASCII name or IPv4, or None.
+
+    A name that ends in a number is an IPv4 address in one of its legacy spellings
+    (`0x7f.1`, `2130706433`, `0177.0.0.1`) or nothing: never a name that would reach
+    127.0.0.1 under another politeness key or slip past a --deny pattern.
+    """
     if "%" in host:
         try:
             host = unquote(host, errors="strict")
         except UnicodeDecodeError:
             return None
     if not host.isascii():
-        try:
-            # UTS 46 non-transitional, as browsers do ("faß.de" keeps its ß).
-            host = idna.encode(host, uts46=True).decode("ascii")
-        except idna.IDNAError:
-            try:
-                # IDNA2008 refuses symbols (☃.net) that browsers and IDNA2003 accept.
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
+        ascii_host = _to_ascii(host)
+        if ascii_host is None:
+            return None
+        host = ascii_host
+    else:
+        host = host.lower()
+        if "xn--" in host and not all(
+            _to_ascii(_from_punycode(label)) == label
+            for label in host.split(".")
+            if label.startswith("xn--")
+        ):
+            return None
+    if not host or _FORBIDDEN_HOST.search(host) is not None:
+        return None
+    if _ends_in_number(host):
+        return _ipv4(host)
+    return host
+
+
+def _to_ascii(domain: str | None) -> str | None:
+    """UTS 46 ToASCII of a non-ASCII name (non-transitional, as browsers), lower case, or None."""
+    if not domain:
+        return None
+    try:
+        # "faß.de" keeps its ß (non-transitional); fullwidth dots are mapped to ".".
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except idna.IDNAError:
+        pass
+    # IDNA2008 refuses what UTS 46 as browsers run it accepts: symbols (☃.net), hyphens at a
+    # label's ends, empty labels. Map as UTS 46 does (refusing disallowed code points), then
+    # punycode each non-ASCII label.
+    try:
+        mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+    except idna.IDNAError:
+        return None
+    labels = mapped.split(".")
+    if any(label.startswith("xn--") and not label.isascii() for label in labels):
+        return None  # "xn--" promises punycode (UTS 46 4.1)
+    return ".".join(
+        [
+            label if label.isascii() else "xn--" + label.encode("punycode").decode()
+            for label in labels
+        ]
+    ).lower()
+
+
+def _from_punycode(label: str) -> str | None:
+    """The Unicode form of an `xn--` label, or None when it is no punycode of a non-ASCII name."""
+    try:
+        text = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return None
+    return None if text.isascii() else text
+
+
+def _ends_in_number(host: str) -> bool:
+    """Whether the WHATWG host parser reads `host` as IPv4 (its last label is a number)."""
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    last = labels[-1]
+    if last.isdigit():
+        return True
+    return last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:])
+
+
+def _ipv4(host: str) -> str | None:
+    """Dotted-decimal form of a WHATWG IPv4 host (1-4 parts, hex, octal), or None.
+
+    >>> _ipv4("0x7f.1"), _ipv4("0300.0250.1"), _ipv4("3232235777"), _ipv4("1.256.0.0")
+    ('127.0.0.1', '192.168.0.1', '192.168.1.1', None)
+    """
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    if len(labels) > 4:
+        return None
+    numbers = []
+    for label in labels:
+        if label[:2] == "0x":
+            digits, radix = label[2:], 16
+        elif len(label) > 1 and label[0] == "0":
+            digits, radix = label[1:], 8
+        else:
+            digits, radix = label, 10
+        if not digits:
+            if radix != 16:  # "0x" alone is zero; an empty label is no number
                 return None
-    host = host.lower()
-    if host.endswith("."):  # "example.com." is the same host, fully qualified
-        host = host[:-1]
-    return host if _HOSTNAME.fullmatch(host) else None
+            digits = "0"
+        try:
+            numbers.append(int(digits, radix))
+        except ValueError:  # "09", "0xg", "1e3"...
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    address = last
+    for i, n in enumerate(head):
+        address += n << (8 * (3 - i))
+    return str(ipaddress.IPv4Address(address))
 
 
 def _ipv6(literal: str) -> str | None:
-    """Bracketed, compressed form of an IPv6 literal; zone IDs are refused, as browsers do."""
+    """Bracketed WHATWG serialisation of an IPv6 literal; zone IDs are refused, as browsers do.
+
+    >>> _ipv6("0:0:0:0:0:FFFF:1.2.3.4"), _ipv6("1:0:0:2:0:0:0:3")
+    ('[::ffff:102:304]', '[1:0:0:2::3]')
+    """
     if "%" in literal:
         return None
     try:
-        return f"[{ipaddress.IPv6Address(literal).compressed}]"
+        packed = ipaddress.IPv6Address(literal).packed
     except ValueError:
         return None
+    pieces = [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
+    # The first longest run of two or more zero pieces becomes "::" (WHATWG IPv6 serializer;
+    # Python 3.13 would write an IPv4-mapped address as dotted decimal instead).
+    best_start, best_len, start = -1, 1, -1
+    for i, piece in enumerate([*pieces, 1]):
+        if piece == 0:
+            if start < 0:
+                start = i
+        elif start >= 0:
+            if i - start > best_len:
+                best_start, best_len = start, i - start
+            start = -1
+    if best_start < 0:
+        return "[" + ":".join(f"{p:x}" for p in pieces) + "]"
+    left = ":".join(f"{p:x}" for p in pieces[:best_start])
+    right = ":".join(f"{p:x}" for p in pieces[best_start + best_len :])
+    return f"[{left}::{right}]"
+
+
+def _replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD, as a browser's USVString does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -15,7 +15,8 @@ from click.testing import CliRunner, Result
 from support import assert_one_line_error
 
 from crawler.cli import cli
-from crawler.config import SETTING_NAMES, Settings
+from crawler.config import SCOPES, SETTING_NAMES, Settings, build_settings, resolve
+from crawler.errors import UsageError
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 SEED = "http://127.0.0.2:9/"  # never fetched: every crawl here fails before the network
@@ -202,3 +203,173 @@ def test_every_setting_is_a_flag_of_the_same_name(command: str) -> None:
         flag = "--" + name.replace("_", "-")
         assert flag in opts[name].opts, (name, opts[name].opts)
         assert opts[name].help, f"--{name} has no help text"
+
+
+# ---------------------------------------------------------------------- range edges
+
+
+RANGES: list[tuple[str, list[Any], list[Any], str]] = [
+    # setting, the values at the edges that are accepted, the first rejected one(s), message
+    ("concurrency", [1], [0], "concurrency must be at least 1"),
+    ("per_host", [1], [0], "per_host must be at least 1"),
+    ("processes", [1, 64], [0, 65], "processes must be between 1 and 64"),
+    ("delay", [0, 0.0], [-0.001], "delay must not be negative"),
+    ("max_pages", [0], [-1], "max_pages must not be negative (0: no limit)"),
+    ("max_depth", [-1], [-2], "max_depth must be -1 (no limit) or more"),
+    ("timeout", [0.001], [0, -1.0], "timeout must be positive"),
+    ("max_bytes", [1], [0], "max_bytes must be at least 1"),
+    ("retries", [0], [-1], "retries must not be negative"),
+    ("max_redirects", [0], [-1], "max_redirects must not be negative"),
+    ("max_links", [0], [-1], "max_links must not be negative"),
+    ("max_url_length", [16], [15], "max_url_length must be at least 16"),
+    ("max_crawl_delay", [0], [-0.001], "max_crawl_delay must not be negative"),
+    ("host_budget", [0], [-1], "host_budget must not be negative (0: no limit)"),
+    ("host_failures", [1], [0], "host_failures must be at least 1"),
+    ("repeat_segments", [1], [0], "repeat_segments must be at least 1"),
+    ("user_agent", ["x"], ["", " \t"], "user_agent must not be empty"),
+]
+
+
+def test_every_range_check_is_listed_here() -> None:
+    # A new bounded setting must get its edges tested: unbounded ones are named here.
+    unbounded = {"allow", "compress", "cookies", "deny", "ignore_robots", "scope"}
+    assert {r[0] for r in RANGES} | unbounded == set(SETTING_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [pytest.param(r[0], v, id=f"{r[0]}={v!r}") for r in RANGES for v in r[1]],
+)
+def test_range_edge_is_accepted(name: str, value: Any) -> None:
+    settings, sources = build_settings({name: value}, source="test")
+    assert getattr(settings, name) == value
+    assert sources == {name: "test"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [pytest.param(r[0], v, r[3], id=f"{r[0]}={v!r}") for r in RANGES for v in r[2]],
+)
+def test_one_past_the_edge_is_rejected_naming_the_setting(
+    name: str, value: Any, message: str
+) -> None:
+    with pytest.raises(UsageError) as err:
+        build_settings({name: value}, source="test")
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_every_scope_is_accepted(scope: str) -> None:
+    assert build_settings({"scope": scope}, source="test")[0].scope == scope
+
+
+def test_a_range_check_applies_to_the_merged_settings() -> None:
+    # The file sets max_depth = 3, the command line only lowers per_host: still checked.
+    base = build_settings({"max_depth": 3}, source="file")[0]
+    with pytest.raises(UsageError, match=r"^per_host must be at least 1$"):
+        build_settings({"per_host": 0}, source="command line", base=base)
+    settings, sources = build_settings({"per_host": 5}, source="command line", base=base)
+    assert (settings.max_depth, settings.per_host, sources) == (3, 5, {"per_host": "command line"})
+
+
+# ---------------------------------------------------------------------- types
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        pytest.param("delay", 2, 2.0, id="int-for-float"),
+        pytest.param("timeout", 1.5, 1.5, id="float"),
+        pytest.param("per_host", 3, 3, id="int"),
+        pytest.param("cookies", True, True, id="bool"),
+        pytest.param("scope", "domain", "domain", id="str"),
+        pytest.param("allow", "/docs/", ("/docs/",), id="one-string-for-a-list"),
+        pytest.param("deny", ["a", "b"], ("a", "b"), id="toml-list"),
+        pytest.param("deny", ("a",), ("a",), id="cli-tuple"),
+        pytest.param("allow", [], (), id="empty-list"),
+    ],
+)
+def test_value_is_coerced_to_the_setting_type(name: str, value: Any, expected: Any) -> None:
+    got = getattr(build_settings({name: value}, source="test")[0], name)
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("per_host", True, "must be an integer, got True", id="bool-for-int"),
+        pytest.param("per_host", 2.0, "must be an integer, got 2.0", id="float-for-int"),
+        pytest.param("delay", False, "must be a number, got False", id="bool-for-float"),
+        pytest.param("delay", "1", "must be a number, got '1'", id="str-for-float"),
+        pytest.param("cookies", 1, "must be true or false, got 1", id="int-for-bool"),
+        pytest.param("scope", ["host"], "must be a string, got ['host']", id="list-for-str"),
+        pytest.param("allow", 5, "must be a list of strings, got 5", id="int-for-list"),
+        pytest.param("deny", ["a", 1], "must be a list of strings, got ['a', 1]", id="mixed"),
+    ],
+)
+def test_wrong_type_names_the_source_setting_and_value(name: str, value: Any, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        build_settings({name: value}, source="cfg.toml")
+    assert str(err.value) == f"cfg.toml: setting '{name}' {message}"
+
+
+# ---------------------------------------------------------------------- resolve() and its sources
+
+
+def test_resolve_names_the_source_of_every_value(in_tmp: Path) -> None:
+    (in_tmp / "site.toml").write_text('db = "file.db"\ndelay = 1\nretries = 4\n')
+    got = resolve({"retries": 0, "delay": None, "db": None}, Path("site.toml"))
+    assert (got.settings.delay, got.settings.retries, got.db) == (1.0, 0, "file.db")
+    assert got.sources == dict.fromkeys(SETTING_NAMES, "default") | {
+        "delay": "site.toml",
+        "retries": "command line",
+        "db": "site.toml",
+    }
+
+
+def test_resolve_without_any_file_is_all_defaults(in_tmp: Path) -> None:
+    got = resolve({"db": "flag.db"}, None, db_default="other.db")
+    assert got.settings == Settings()
+    assert got.db == "flag.db"
+    assert got.sources == dict.fromkeys(SETTING_NAMES, "default") | {"db": "command line"}
+    assert resolve({}, None, db_default="other.db").db == "other.db"
+
+
+@pytest.mark.parametrize("value", ['""', "3", "[]"])
+def test_resolve_rejects_a_db_that_is_not_a_path(in_tmp: Path, value: str) -> None:
+    (in_tmp / "config.toml").write_text(f"db = {value}\n")
+    with pytest.raises(UsageError) as err:
+        resolve({}, None)
+    assert str(err.value) == "config.toml: setting 'db' must be a non-empty string"
+
+
+# ---------------------------------------------------------------------- stored with the crawl
+
+
+def test_settings_round_trip_through_json() -> None:
+    custom = Settings(
+        allow=("/a/", "/b/"),
+        compress=True,
+        delay=0.25,
+        max_depth=3,
+        scope="domain",
+        user_agent="bot/1",
+    )
+    text = custom.to_json()
+    assert Settings.from_json(text) == custom
+    assert json.loads(text)["allow"] == ["/a/", "/b/"]
+    assert list(json.loads(text)) == sorted(SETTING_NAMES)
+
+
+def test_from_json_ignores_settings_it_does_not_know() -> None:
+    data = json.loads(Settings(per_host=7).to_json()) | {"from_the_future": 1}
+    assert Settings.from_json(json.dumps(data)) == Settings(per_host=7)
+
+
+def test_from_json_checks_values_and_blames_the_database() -> None:
+    with pytest.raises(UsageError) as err:
+        Settings.from_json('{"per_host": "two"}')
+    assert str(err.value) == "database: setting 'per_host' must be an integer, got 'two'"
+    with pytest.raises(UsageError, match=r"^per_host must be at least 1$"):
+        Settings.from_json('{"per_host": 0}')

@@ -361,13 +361,17 @@ async def test_connection_refused_is_an_error_row(db: str) -> None:
     assert summary.finished
 
 
-async def test_unreachable_robots_closes_the_host(db: str) -> None:
-    # RFC 9309 2.3.1.4: robots.txt unreachable means complete disallow.
+async def test_unreachable_robots_costs_the_seed_an_error_row(db: str) -> None:
+    # RFC 9309 2.3.1.4: robots.txt unreachable means complete disallow; once its retries
+    # are spent, the host's URLs are given up, each with a row that says why.
     seed = f"http://127.0.0.9:{closed_port('127.0.0.9')}/"
 
-    await run(db, [seed])
+    summary = await run(db, [seed])
 
-    assert rows(db, "SELECT url, state FROM frontier") == [(seed, "disallowed")]
+    ((url, status, error),) = rows(db, "SELECT url, status, error FROM pages")
+    assert (url, status) == (seed, None)
+    assert error.startswith("robots.txt unreachable: connect: ")
+    assert summary.errors == 1
     ((status, error),) = rows(db, "SELECT status, error FROM robots")
     assert status is None
     assert error.startswith("robots.txt unreachable: connect: ")
@@ -386,8 +390,8 @@ class SmallFrontier(Frontier):
         SmallFrontier.peak = max(SmallFrontier.peak, self.queued)
         return job
 
-    def discover(self, job: Any, links: Any) -> Any:
-        new = super().discover(job, links)
+    def discover(self, job: Any, links: Any, skipped: Any) -> Any:
+        new = super().discover(job, links, skipped)
         SmallFrontier.peak = max(SmallFrontier.peak, self.queued)
         return new
 

@@ -58,12 +58,14 @@ async def _crawl(db: str) -> Crawled:
             "/",
             [
                 *("/about", "/copy", "/old", "/missing", "/report.pdf", "/private/secret"),
+                "/moved",
                 *("/big", b.url("/"), EXTERNAL),
             ],
         )
         a.page("/about", body=DUPLICATE)
         a.page("/copy", body=DUPLICATE)  # the same bytes at another URL
         a.redirect("/old", "/new")
+        a.redirect("/moved", "/missing")  # a link that looks like a redirect, ends broken
         a.page("/new", ["/missing"])
         a.page("/big", ["/new"], body="<html><a href='/new'>new</a>" + "x" * 50_000 + "</html>")
         a.page("/report.pdf", body=b"%PDF-1.4\n%%EOF\n", content_type="application/pdf")
@@ -114,6 +116,19 @@ def check_broken_links(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     assert broken[1].startswith("payload:") and broken[2] == f"{c.b}/"
 
 
+def check_final_status(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    found = {(r[0], r[5]): r[1:5] for r in result}
+    assert found[(f"{c.a}/moved", f"{c.a}/")] == (301, 404, f"{c.a}/missing", None)
+    assert found[(f"{c.a}/missing", f"{c.a}/new")] == (404, 404, f"{c.a}/missing", None)
+    assert found[(f"{c.b}/broken", f"{c.b}/")][:3] == (None, None, None)
+    assert f"{c.a}/old" not in {r[0] for r in result}  # a redirect to a good page
+
+
+def check_skipped(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    counts = dict(result)
+    assert counts["robots"] == 1 and counts["out of scope"] == 1  # /private/secret; EXTERNAL
+
+
 def check_in_degree(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     assert result[0] == (f"{c.a}/new", 3)  # from /about, /copy and /big
 
@@ -124,7 +139,10 @@ def check_slowest_hosts(c: Crawled, result: list[tuple[Any, ...]]) -> None:
 
 
 def check_redirects(c: Crawled, result: list[tuple[Any, ...]]) -> None:
-    assert result == [(f"{c.a}/old", 301, f"{c.a}/new", f"{c.a}/new")]
+    assert result == [
+        (f"{c.a}/moved", 301, f"{c.a}/missing", f"{c.a}/missing"),
+        (f"{c.a}/old", 301, f"{c.a}/new", f"{c.a}/new"),
+    ]
 
 
 def check_depths(c: Crawled, result: list[tuple[Any, ...]]) -> None:
@@ -135,7 +153,7 @@ def check_depths(c: Crawled, result: list[tuple[Any, ...]]) -> None:
 def check_content_types(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     types = {t: n for t, n, _ in result}
     # The redirect has no body and the network error no response: no content type.
-    assert types == {"text/html": 7, "application/pdf": 1, "text/plain": 1, "(none)": 2}
+    assert types == {"text/html": 7, "application/pdf": 1, "text/plain": 1, "(none)": 3}
     assert result[0][0] == "text/html"  # most pages first
 
 
@@ -170,7 +188,9 @@ def check_left_to_do(c: Crawled, result: list[tuple[Any, ...]]) -> None:
 
 
 CHECKS = {
-    "Broken links": check_broken_links,
+    "Broken links and": check_broken_links,
+    "with their final status": check_final_status,
+    "Links not followed": check_skipped,
     "in-degree": check_in_degree,
     "Slowest hosts": check_slowest_hosts,
     "Redirects": check_redirects,

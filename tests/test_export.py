@@ -6,10 +6,13 @@ import asyncio
 import base64
 import csv
 import datetime as dt
+import gzip
 import io
 import json
 import os
+import pty
 import sqlite3
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -19,7 +22,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from support import Host, Site, rows, run
+from hostile import Exchange, RawHost, page, respond
+from support import Host, Site, assert_one_line_error, rows, run
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler import exporter, queries
@@ -306,3 +310,146 @@ def test_warc_to_stdout_is_binary(tmp_path: Path) -> None:
     assert result.exit_code == 0
     records = list(ArchiveIterator(io.BytesIO(result.stdout_bytes)))
     assert [r.rec_type for r in records] == ["warcinfo"] + ["response", "request"] * 3
+
+
+# ---------------------------------------------------------------------- bytes from the network
+
+LATIN1_HEADERS = (
+    b"Content-Type: text/html; charset=\xe9\r\n"
+    b"X-Raw: caf\xe9 \\ \xe2\x98\x83\r\n"  # a latin-1 byte, a backslash, UTF-8 (a snowman)
+)
+
+
+async def test_non_utf8_header_bytes_are_stored_and_exported(db: str, tmp_path: Path) -> None:
+    """One header byte that is not UTF-8 used to make SQLite refuse the write batch."""
+    host = RawHost("127.0.0.71")
+    await host.start()
+    try:
+        body = b"<html><title>Latin</title><body>x</body></html>"
+        host.route("/", respond(page("/latin")))
+
+        async def latin(ex: Exchange) -> None:
+            await ex.send(
+                b"HTTP/1.1 200 OK\r\n" + LATIN1_HEADERS + b"Connection: close\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+
+        host.route("/latin", latin)
+        summary = await run(db, [host.url("/")])
+    finally:
+        await host.close()
+    url = host.url("/latin")
+    assert summary.finished
+    [(status, content_type, headers, title)] = rows(
+        db, "SELECT status, content_type, headers, title FROM pages WHERE url = ?", url
+    )
+    assert (status, title) == (200, "Latin")
+    assert content_type == r"text/html; charset=\xe9"
+    stored = dict(json.loads(headers))
+    assert stored["Content-Type"] == r"text/html; charset=\xe9"
+    assert stored["X-Raw"] == r"caf\xe9 \\ ☃"
+
+    result = export(db, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    by_url = {r["url"]: r for r in map(json.loads, result.stdout_bytes.decode().splitlines())}
+    assert by_url[url]["content_type"] == r"text/html; charset=\xe9"
+
+    result = export(db, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    table = {r["url"]: r for r in csv.DictReader(io.StringIO(result.stdout_bytes.decode()))}
+    assert table[url]["content_type"] == r"text/html; charset=\xe9"
+
+    out = tmp_path / "latin.warc.gz"
+    result = export(db, "--format", "warc", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    await run_tool("check", str(out))  # the digests cover the bytes as written
+    raw = gzip.decompress(out.read_bytes())
+    for line in LATIN1_HEADERS.split(b"\r\n")[:-1]:
+        assert line + b"\r\n" in raw, line  # the server's bytes, not an escape or %-encoding
+    with out.open("rb") as fh:
+        found = [
+            (r.http_headers.get_header("Content-Type"), r.content_stream().read())
+            for r in ArchiveIterator(fh)
+            if r.rec_type == "response" and r.rec_headers.get_header("WARC-Target-URI") == url
+        ]
+    # warcio reads a header that is not UTF-8 as latin-1.
+    assert found == [("text/html; charset=é", body)]
+
+
+# ---------------------------------------------------------------------- Unix manners
+
+CRAWLER = [sys.executable, "-m", "crawler"]
+
+
+@pytest.fixture(scope="module")
+def big_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """3,000 pages of 2 KB: every format's output is far larger than a pipe's buffer."""
+    db = str(tmp_path_factory.mktemp("big") / "crawl.db")
+    make_db(db, 3_000, 2_048)
+    return db
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--format", "jsonl", "--body"], id="jsonl"),
+        pytest.param(["--format", "csv"], id="csv"),
+        pytest.param(["--format", "warc"], id="warc"),
+    ],
+)
+def test_a_reader_that_stops_early_ends_the_export_quietly(big_db: str, args: list[str]) -> None:
+    """`crawler export ... | head`: no traceback, no 'Exception ignored', exit 0."""
+    with subprocess.Popen(
+        [*CRAWLER, "export", "--db", big_db, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert len(proc.stdout.read(100)) == 100
+        proc.stdout.close()  # as head does after its lines
+        err = proc.stderr.read()
+        assert proc.wait(60) == 0, err.decode()
+    assert err == b""
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "warc"])
+def test_output_into_a_missing_directory_is_a_usage_error(tmp_path: Path, fmt: str) -> None:
+    db = str(tmp_path / "crawl.db")
+    make_db(db, 3, 100)
+    target = tmp_path / "missing" / "dir" / "f"
+    result = export(db, "--format", fmt, "-o", str(target))
+    assert_one_line_error(result, f"cannot write {target}", "No such file or directory")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_warc_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "crawl.db")
+    make_db(db, 3, 100)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [*CRAWLER, "export", "--db", db, "--format", "warc"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+        os.set_blocking(master, False)
+        try:
+            on_terminal = os.read(master, 65_536)
+        except (BlockingIOError, OSError):  # nothing written (EIO once the writer is gone)
+            on_terminal = b""
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crawler: error: refusing"), lines
+    assert "-o FILE" in lines[0]
+    assert on_terminal == b""
+
+
+def test_export_without_a_format_lists_the_choices(tmp_path: Path) -> None:
+    db = str(tmp_path / "crawl.db")
+    make_db(db, 3, 100)
+    result = CliRunner().invoke(cli, ["export", "--db", db])
+    assert_one_line_error(result, "--format", "jsonl", "csv", "warc")

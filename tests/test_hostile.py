@@ -28,7 +28,6 @@ from urllib.parse import quote
 
 import pytest
 import trustme
-from aiohttp import web
 from click.testing import CliRunner
 from hostile import (
     Behaviour,
@@ -231,8 +230,8 @@ async def test_a_host_that_keeps_failing_is_dropped_not_hammered(
 
 
 @pytest.mark.parametrize(
-    "status", ["401 Unauthorized", "403 Forbidden", "404 Not Found", "410 Gone", "429 Nope"]
-)
+    "status", ["401 Unauthorized", "403 Forbidden", "404 Not Found", "410 Gone"]
+)  # 429 is not among them: it holds the host like a 5xx (test_fates)
 async def test_robots_txt_4xx_allows_everything(raw: MakeRaw, db: str, status: str) -> None:
     host = await raw()
     # RFC 9309 2.3.1.3: the body of a 4xx is not a robots.txt, whatever it says.
@@ -245,10 +244,8 @@ async def test_robots_txt_4xx_allows_everything(raw: MakeRaw, db: str, status: s
     assert len(host.requests_for("/robots.txt")) == 1
 
 
-async def test_robots_txt_5xx_closes_the_host_until_it_expires(
-    raw: MakeRaw, site: Site, db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(robots, "UNREACHABLE_TTL", 0.3)
+async def test_robots_txt_5xx_holds_the_host_until_it_recovers(raw: MakeRaw, db: str) -> None:
+    # RFC 9309 2.3.1.4: a 5xx means complete disallow; the host is held, not given up.
     host = await raw()
     rules = "User-agent: *\nDisallow: /private\n"
     host.route(
@@ -258,39 +255,33 @@ async def test_robots_txt_5xx_closes_the_host_until_it_expires(
             respond(rules, content_type="text/plain"),
         ),
     )
-    for path in ("/one", "/two", "/private"):
+    host.route("/one", respond(page(host.url("/two"), host.url("/private"))))
+    for path in ("/two", "/private"):
         host.route(path, respond(page()))
-    other = await site.host()
+    summary = await run(db, [host.url("/one")], retries=1)
 
-    async def slow(request: web.Request) -> web.StreamResponse:
-        await host.reached(1)
-        await host.hits[0].done.wait()  # the 503 robots.txt has been sent
-        await asyncio.sleep(0.5)  # a slow server: it answers after the 503 has expired
-        body = page(host.url("/two"), host.url("/private"))
-        return web.Response(body=body, content_type="text/html")
-
-    other.handle("/slow", slow)
-    summary = await run(db, [host.url("/one"), other.url("/slow")])
-
-    assert len(host.requests_for("/robots.txt")) == 2  # fetched again after the expiry
-    assert host.requests_for("/one") == [] and host.requests_for("/private") == []
+    assert len(host.requests_for("/robots.txt")) == 2  # asked again on the retry schedule
+    assert host.requests_for("/private") == []
     assert rows(db, "SELECT url, state FROM frontier ORDER BY url") == [
-        (host.url("/one"), "disallowed"),
         (host.url("/private"), "disallowed"),
     ]
-    assert completed(db, summary, {host.url("/two"), other.url("/slow")})
+    assert completed(db, summary, {host.url("/one"), host.url("/two")})
 
 
-async def test_robots_txt_unreachable_disallows_the_host(raw: MakeRaw, site: Site, db: str) -> None:
+async def test_robots_txt_unreachable_costs_each_url_an_error_row(
+    raw: MakeRaw, site: Site, db: str
+) -> None:
     host = await raw()
     host.route("/robots.txt", slams)  # RFC 9309 2.3.1.4: unreachable means complete disallow
     host.route("/x", respond(page()))
     good, pages = await good_host(site)
     summary = await run(db, [host.url("/x"), good.url("/")])
     assert host.requests_for("/x") == []
-    assert rows(db, "SELECT state FROM frontier WHERE url = ?", host.url("/x")) == [("disallowed",)]
+    ((status, error),) = rows(db, "SELECT status, error FROM pages WHERE url = ?", host.url("/x"))
+    assert status is None and error.startswith("robots.txt unreachable: disconnected:")
     ((status, error),) = rows(db, "SELECT status, error FROM robots WHERE host = ?", host.origin)
     assert status is None and error.startswith("robots.txt unreachable: disconnected:")
+    assert summary.errors == 1
     assert completed(db, summary, pages)
 
 

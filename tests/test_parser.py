@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import quote, urldefrag, urljoin
 
 import pytest
 
@@ -146,8 +146,30 @@ def test_is_html(content_type: str | None, expected: bool) -> None:
         pytest.param(
             b" " * 2100 + b'<meta charset="windows-1251">',
             None,
-            "utf-8",
-            id="meta-past-2kb-ignored",
+            "windows-1251",
+            id="meta-past-2kb",
+        ),
+        pytest.param(
+            b"<meta charset=bogus>" + b" " * 2100 + b"<meta charset=koi8-r>",
+            None,
+            "koi8-r",
+            id="unknown-meta-then-late-meta",
+        ),
+        pytest.param(
+            b" " * 2100 + b"<meta charset=utf-16be>", None, "utf-8", id="late-meta-utf-16"
+        ),
+        pytest.param(b" " * 2100 + b"<meta charset=bogus>", None, "utf-8", id="late-unknown"),
+        pytest.param(
+            b" " * 2100 + b"<meta charset=koi8-r>",
+            "text/html; charset=windows-1251",
+            "windows-1251",
+            id="header-beats-late-meta",
+        ),
+        pytest.param(
+            b"<meta charset=windows-1251>" + b" " * 2100 + b"<meta charset=koi8-r>",
+            None,
+            "windows-1251",
+            id="first-meta-wins",
         ),
     ],
 )
@@ -446,10 +468,170 @@ def test_truncated_only_when_a_link_is_lost(body: bytes, truncated: bool) -> Non
     assert (len(page.links), page.truncated) == (5, truncated)
 
 
+def late_meta_page(
+    meta: str, *, in_body: bool = False, href: str = "/статья", encoding: str = "cp1251"
+) -> bytes:
+    """A windows-1251 page whose <meta> stands past the prescan's 2 KB, as after inline CSS."""
+    style = "<style>" + "p { margin: 0 auto; }\n" * 150 + "</style>"
+    head = "<title>Статья</title>" + style + ("" if in_body else meta)
+    body = ("<p>текст</p>" + meta if in_body else "<p>текст</p>") + f'<a href="{href}">a</a>'
+    page = f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>".encode(encoding)
+    assert page.find(b"<meta") > 2048
+    return page
+
+
+RU = "https://example.ru/%D1%81%D1%82%D0%B0%D1%82%D1%8C%D1%8F"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        pytest.param(late_meta_page("<meta charset=windows-1251>"), None, RU, id="charset"),
+        pytest.param(
+            late_meta_page(
+                '<meta http-equiv=" Content-TYPE " content="text/html; charset=cp1251">'
+            ),
+            None,
+            RU,
+            id="http-equiv",
+        ),
+        pytest.param(
+            late_meta_page("<meta charset=windows-1251>", in_body=True), None, RU, id="in-body"
+        ),
+        pytest.param(
+            late_meta_page('<meta name="x" content="charset=koi8-r"><meta charset=cp1251>'),
+            None,
+            RU,
+            id="meta-without-charset-skipped",
+        ),
+        pytest.param(
+            late_meta_page("<meta charset=bogus><meta charset=windows-1251>"),
+            None,
+            RU,
+            id="unknown-label-skipped",
+        ),
+        pytest.param(
+            late_meta_page('<meta http-equiv="refresh" content="0; charset=koi8-r">'),
+            None,
+            "https://example.ru/" + "%EF%BF%BD" * 6,
+            id="only-content-type-http-equiv-counts",
+        ),
+        pytest.param(
+            late_meta_page("<meta charset=windows-1251>"),
+            "text/html; charset=koi8-r",
+            "https://example.ru/" + quote("статья".encode("cp1251").decode("koi8-r")),
+            id="header-is-certain",
+        ),
+        pytest.param(
+            late_meta_page("<meta charset=utf-8>", href="/ü", encoding="utf-8"),
+            None,
+            "https://example.ru/%C3%BC",
+            id="late-utf-8-no-reparse",
+        ),
+    ],
+)
+def test_late_meta_charset_is_honoured(
+    body: bytes, content_type: str | None, expected: str
+) -> None:
+    page = extract_links(body, "https://example.ru/", content_type)
+    assert page.links == (expected,)
+    if expected == RU:
+        assert page.title == "Статья"
+
+
+def test_late_meta_reparses_title_and_robots() -> None:
+    body = late_meta_page('<meta charset=windows-1251><meta name="robots" content="nofollow">')
+    page = extract_links(body, "https://example.ru/")
+    assert (page.title, page.links, page.nofollow) == ("Статья", (), (RU,))
+
+
+@pytest.mark.parametrize(
+    ("hrefs", "max_url_length", "links", "too_long"),
+    [
+        pytest.param(["/" + "x" * 20], 40, ["https://example.com/" + "x" * 20], 0, id="at-cap"),
+        pytest.param(["/" + "x" * 21], 40, [], 1, id="over-cap"),
+        pytest.param(
+            ["/" + "x" * 30, "/" + "x" * 30 + "#f", "/a"],
+            40,
+            ["https://example.com/a"],
+            1,
+            id="one-url-counted-once",
+        ),
+        pytest.param(["/" + "x" * 30, "/" + "y" * 30], 40, [], 2, id="two-urls"),
+        pytest.param(
+            ["mailto:" + "x" * 50, "/" + "x" * 5],
+            40,
+            ["https://example.com/xxxxx"],
+            0,
+            id="invalid-is-not-too-long",
+        ),
+    ],
+)
+def test_too_long_links_are_counted(
+    hrefs: list[str], max_url_length: int, links: list[str], too_long: int
+) -> None:
+    body = html("".join(f'<a href="{href}">l</a>' for href in hrefs))
+    page = extract_links(body, PAGE, max_url_length=max_url_length)
+    assert (list(page.links), page.too_long) == (links, too_long)
+
+
+def test_too_long_base_falls_back_to_the_page() -> None:
+    body = html('<a href="x">l</a>', '<base href="/' + "b" * 60 + '/">')
+    page = extract_links(body, PAGE, max_url_length=60)
+    assert page.links == ("https://example.com/docs/guide/x",)
+
+
+def test_python_codec_names_map_onto_whatwg_names() -> None:
+    names = parser._python_names()
+    assert names["utf-8"] == "utf-8"
+    assert names["cp1251"] == "windows-1251"
+    assert names["iso8859-1"] == "windows-1252"  # reached through the label "latin1"
+    assert names["euc_kr"] == "cp949"  # a label late in the table
+    assert names["utf-16"] == "utf-16le"
+    assert "rot-13" not in names
+    assert parser._encoding("latin-1") == "windows-1252"  # Python's spelling, via this map
+
+
+def test_content_type_meta_without_charset_is_skipped() -> None:
+    body = late_meta_page(
+        '<meta http-equiv="Content-Type" content="text/html"><meta charset=cp1251>'
+    )
+    assert extract_links(body, "https://example.ru/").links == (RU,)
+
+
+def test_utf_8_bom_is_not_text() -> None:
+    body = '\ufeff<a href="/ü">u</a>'.encode()
+    assert extract_links(body, PAGE).links == ("https://example.com/%C3%BC",)
+
+
+@pytest.mark.parametrize(
+    ("content", "links", "nofollow"),
+    [
+        pytest.param("", 1, 0, id="empty"),
+        pytest.param("noindex,nofollow", 0, 1, id="comma"),
+        pytest.param("NOINDEX , NoFollow", 0, 1, id="case-spaces"),
+        pytest.param("none", 0, 1, id="none"),
+        pytest.param("noindex", 1, 0, id="noindex-only"),
+    ],
+)
+def test_meta_robots_directives(content: str, links: int, nofollow: int) -> None:
+    body = html('<a href="/x">x</a>', f'<meta name="Robots " content="{content}">')
+    page = extract_links(body, PAGE)
+    assert (len(page.links), len(page.nofollow)) == (links, nofollow)
+
+
+def test_default_caps() -> None:
+    long = "/" + "x" * (2048 - len("https://example.com/"))
+    page = extract_links(html(f'<a href="{long}">a</a><a href="{long}y">b</a>'), PAGE)
+    assert (len(page.links[0]), page.too_long) == (2048, 1)
+    page = extract_links(many_links(10_001), PAGE)
+    assert (len(page.links), page.truncated) == (10_000, True)
+
+
 def test_realistic_page() -> None:
     body, expected = realistic_page()
     page = extract_links(body, "http://127.0.0.2:18080/s0/p7.html", "text/html")
     assert 14_000 < len(body) < 17_000
     assert page == ParsedPage(
-        links=tuple(expected), nofollow=(), truncated=False, title="Page 7 of host 0"
+        links=tuple(expected), nofollow=(), truncated=False, title="Page 7 of host 0", too_long=0
     )

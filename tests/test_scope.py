@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import crawler.scope
+from crawler.reasons import Reason
 from crawler.scope import Scope, registered_domain
 
 SEED = ["http://www.example.co.uk/start"]
@@ -135,7 +137,12 @@ def test_invalid_regex_names_the_pattern(allow: list[str], deny: list[str], bad:
 @pytest.mark.parametrize(
     ("seeds", "mode", "message"),
     [
-        pytest.param(["http://h/"], "site", "scope must be one of", id="bad-mode"),
+        pytest.param(
+            ["http://h/"],
+            "site",
+            "^scope must be one of host, domain, any, got 'site'$",
+            id="bad-mode",
+        ),
         pytest.param(["mailto:a@b.c"], "host", "mailto:a@b.c", id="bad-seed"),
         pytest.param(["example.com"], "domain", "example.com", id="seed-without-scheme"),
     ],
@@ -148,9 +155,11 @@ def test_invalid_settings(seeds: list[str], mode: str, message: str) -> None:
 def test_host_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crawler.scope, "_CACHE_SIZE", 8)
     scope = Scope.from_settings(["http://h0/"], "host", [], [])
-    answers = [scope.in_scope(f"http://h{i}/") for i in range(50)]
+    answers = []
+    for i in range(50):
+        answers.append(scope.in_scope(f"http://h{i}/"))
+        assert len(scope._seen) <= 8
     assert answers == [True] + [False] * 49
-    assert len(scope._seen) <= 8
     assert scope.in_scope("http://h0/x")  # still right after the cache was emptied
 
 
@@ -208,3 +217,108 @@ def test_network_guard_catches_tldextracts_default(network_attempts: list[str]) 
     extract = tldextract.TLDExtract(cache_dir=None)
     assert extract("a.example.co.uk").suffix == "co.uk"  # from the snapshot, after failing
     assert network_attempts != []
+
+
+@pytest.mark.parametrize(
+    ("mode", "allow", "deny", "url", "expected"),
+    [
+        pytest.param("host", [], [], "http://h/x", None, id="in-scope"),
+        pytest.param("host", [], [], "http://other/x", Reason.OUT_OF_SCOPE, id="other-host"),
+        pytest.param("domain", [], [], "http://other/x", Reason.OUT_OF_SCOPE, id="other-domain"),
+        pytest.param("host", [r"/blog/"], [], "http://h/shop", Reason.OUT_OF_SCOPE, id="no-allow"),
+        pytest.param("host", [r"/blog/"], [], "http://h/blog/1", None, id="allowed"),
+        pytest.param("host", [], [r"\.pdf$"], "http://h/a.pdf", Reason.DENY, id="deny"),
+        pytest.param("any", [], [r"\.pdf$"], "http://x/a.pdf", Reason.DENY, id="deny-mode-any"),
+        pytest.param("any", [], [r"a", r"b"], "http://x/b", Reason.DENY, id="deny-second"),
+        pytest.param("any", [], [r"\.pdf$"], "http://x/a", None, id="any-not-denied"),
+        pytest.param(
+            "host", [r"/blog/"], [r"draft"], "http://h/blog/draft", Reason.DENY, id="deny-wins"
+        ),
+        pytest.param(
+            "host", [], [r"\.pdf$"], "http://other/a.pdf", Reason.OUT_OF_SCOPE, id="host-first"
+        ),
+        pytest.param(
+            "host", [r"/x"], [r"\.pdf$"], "http://h/a.pdf", Reason.OUT_OF_SCOPE, id="allow-first"
+        ),
+    ],
+)
+def test_verdict(
+    mode: str, allow: list[str], deny: list[str], url: str, expected: Reason | None
+) -> None:
+    scope = Scope.from_settings(["http://h/"], mode, allow, deny)
+    assert scope.verdict(url) is expected
+    assert scope.verdict(url) is expected  # the second answer comes from the cache
+    assert scope.in_scope(url) is (expected is None)
+
+
+@pytest.mark.parametrize("mode", ["host", "domain"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://evil.example/r?u=http://a.example/", id="query"),
+        pytest.param("http://evil.example/http://a.example/", id="path"),
+        pytest.param("http://evil.example/r?u=http://a.example", id="query-no-slash"),
+    ],
+)
+def test_url_inside_a_url_is_not_its_host(mode: str, url: str) -> None:
+    scope = Scope.from_settings(["http://a.example/"], mode, [], [])
+    assert scope.verdict(url) is Reason.OUT_OF_SCOPE
+    assert Scope.from_settings(["http://evil.example/"], mode, [], []).in_scope(url)
+
+
+@pytest.mark.parametrize(
+    ("seed", "url"),
+    [
+        pytest.param("http://127.0.0.1/", "http://0x7f.1/", id="hex"),
+        pytest.param("http://127.0.0.1/", "http://2130706433/", id="number"),
+        pytest.param("http://2130706433/", "http://127.0.0.1/", id="seed-number"),
+        pytest.param("http://a.example/", "http://A.EXAMPLE:80/", id="case-port"),
+    ],
+)
+def test_one_host_in_two_spellings_is_one_scope(seed: str, url: str) -> None:
+    from crawler.urls import canonical_url
+
+    canonical = canonical_url(url)
+    assert canonical is not None
+    assert Scope.from_settings([seed], "host", [], []).in_scope(canonical)
+    deny = Scope.from_settings([seed], "host", [], [r"^http://127\.0\.0\.1/"])
+    assert deny.verdict(canonical) is (
+        Reason.DENY if "127" in (canonical_url(seed) or "") else None
+    )
+
+
+@pytest.fixture
+def cache_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record (and skip) every write tldextract makes to its disk cache while the test runs."""
+    import tldextract.cache
+
+    writes: list[str] = []
+
+    def record(self: Any, namespace: str, key: Any, value: object) -> None:
+        writes.append(f"{self.cache_dir}/{namespace}")
+
+    monkeypatch.setattr(tldextract.cache.DiskCache, "set", record)
+    return writes
+
+
+def test_domain_scope_never_writes_a_cache(
+    cache_writes: list[str], network_attempts: list[str]
+) -> None:
+    crawler.scope._extractor.cache_clear()
+    try:
+        scope = Scope.from_settings(["http://www.example.co.uk/"], "domain", [], [])
+        assert scope.in_scope("http://shop.example.co.uk/")
+    finally:
+        crawler.scope._extractor.cache_clear()  # later tests build theirs unguarded
+    assert cache_writes == []
+
+
+def test_cache_guard_catches_a_cache_dir(
+    cache_writes: list[str], network_attempts: list[str], tmp_path: Path
+) -> None:
+    # The control for the test above: with a cache_dir tldextract writes the suffix list.
+    import tldextract
+
+    extract = tldextract.TLDExtract(cache_dir=str(tmp_path), suffix_list_urls=())
+    assert extract("a.example.co.uk").suffix == "co.uk"
+    assert cache_writes != []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,11 @@ import pytest
 from click.testing import CliRunner
 from support import Host, Site, broken_body, rows, run
 
+from crawler import queries
 from crawler.cli import cli
+from crawler.config import Settings
+from crawler.reasons import Reason
+from crawler.storage import Storage
 
 
 async def crawl_mixed(site: Site, db: str) -> tuple[Host, Host]:
@@ -84,9 +90,12 @@ async def test_stats_json_numbers_equal_sql_counts(site: Site, db: str) -> None:
     assert depths == dict(rows(db, "SELECT depth, count(*) FROM pages GROUP BY depth"))
     assert depths[0] == 2 and depths[2] == 1  # the seeds; /deep
 
-    first, last = rows(db, "SELECT min(fetched_at), max(fetched_at) FROM pages")[0]
-    assert data["duration_s"] == pytest.approx(last - first, abs=1e-3)
-    assert data["pages_per_s"] == pytest.approx(10 / (last - first), rel=1e-2)
+    # One run: its own start and end, the numbers the end-of-crawl summary shows too.
+    ((started, ended),) = rows(db, "SELECT started_at, ended_at FROM runs")
+    assert data["runs"] == 1
+    assert data["duration_s"] == pytest.approx(ended - started, abs=1e-3)
+    assert data["pages_per_s"] == pytest.approx(10 / (ended - started), rel=1e-2)
+    assert data["resumed_at"] is None
     assert data["seeds"] == [a.url("/"), b.url("/")]
     assert data["finished_at"] is not None
 
@@ -145,10 +154,87 @@ def test_stats_on_a_file_that_is_not_a_crawl(
 
 def test_stats_on_an_sqlite_file_without_a_crawl(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
-    import sqlite3
-
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE t (x)")
     result = CliRunner().invoke(cli, ["stats", "--db", str(path)])
     assert result.exit_code == 2
     assert result.output.strip() == f"crawler: error: {path} is not a crawl database"
+
+
+def test_stats_duration_is_the_sum_of_the_runs(tmp_path: Path) -> None:
+    """A crawl killed (no end), resumed and finished: pauses between runs do not count, a
+    killed run lasts until its last stored page, and `resumed` is shown."""
+    db = str(tmp_path / "crawl.db")
+
+    async def make() -> None:
+        storage = await Storage.open(db, create=True)
+        try:
+            await storage.save_crawl(Settings(), ["http://h/"])
+            await storage.start_run("crawl")
+            await storage.start_run("resume")
+        finally:
+            await storage.close()
+
+    asyncio.run(make())
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "UPDATE runs SET started_at = ?, ended_at = ? WHERE id = ?",
+            [(1000.0, None, 1), (5000.0, 5030.0, 2)],
+        )
+        conn.executemany(
+            "INSERT INTO pages (url, status, depth, fetched_at, host) VALUES (?, 200, 0, ?, 'h')",
+            [(f"http://h/{t}", t) for t in (1001.0, 1010.0, 5001.0, 5020.0)],
+        )
+        conn.executemany(
+            "INSERT INTO skipped (reason, count) VALUES (?, ?)",
+            [(Reason.OUT_OF_SCOPE.value, 7), (Reason.DEPTH.value, 2)],
+        )
+    conn.close()
+    data = stats_json(db)
+    assert data["runs"] == 2
+    assert data["duration_s"] == pytest.approx(10 + 30)  # 1000..1010 (killed), 5000..5030
+    assert data["pages_per_s"] == pytest.approx(4 / 40)
+    assert data["resumed_at"] is not None
+    assert data["skipped"] == [
+        {"reason": "out of scope", "links": 7},
+        {"reason": "depth", "links": 2},
+    ]
+
+    out = CliRunner().invoke(cli, ["stats", "--db", db]).output
+    lines = {ln.split()[0]: ln.split()[-1] for ln in out.splitlines() if ln.strip()}
+    assert lines["duration"] == "40.0s"
+    assert lines["resumed"] != "-"
+    assert "Links not followed" in out and "out of scope" in out
+
+
+def read_tables(db: sqlite3.Connection, sql: str) -> set[str]:
+    plan = db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+    return {word for row in plan for word in row[3].split() if word in {"bodies", "page_rows"}}
+
+
+@pytest.mark.parametrize(
+    "with_body", [pytest.param(False, id="no-body"), pytest.param(True, id="body")]
+)
+async def test_stats_and_exports_without_body_never_read_bodies(
+    site: Site, db: str, with_body: bool
+) -> None:
+    await crawl_mixed(site, db)
+    conn = queries.connect(db)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        if with_body:
+            next(queries.iter_pages(conn, with_body=True))
+        else:
+            queries.stats(conn)
+            next(queries.iter_pages(conn, with_headers=True))
+            next(queries.iter_pages(conn, where="status = 200"))
+        conn.set_trace_callback(None)
+        read = [read_tables(conn, sql) for sql in statements if "pages" in sql]
+    finally:
+        conn.close()
+    assert len(read) >= (1 if with_body else 12)
+    if with_body:  # the check can fail: bodies are read exactly when asked for
+        assert read == [{"page_rows", "bodies"}]
+    else:
+        assert all("bodies" not in tables for tables in read), statements

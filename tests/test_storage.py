@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import rows
+from support import rows, threaded_site
 
 import crawler.storage
-from crawler.errors import StorageError
-from crawler.storage import NewURL, Outcome, PageRow, Storage, migrations
+from crawler.config import Settings
+from crawler.errors import StorageError, StoreFailure
+from crawler.reasons import Reason
+from crawler.storage import ChainEnd, NewURL, Outcome, PageRow, Storage, migrations
 
 HOST = "http://127.0.0.2:8000"
-CRAWL_TABLES = {"crawl", "urls", "pages", "links", "robots", "schema_migrations"}
+CRAWL_TABLES = {"crawl", "urls", "page_rows", "bodies", "links", "robots", "schema_migrations"}
+CRAWL_TABLES |= {"skipped", "runs"}
 
 
 def sha256(path: Path) -> str:
@@ -45,7 +53,7 @@ async def test_new_file_gets_every_migration(db: str) -> None:
     expected = [(version, name) for version, name, _ in migrations()]
     assert [(v, n) for v, n, _ in applied(db)] == expected
     assert expected[0] == (1, "0001_initial.sql")
-    assert CRAWL_TABLES | {"frontier"} <= schema_objects(db)
+    assert CRAWL_TABLES | {"frontier", "pages"} <= schema_objects(db)
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -248,15 +256,8 @@ async def test_flush_commits_a_batch(db: str) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        pytest.param(sqlite3.OperationalError("disk I/O error"), id="write-error"),
-        pytest.param(asyncio.CancelledError(), id="cancelled"),
-    ],
-)
-async def test_failed_flush_leaves_no_partial_rows_and_keeps_the_batch(
-    db: str, error: BaseException, monkeypatch: pytest.MonkeyPatch
+async def test_cancelled_flush_leaves_no_partial_rows_and_keeps_the_batch(
+    db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await seeded(db)
     real = storage.db.executemany
@@ -265,18 +266,18 @@ async def test_failed_flush_leaves_no_partial_rows_and_keeps_the_batch(
     async def failing(sql: str, params: Any) -> Any:
         calls.append(sql.split("(")[0].strip())
         if sql.startswith("INSERT INTO links"):  # after urls and pages were written
-            raise error
+            raise asyncio.CancelledError
         return await real(sql, params)
 
     try:
         for o in batch():
             storage.add(o)
         monkeypatch.setattr(storage.db, "executemany", failing)
-        with pytest.raises(type(error)):
+        with pytest.raises(asyncio.CancelledError):
             await storage.flush()
         assert calls == [
             "INSERT OR IGNORE INTO urls",
-            "INSERT OR IGNORE INTO pages",
+            "INSERT INTO page_rows",
             "INSERT INTO links",
         ]
         assert table_counts(db) == {"pages": 0, "links": 0, "urls": 2}
@@ -292,6 +293,345 @@ async def test_failed_flush_leaves_no_partial_rows_and_keeps_the_batch(
     assert [u for (u,) in rows(db, "SELECT url FROM pages ORDER BY id")] == [
         HOST + p for p in ("/a", "/b", "/", "/c")
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(sqlite3.OperationalError("disk I/O error"), "disk I/O error", id="io"),
+        pytest.param(sqlite3.OperationalError("database is locked"), "locked", id="locked"),
+        pytest.param(OSError(28, "No space left on device"), "No space left", id="oserror"),
+        pytest.param(sqlite3.DatabaseError("database disk image is malformed"), "malformed",
+                     id="corrupt"),
+    ],
+)  # fmt: skip
+async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
+    db: str, error: Exception, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = await seeded(db)
+    real = storage.db.executemany
+    calls: list[str] = []
+
+    async def failing(sql: str, params: Any) -> Any:
+        calls.append(sql)
+        if sql.startswith("INSERT INTO links"):
+            raise error
+        return await real(sql, params)
+
+    try:
+        for o in batch():
+            storage.add(o)
+        monkeypatch.setattr(storage.db, "executemany", failing)
+        with pytest.raises(StoreFailure) as failure:
+            await storage.flush()
+        text = str(failure.value)
+        assert message in text and db in text and "`crawler resume` continues" in text
+        assert len(text.splitlines()) == 1
+        assert failure.value.exit_code == 1
+        assert storage.failure is failure.value
+        assert storage.backlog == 3  # kept (lost on exit: still queued in the file)
+
+        # Not written again: the crawl stops; not row by row either (no row is at fault).
+        monkeypatch.setattr(storage.db, "executemany", real)
+        tried = len(calls)
+        with pytest.raises(StoreFailure):
+            await storage.flush()
+        assert len(calls) == tried
+    finally:
+        await storage.close()
+    assert table_counts(db) == {"pages": 0, "links": 0, "urls": 2}
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def big_outcome(path: str, size: int) -> Outcome:
+    o = outcome(path, ("/next" + path,))
+    assert o.page is not None
+    return dataclasses.replace(o, page=dataclasses.replace(o.page, body=b"x" * size))
+
+
+async def test_disk_full_is_a_store_failure_and_the_file_resumes(db: str) -> None:
+    """A real SQLITE_FULL: the database may not grow past its size when the batch starts."""
+    storage = await seeded(db)
+    try:
+        storage.add(big_outcome("/a", 1000))
+        assert await storage.flush() == 1
+        async with storage.db.execute("PRAGMA page_count") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        await storage.db.execute(f"PRAGMA max_page_count = {row[0]}")
+        storage.add(big_outcome("/b", 200_000))
+        with pytest.raises(StoreFailure, match=r"^store failed: database or disk is full \("):
+            await storage.flush()
+        assert storage.backlog == 1
+        async with storage.deferred_indexes():
+            pass  # after a failure: no rebuild attempted, no second error
+    finally:
+        await storage.close()
+
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(db, "SELECT url, length(body) FROM pages") == [(HOST + "/a", 1000)]
+    assert dict(rows(db, "SELECT url, state FROM urls WHERE url IN (?, ?)", HOST + "/a",
+                     HOST + "/b")) == {HOST + "/a": "done", HOST + "/b": "queued"}  # fmt: skip
+
+    # Reopened without the limit (space freed): the lost batch is simply fetched again.
+    storage = await Storage.open(db, create=False)
+    try:
+        storage.add(big_outcome("/b", 200_000))
+        assert await storage.flush() == 1
+    finally:
+        await storage.close()
+    assert rows(db, "SELECT url, length(body) FROM pages ORDER BY id") == [
+        (HOST + "/a", 1000),
+        (HOST + "/b", 200_000),
+    ]
+
+
+# ---------------------------------------------------------------------- values the store refuses
+
+
+def with_page(o: Outcome, **changes: Any) -> Outcome:
+    assert o.page is not None
+    return dataclasses.replace(o, page=dataclasses.replace(o.page, **changes))
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        pytest.param({"headers": '[["X", "caf\udce9"]]'}, "UnicodeEncodeError", id="surrogate"),
+        pytest.param({"size": 2**70}, "OverflowError", id="int-too-big"),
+        pytest.param({"depth": None}, "IntegrityError: NOT NULL", id="constraint"),
+        pytest.param({"title": ["not", "a", "str"]}, "ProgrammingError", id="unbindable"),
+    ],
+)
+async def test_a_refused_row_becomes_an_error_row_and_its_batch_commits(
+    db: str, bad: dict[str, Any], error: str
+) -> None:
+    storage = await seeded(db)
+    committed: list[list[str]] = []
+    storage.on_commit = lambda done: committed.append([o.url for o in done])
+    good_a, good_b, root = batch()
+    refused = dataclasses.replace(with_page(good_b, **bad), skipped=(("depth", 5),))
+    try:
+        for o in (good_a, refused, root):
+            storage.add(dataclasses.replace(o, skipped=(*o.skipped, ("nofollow", 1))))
+        assert await storage.flush() == 3
+        assert storage.backlog == 0  # never retried
+        assert await storage.flush() == 0
+    finally:
+        await storage.close()
+    assert committed == [[HOST + "/a", HOST + "/b", HOST + "/"]]
+    found = {r[0]: r[1:] for r in rows(db, "SELECT url, status, error, attempts FROM pages")}
+    assert found[HOST + "/a"] == (200, None, 1)
+    assert found[HOST + "/"] == (200, None, 1)
+    status, message, attempts = found[HOST + "/b"]
+    assert status is None and attempts == 1
+    assert message.startswith(f"internal: {error}")
+    assert "\n" not in message
+    # The refused outcome's links and new URLs are not stored; the others' are.
+    assert rows(db, "SELECT DISTINCT src_url FROM links ORDER BY src_url") == [
+        (HOST + "/",),
+        (HOST + "/a",),
+    ]
+    assert rows(db, "SELECT state FROM urls WHERE url = ?", HOST + "/b") == [("done",)]
+    assert rows(db, "SELECT reason, count FROM skipped") == [("nofollow", 2)]
+
+
+async def test_an_outcome_that_cannot_even_be_an_error_row_is_dropped(db: str) -> None:
+    storage = await seeded(db)
+    try:
+        bad_url = HOST + "/\udcff"
+        storage.add(outcome("/a"))
+        storage.add(Outcome(url=bad_url, state="done", page=page("/\udcff")))
+        storage.add(Outcome(url="", state=None, new_urls=[NewURL(bad_url, HOST, 1)]))
+        storage.add(outcome("/b"))
+        assert await storage.flush() == 4
+    finally:
+        await storage.close()
+    assert [u for (u,) in rows(db, "SELECT url FROM pages ORDER BY id")] == [
+        HOST + "/a",
+        HOST + "/b",
+    ]
+
+
+# ---------------------------------------------------------------------- redirect chains, fates
+
+
+def redirect(path: str, to: str, *, origin: str | None = None, hops: int = 0) -> Outcome:
+    row = dataclasses.replace(page(path, status=301), final_url=HOST + to, redirect_to=HOST + to)
+    nxt = NewURL(HOST + to, HOST, 0, hops + 1, HOST + (origin or path))
+    return Outcome(url=HOST + path, state="done", page=row, new_urls=[nxt])
+
+
+async def test_final_status_is_the_status_unless_a_redirect(db: str) -> None:
+    storage = await seeded(db)
+    try:
+        storage.add(outcome("/a"))
+        storage.add(outcome("/b", status=404))
+        storage.add(redirect("/r", "/s"))
+        failed = PageRow.failed(HOST + "/x", HOST, 0, "connect: refused", attempts=3)
+        storage.add(Outcome(url=HOST + "/x", state="done", page=failed))
+        storage.add(with_page(outcome("/given"), status=302, final_status=200))
+        await storage.flush()
+    finally:
+        await storage.close()
+    assert dict(rows(db, "SELECT url, final_status FROM pages")) == {
+        HOST + "/a": 200,
+        HOST + "/b": 404,
+        HOST + "/r": None,  # until the chain ends
+        HOST + "/x": None,
+        HOST + "/given": 200,
+    }
+
+
+@pytest.mark.parametrize(
+    ("end", "final_url", "final_status", "error"),
+    [
+        pytest.param(("/end", 200, None), "/end", 200, None, id="resolved"),
+        pytest.param((None, 301, "redirect loop"), None, 301, "redirect loop", id="loop"),
+        pytest.param(("/a", None, None), "/a", 404, None, id="ends-at-a-stored-page"),
+        pytest.param(("http://out/", 301, "redirect target not followed: out of scope"),
+                     "http://out/", 301, "redirect target not followed: out of scope",
+                     id="out-of-scope"),
+    ],
+)  # fmt: skip
+async def test_a_chain_end_reaches_every_row_of_the_chain(
+    db: str,
+    end: tuple[str | None, int | None, str | None],
+    final_url: str | None,
+    final_status: int | None,
+    error: str | None,
+) -> None:
+    storage = await seeded(db)
+    to, status, chain_error = end
+
+    def absolute(u: str | None) -> str | None:
+        return HOST + u if u and u.startswith("/") else u
+
+    try:
+        storage.add(outcome("/a", status=404))
+        storage.add(redirect("/r", "/mid"))
+        storage.add(outcome("/other"))
+        await storage.flush()
+        hop = redirect("/mid", "/end", origin="/r", hops=1)
+        storage.add(dataclasses.replace(hop, new_urls=[]))
+        storage.add(
+            dataclasses.replace(
+                outcome("/end"),
+                chain_end=ChainEnd(HOST + "/r", absolute(to), status, chain_error),
+            )
+        )
+        await storage.flush()
+    finally:
+        await storage.close()
+    found = {
+        u: rest for u, *rest in rows(db, "SELECT url, final_url, final_status, error FROM pages")
+    }
+    expected = [absolute(final_url), final_status, error]
+    assert found[HOST + "/r"] == expected
+    assert found[HOST + "/mid"] == expected
+    assert found[HOST + "/other"] == [HOST + "/other", 200, None]  # not in the chain
+    assert found[HOST + "/a"] == [HOST + "/a", 404, None]
+
+
+def plan(db: str, sql: str, *args: Any) -> str:
+    return "\n".join(r[3] for r in rows(db, f"EXPLAIN QUERY PLAN {sql}", *args))
+
+
+async def test_a_chain_end_and_the_partition_watcher_are_index_lookups(db: str) -> None:
+    await open_and_close(db)
+    chain = plan(db, crawler.storage._END_CHAIN, "u", 200, None, "o")
+    assert "USING INDEX urls_origin (origin=?)" in chain
+    assert "SCAN" not in chain  # neither urls nor page_rows is read whole
+    watcher = plan(
+        db, "SELECT host, max(id) FROM urls NOT INDEXED WHERE id > ? AND state = 'queued' "
+        "GROUP BY host", 0
+    )  # fmt: skip
+    assert "SEARCH urls USING INTEGER PRIMARY KEY (rowid>?)" in watcher
+    assert "SCAN urls" not in watcher
+
+
+async def test_skipped_counts_add_up_across_batches(db: str) -> None:
+    storage = await seeded(db)
+    try:
+        storage.add(
+            dataclasses.replace(outcome("/a"), skipped=((Reason.DEPTH, 3), (Reason.DENY, 1)))
+        )
+        storage.add(dataclasses.replace(outcome("/b"), skipped=((Reason.DEPTH, 2),)))
+        await storage.flush()
+        storage.add(Outcome(HOST + "/c", "disallowed", "robots.txt", skipped=((Reason.ROBOTS, 1),)))
+        storage.add(dataclasses.replace(outcome("/"), skipped=((Reason.DEPTH, 1),)))
+        await storage.flush()
+    finally:
+        await storage.close()
+    assert dict(rows(db, "SELECT reason, count FROM skipped")) == {
+        "depth": 6,
+        "deny": 1,
+        "robots": 1,
+    }
+
+
+# ---------------------------------------------------------------------- bodies, runs
+
+
+async def test_bodies_live_in_their_own_table_behind_the_pages_view(db: str) -> None:
+    storage = await seeded(db)
+    try:
+        storage.add(with_page(outcome("/a"), body=b"<html>a</html>"))
+        storage.add(with_page(outcome("/a"), body=b"second"))  # ignored, and so is its body
+        storage.add(with_page(outcome("/b"), body=b"\x78\x9c", body_codec="zlib",
+                              content_hash="abc"))  # fmt: skip
+        storage.add(with_page(outcome("/"), body=b""))
+        storage.add(outcome("/c"))  # no body
+        await storage.flush()
+    finally:
+        await storage.close()
+    assert rows(db, "SELECT url, body, body_codec, content_hash FROM pages ORDER BY id") == [
+        (HOST + "/a", b"<html>a</html>", None, hashlib.sha1(b"<html>a</html>").hexdigest()),
+        (HOST + "/b", b"\x78\x9c", "zlib", "abc"),
+        (HOST + "/", b"", None, None),
+        (HOST + "/c", None, None, None),
+    ]
+    assert rows(db, "SELECT count(*) FROM bodies") == [(3,)]
+    assert rows(
+        db, "SELECT count(*) FROM bodies WHERE page_id NOT IN (SELECT id FROM page_rows)"
+    ) == [(0,)]
+
+
+async def test_the_pages_view_takes_writes_as_the_table_did(db: str) -> None:
+    await open_and_close(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO pages (url, status, depth, fetched_at, host, body) "
+            "VALUES (?, 200, 0, 0, ?, ?)",
+            (HOST + "/", HOST, b"one"),
+        )
+        conn.execute("UPDATE pages SET body = ?, status = 404 WHERE url = ?", (b"two", HOST + "/"))
+        assert conn.execute(
+            "SELECT status, final_status, body, truncated, attempts FROM pages"
+        ).fetchall() == [(404, 200, b"two", 0, 1)]
+        conn.execute("DELETE FROM pages")
+        assert conn.execute("SELECT count(*) FROM bodies").fetchone() == (0,)
+    conn.close()
+
+
+async def test_runs_are_recorded_and_a_resume_sets_resumed_at(db: str) -> None:
+    storage = await Storage.open(db, create=True)
+    try:
+        await storage.save_crawl(Settings(), ["http://a/"])
+        first = await storage.start_run("crawl")
+        assert rows(db, "SELECT resumed_at FROM crawl") == [(None,)]
+        took = await storage.end_run(first, 5, True)
+        second = await storage.start_run("resume")
+        assert second > first
+    finally:
+        await storage.close()
+    (started, ended, n, interrupted), open_run = rows(
+        db, "SELECT started_at, ended_at, pages, interrupted FROM runs ORDER BY id"
+    )
+    assert took == pytest.approx(ended - started) and took >= 0
+    assert (n, interrupted) == (5, 1)
+    assert open_run[1:] == (None, None, None)  # killed or still running
+    assert rows(db, "SELECT resumed_at FROM crawl") == [(open_run[0],)]
 
 
 async def test_second_outcome_for_a_url_adds_no_row(db: str) -> None:
@@ -320,3 +660,52 @@ async def test_deferred_indexes_are_back_however_the_run_ends(db: str) -> None:
     finally:
         await storage.close()
     assert rows(db, index) == [("links_dst",)]
+
+
+# ---------------------------------------------------------------------- a full disk, end to end
+
+
+def _small_files(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child: writes past `limit` bytes fail (EFBIG), no signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_stops_the_crawl_with_exit_1_and_resume_finishes_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "crawl.db")
+    with threaded_site() as (site, thread):
+        host = thread.call(site.host())
+        paths = [f"/p{i}" for i in range(120)]
+        host.page("/", paths)
+        host.hold = 0.05  # a slow server: pages arrive over several batches
+        for p in paths:
+            host.page(p, body="<html>" + p * 2000 + "</html>")  # ~8 KB each: ~1 MB in all
+        command = [sys.executable, "-m", "crawler", "crawl", host.url("/"), "--db", db, "--quiet"]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, preexec_fn=_small_files(500_000)
+        )
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert lines[0].startswith("crawler: error: store failed: ")
+        assert "crawler resume" in lines[0]
+        stored = rows(db, "SELECT count(*) FROM pages")[0][0]
+        assert 0 < stored < 121  # stopped part way
+        assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+        # Consistent: a page for exactly every URL marked done.
+        assert (
+            rows(db, "SELECT url FROM pages EXCEPT SELECT url FROM urls WHERE state = 'done'") == []
+        )
+        assert (
+            rows(db, "SELECT url FROM urls WHERE state = 'done' EXCEPT SELECT url FROM pages") == []
+        )
+
+        host.hold = 0.0
+        resumed = subprocess.run(
+            [sys.executable, "-m", "crawler", "resume", "--db", db, "--quiet"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+    assert rows(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(121, 121)]

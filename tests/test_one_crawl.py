@@ -192,3 +192,24 @@ def test_stop_hint_names_the_real_db(in_tmp: Path) -> None:
             _, err = proc.communicate(timeout=DEADLINE)
         assert proc.returncode == 0, err
         assert "crawler resume --db 'my crawl.db'" in err, err
+
+
+def test_summary_and_stats_agree_on_duration_and_rate(in_tmp: Path) -> None:
+    with threaded_site() as (site, thread):
+        host = thread.call(site.host("127.0.0.77"))
+        host.page("/", [f"/{i}" for i in range(20)])
+        for i in range(20):
+            host.page(f"/{i}")
+        proc = subprocess.run(
+            crawler("crawl", host.url("/"), "--db", "s.db", "--log-format", "json"),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    (summary,) = [line for line in lines if line.get("event") == "summary"]
+    stats = json.loads(invoke("stats", "--db", "s.db", "--json").stdout)
+    assert stats["pages"] == summary["pages"] == 21
+    assert stats["duration_s"] == pytest.approx(summary["elapsed"], abs=0.002)
+    assert stats["pages_per_s"] == pytest.approx(summary["pages_per_s"], rel=0.01)

@@ -7,6 +7,7 @@ The subprocess tests reuse test_resume's demo site and crawler runner.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import Site, rows, run, run_resume, urls
@@ -156,6 +158,33 @@ def test_page_budget() -> None:
     assert all(unlimited.take() for _ in range(1000))
 
 
+def test_a_child_killed_holding_the_budget_lock_blocks_no_one(tmp_path: Path) -> None:
+    """The budget's lock is a flock: the kernel drops it with a holder killed by -9."""
+    lock = str(tmp_path / "budget.lock")
+    ctx = multiprocessing.get_context("spawn")
+    shared = ctx.RawValue("q", 0)
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_budget_lock, args=(shared, lock, ready))
+    holder.start()
+    try:
+        assert ready.wait(DEADLINE)
+        os.kill(holder.pid or 0, signal.SIGKILL)
+    finally:
+        holder.join(DEADLINE)
+    budget = PageBudget(5, shared=shared, lock_path=lock)
+    assert budget.take()  # blocks for ever with a lock that outlives its holder
+    assert shared.value == 2
+    budget.close()
+
+
+def _hold_budget_lock(shared: Any, lock: str, ready: Any) -> None:
+    budget = PageBudget(5, shared=shared, lock_path=lock)
+    with budget._locked():
+        shared.value += 1
+        ready.set()
+        time.sleep(60)
+
+
 # ---------------------------------------------------------------------- stops and crashes
 
 
@@ -190,6 +219,7 @@ def test_kill_9_of_the_parent_stops_the_children(crawls: Crawls, demo: DemoSite)
     while any(running(pid) for pid in kids):
         assert time.monotonic() < end, "children outlived their parent"
         time.sleep(0.01)
+    assert "Traceback" not in crawls.output(proc)  # orphans stop quietly
     assert_mid_crawl(crawls.db, demo)
     before = snapshot(crawls.db)
     crawls.run("resume", "--processes", "3")  # a different split works as well

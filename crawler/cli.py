@@ -17,9 +17,11 @@ from typing import Any, TextIO
 
 import click
 
-from crawler import __version__, queries
+from crawler import __version__
 from crawler.config import SETTING_NAMES, Resolved, Settings, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
+from crawler.logs import setup_logging
+from crawler.store import open_reader
 
 log = logging.getLogger("crawler")
 
@@ -69,44 +71,6 @@ def _json_logs(argv: list[str]) -> bool:
         ):
             return True
     return False
-
-
-def setup_logging(verbose: bool, quiet: bool, log_format: str) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = _StderrHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-
-
-class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever sys.stderr is now: under rich's live display, a proxy that
-    prints log lines above the display instead of through it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr  # under the handler's lock (Handler.handle takes it)
-        super().emit(record)
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line; a record's `fields` extra (progress, summary) is merged in."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "time": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data)
 
 
 # Every crawl setting as a CLI flag with the same name (per_host -> --per-host). Defaults
@@ -295,8 +259,8 @@ def stats(db: str, as_json: bool, top: int) -> None:
     """Counts by status and content type, top hosts, errors, depths, pages/s."""
     from crawler.report import print_stats
 
-    with contextlib.closing(queries.connect(db)) as conn:
-        data = queries.stats(conn, top=top)
+    with contextlib.closing(open_reader(db)) as reader:
+        data = reader.stats(top=top)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -341,10 +305,10 @@ def export(
         raise UsageError("missing --format: choose jsonl, csv or warc")
     if fmt == "warc" and output == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a gzipped WARC to a terminal: use -o FILE or a pipe")
-    since_ts = queries.parse_time(since) if since is not None else None
+    since_ts = exporter.parse_time(since) if since is not None else None
     try:
-        with contextlib.closing(queries.connect(db)) as conn:
-            n = exporter.export(conn, fmt, output, where=where, since=since_ts, body=body)
+        with contextlib.closing(open_reader(db)) as reader:
+            n = exporter.export(reader, fmt, output, where=where, since=since_ts, body=body)
     except BrokenPipeError:
         if output != "-":
             raise
@@ -367,12 +331,28 @@ def why(url: str, db: str, as_json: bool) -> None:
     """What happened to URL: stored, queued, or not followed and why; who links to it."""
     from crawler import why as explain
 
-    with contextlib.closing(queries.connect(db)) as conn:
-        data = explain.explain(conn, url)
+    with contextlib.closing(open_reader(db)) as reader:
+        data = explain.explain(reader, url)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo("\n".join(explain.render(data)))
+
+
+@cli.command()
+@click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
+@click.option(
+    "-o", "--output", default="report.html", show_default=True, help="HTML file to write."
+)
+@click.option("--top", default=20, show_default=True, help="Rows in the top-N tables.")
+def report(db: str, output: str, top: int) -> None:
+    """An HTML report with charts: one file, viewable offline."""
+    from crawler import htmlreport, reportdata
+
+    with contextlib.closing(open_reader(db)) as reader:
+        data = reportdata.gather(reader.db, top=top)  # type: ignore[attr-defined]
+    Path(output).write_text(htmlreport.render(data), encoding="utf-8")
+    click.echo(f"report of {data.stats['pages']:,} pages written to {output}", err=True)
 
 
 @cli.command("config")
@@ -415,11 +395,11 @@ def show_config(config_path: Path | None, db: str | None, as_json: bool, **value
 
 def _stored(db: str, given: dict[str, Any]) -> Resolved:
     """The settings stored with the crawl in `db`, with `given` flags on top."""
-    with contextlib.closing(queries.connect(db)) as conn:
-        row = conn.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
-    if row is None:
+    with contextlib.closing(open_reader(db)) as reader:
+        crawl = reader.crawl()
+    if crawl is None:
         raise UsageError(f"{db} holds no crawl")
-    stored = Settings.from_json(row[0])
+    stored = crawl[0]
     settings, cli_sources = build_settings(given, source="command line", base=stored)
     source = f"stored in {db}"
     sources = {name: source for name in SETTING_NAMES} | cli_sources | {"db": "command line"}

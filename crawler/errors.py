@@ -3,7 +3,8 @@
 CrawlerError                 exit 1 unless a subclass says otherwise
 ├── UsageError               exit 2: bad seeds, flags or config.toml
 ├── StorageError             exit 2: --db is not a crawl database we can use
-└── StoreFailure             exit 1: a write to the store failed (disk full, I/O, lock)
+├── StoreFailure             exit 1: a write to the store failed (disk full, I/O, lock)
+└── InternalError            exit 1: a bug stopped the crawl (a background task failed)
 
 A failed request is no exception: `fetcher.fetch` returns it as a `Response` with
 `status=None` and a readable `error`, stored as an error row.
@@ -34,5 +35,12 @@ class StoreFailure(CrawlerError):
     """The store refused a write for a reason no row can fix: disk full, an I/O error, a
     lock held past busy_timeout, a read-only file. The crawl stops; what was committed
     before stays intact and `crawler resume` continues it."""
+
+    exit_code = 1
+
+
+class InternalError(CrawlerError):
+    """A background task (the writer, a refill, the process watcher) failed on a bug: the
+    crawl stops at once rather than hang; what was committed stays, `resume` continues."""
 
     exit_code = 1

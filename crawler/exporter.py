@@ -1,6 +1,6 @@
 """Streaming exports of stored pages: JSON lines, CSV and WARC (via warcio).
 
-Each format reads pages one at a time from `queries.iter_pages`, so memory stays flat
+Each format reads pages one at a time from the store's reader, so memory stays flat
 however large the database is. The query runs before the output is opened: a bad
 `--where` leaves no half-written file behind.
 
@@ -17,7 +17,6 @@ import csv
 import datetime as dt
 import io
 import json
-import sqlite3
 import sys
 from collections.abc import Generator, Iterable, Iterator
 from http import HTTPStatus
@@ -30,7 +29,7 @@ from warcio.warcwriter import WARCWriter
 from crawler import __version__
 from crawler.errors import UsageError
 from crawler.netbytes import original_bytes
-from crawler.queries import PAGE_FIELDS, iter_pages
+from crawler.store.protocol import PAGE_FIELDS, Reader
 
 FORMATS = ("jsonl", "csv", "warc")
 # The body is stored decoded and whole (or cut at max_bytes): these headers would lie about it.
@@ -38,7 +37,7 @@ _FRAMING = frozenset({"content-encoding", "transfer-encoding", "content-length"}
 
 
 def export(
-    db: sqlite3.Connection,
+    reader: Reader,
     fmt: str,
     output: str,
     *,
@@ -48,8 +47,8 @@ def export(
 ) -> int:
     """Write the pages matching `where`/`since` to `output` ('-': stdout); the count written."""
     warc = fmt == "warc"
-    pages = iter_pages(
-        db, where=where, since=since, with_body=body or warc, with_headers=warc
+    pages = reader.pages(
+        where=where, since=since, with_body=body or warc, with_headers=warc
     )  # runs the query now: errors surface before the output exists
     try:
         with _open(output, binary=warc) as fh:
@@ -58,7 +57,7 @@ def export(
             if fmt == "csv":
                 return write_csv(pages, fh)
             if warc:
-                return write_warc(pages, fh, user_agent=_user_agent(db))
+                return write_warc(pages, fh, user_agent=reader.user_agent())
     finally:
         # Left half-read (the reader of a pipe went away, say), the generator would close
         # its cursor only when collected, after the caller has closed the connection.
@@ -220,10 +219,20 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-def _user_agent(db: sqlite3.Connection) -> str | None:
-    """The User-Agent the crawl sent, for the request records."""
-    row = db.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
-    if row is None:
-        return None
-    ua = json.loads(row[0]).get("user_agent")
-    return ua if isinstance(ua, str) else None
+def parse_time(text: str) -> float:
+    """Unix time from seconds or ISO 8601 (local time unless it carries an offset).
+
+    >>> parse_time("1700000000.5")
+    1700000000.5
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid time {text!r}: expected unix seconds or ISO 8601 (2024-05-01T12:00)"
+        ) from None
+    return when.timestamp()  # naive: local time, like the times `crawler stats` prints

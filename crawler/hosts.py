@@ -13,21 +13,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from crawler.records import Job
 from crawler.robots import Rules
-from crawler.storage import QueuedURL
-
-
-@dataclass(slots=True)
-class Job:
-    """A URL handed to a worker (or, with `robots=True`, the host's robots.txt)."""
-
-    host: HostSlot
-    item: QueuedURL | None
-    attempt: int = 1
-
-    @property
-    def robots(self) -> bool:
-        return self.item is None
 
 
 @dataclass(slots=True, eq=False)

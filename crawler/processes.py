@@ -32,11 +32,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from crawler.config import Settings
-from crawler.engine import Engine, Summary
+from crawler.engine import Engine
 from crawler.errors import CrawlerError
+from crawler.eventloop import loop_factory
+from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
-from crawler.progress import shown, snapshot
-from crawler.storage import Storage
+from crawler.progress import shown
+from crawler.records import Summary
+from crawler.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ class _Child:
 
 
 async def run_partitioned(
-    storage: Storage,
+    store: Store,
     settings: Settings,
     seeds: list[str],
     new_seeds: list[str],
@@ -83,14 +86,14 @@ async def run_partitioned(
     log_format: str,
     handle_signals: bool,
 ) -> Summary:
-    """Crawl with `settings.processes` child processes into the open `storage`'s file."""
+    """Crawl with `settings.processes` child processes into the open `store`."""
     ctx = multiprocessing.get_context("spawn")
     count = settings.processes
-    budget: ctypes.c_longlong = ctx.RawValue("q", await storage.page_count())
+    budget: ctypes.c_longlong = ctx.RawValue("q", await store.page_count())
     lock_fd, budget_lock = tempfile.mkstemp(prefix="crawler-budget-")
     os.close(lock_fd)
     started = time.monotonic()
-    async with storage.deferred_indexes():  # rebuilt once every child has exited
+    async with store.deferred_indexes():  # rebuilt once every child has exited
         level = logging.getLogger().getEffectiveLevel()
         children = [
             _start(
@@ -98,7 +101,7 @@ async def run_partitioned(
                 ChildSpec(
                     i,
                     count,
-                    storage.path,
+                    store.name,
                     settings,
                     seeds,
                     new_seeds,
@@ -128,10 +131,10 @@ async def run_partitioned(
     interrupted = stops > 0 or any(s.interrupted for s in summaries)
     finished = not interrupted and all(s.finished for s in summaries)
     if finished:
-        await storage.mark_finished()
+        await store.mark_finished()
     return Summary(
         pages=sum(s.pages for s in summaries),
-        total_pages=await storage.page_count(),
+        total_pages=await store.page_count(),
         errors=sum(s.errors for s in summaries),
         elapsed=time.monotonic() - started,
         finished=finished,
@@ -277,8 +280,6 @@ async def _reap(children: list[_Child]) -> None:
 def child_main(spec: ChildSpec, messages: Connection, watch: Connection) -> None:
     """A child process's entry point: crawl one partition and report to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
-    from crawler.cli import setup_logging
-    from crawler.run import loop_factory
 
     level = spec.log_level
     setup_logging(level <= logging.DEBUG, level >= logging.WARNING, spec.log_format)
@@ -307,10 +308,10 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
     # Connections split so that all processes together keep to --concurrency.
     share = settings.concurrency // count + (index < settings.concurrency % count)
     mine = dataclasses.replace(settings, concurrency=max(1, share))
-    storage = await Storage.open(spec.db, create=False)
+    store = await open_store(spec.db, create=False)
     try:
         engine = Engine(
-            storage,
+            store,
             mine,
             spec.seeds,
             partition=Partition(index, count),
@@ -334,10 +335,10 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
             with contextlib.suppress(OSError, ValueError):
                 loop.remove_reader(watch.fileno())
     finally:
-        await storage.close()
+        await store.close()
 
 
 async def _report(engine: Engine, messages: Connection) -> None:
     while True:
-        _send(messages, ("progress", snapshot(engine)))
+        _send(messages, ("progress", engine.snapshot()))
         await asyncio.sleep(REPORT_EVERY)

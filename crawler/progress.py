@@ -22,32 +22,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from crawler.engine import Engine
-
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between progress log lines when not on a terminal
 EVERY_ENV = "CRAWLER_PROGRESS_EVERY"  # overrides LOG_EVERY (tests use a small value)
 REFRESH = 0.25  # seconds between redraws of the live display
-
-
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """The numbers progress shows, as plain data (also the fields of a JSON progress line)."""
-    c = engine.counters
-    f = engine.frontier
-    return {
-        "pages": c.pages,
-        "pages_per_s": round(c.rate, 2),
-        "in_flight": f.in_flight,
-        "queued": f.queued,
-        "hosts_active": f.active_hosts,
-        "errors": c.errors,
-        "errors_by_kind": dict(sorted(c.errors_by_kind.items())),
-        "http_errors": c.http_errors,
-        "retries": c.retries,
-        "bytes": c.bytes,
-        "elapsed_s": round(c.elapsed, 3),
-    }
 
 
 def status_line(data: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from crawler.engine import Summary
+from crawler.records import Summary
 
 log = logging.getLogger(__name__)
 

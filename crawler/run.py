@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from functools import partial
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from crawler.config import SETTING_NAMES, Settings, build_settings
-from crawler.engine import Engine, Summary, canonical_seeds
+from crawler.engine import Engine
 from crawler.errors import UsageError
-from crawler.lock import exclusive
+from crawler.eventloop import loop_factory
 from crawler.processes import run_partitioned
-from crawler.progress import shown, snapshot
+from crawler.progress import shown
+from crawler.records import Summary
 from crawler.report import print_summary
-from crawler.storage import Storage
+from crawler.store import Store, open_store
+from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,6 @@ def _run(main: Coroutine[Any, Any, Summary], db: str, *, quiet: bool, log_format
     return 0
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed: its event loop is markedly cheaper per request."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def crawl(
     db: str,
     settings: Settings,
@@ -75,19 +67,19 @@ async def crawl(
     off by default so that embedding the crawler does not take over the process' signals.
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
-    storage = await Storage.open(db, create=True)
+    store = await open_store(db, create=True)
     try:
-        with exclusive(db):
-            if await storage.load_crawl() is not None:
+        with store.lock():
+            if await store.load_crawl() is not None:
                 raise UsageError(
                     f"{db} already holds a crawl: continue it with `crawler resume --db {db}` "
                     "(add seeds with --seed URL), or crawl into another file"
                 )
-            await storage.save_crawl(settings, seeds)
-            return await _go(storage, settings, seeds, seeds, "crawl", quiet, log_format,
+            await store.save_crawl(settings, seeds)
+            return await _go(store, settings, seeds, seeds, "crawl", quiet, log_format,
                              handle_signals)  # fmt: skip
     finally:
-        await storage.close()
+        await store.close()
 
 
 async def resume(
@@ -101,10 +93,10 @@ async def resume(
 ) -> Summary:
     """Continue the crawl stored in `db`; `overrides` replace stored settings (and are
     stored), `seeds` are added to the crawl."""
-    storage = await Storage.open(db, create=False)
+    store = await open_store(db, create=False)
     try:
-        with exclusive(db):
-            record = await storage.load_crawl()
+        with store.lock():
+            record = await store.load_crawl()
             if record is None:
                 raise UsageError(f"{db} holds no crawl to resume")
             settings = record.settings
@@ -117,17 +109,17 @@ async def resume(
             added = canonical_seeds(list(seeds), settings.max_url_length)
             all_seeds = list(dict.fromkeys([*record.seeds, *added]))
             if overrides or added:
-                await storage.save_crawl(settings, all_seeds)
+                await store.save_crawl(settings, all_seeds)
             # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
             # (the frontier skips the ones it already holds).
-            return await _go(storage, settings, all_seeds, all_seeds, "resume", quiet,
+            return await _go(store, settings, all_seeds, all_seeds, "resume", quiet,
                              log_format, handle_signals)  # fmt: skip
     finally:
-        await storage.close()
+        await store.close()
 
 
 async def _go(
-    storage: Storage,
+    store: Store,
     settings: Settings,
     seeds: list[str],
     new_seeds: list[str],
@@ -136,10 +128,10 @@ async def _go(
     log_format: str,
     handle_signals: bool,
 ) -> Summary:
-    run_id = await storage.start_run(kind)
+    run_id = await store.start_run(kind)
     if settings.processes > 1:
         summary = await run_partitioned(
-            storage,
+            store,
             settings,
             seeds,
             new_seeds,
@@ -148,14 +140,25 @@ async def _go(
             handle_signals=handle_signals,
         )
     else:
-        engine = Engine(storage, settings, seeds)
+        engine = Engine(store, settings, seeds)
         async with (
-            storage.deferred_indexes(),
-            shown(partial(snapshot, engine), quiet=quiet, log_format=log_format),
+            store.deferred_indexes(),
+            shown(engine.snapshot, quiet=quiet, log_format=log_format),
         ):
             summary = await engine.run(new_seeds, handle_signals=handle_signals)
         if summary.finished:
-            await storage.mark_finished()
+            await store.mark_finished()
     # The run's duration as stored, so that the summary and `stats` agree.
-    elapsed = await storage.end_run(run_id, summary.pages, summary.interrupted)
+    elapsed = await store.end_run(run_id, summary.pages, summary.interrupted)
     return dataclasses.replace(summary, elapsed=elapsed)
+
+
+def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:
+    """Seeds in canonical form; a UsageError naming the first one that is not a web URL."""
+    out = []
+    for seed in seeds:
+        url = canonical_url(seed.strip(), max_length=max_length)
+        if url is None or "://" not in seed:
+            raise UsageError(f"invalid seed URL {seed!r}: expected an http:// or https:// URL")
+        out.append(url)
+    return out

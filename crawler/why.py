@@ -8,49 +8,34 @@ applied to it again to say which one kept it out.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from typing import Any
 
 from crawler.config import Settings
 from crawler.errors import UsageError
 from crawler.reasons import Reason
 from crawler.scope import Scope
+from crawler.store import Reader
 from crawler.urls import canonical_url, has_repeated_segments
 
 LINKERS_SHOWN = 10
 
 
-def explain(db: sqlite3.Connection, url: str) -> dict[str, Any]:
-    """Everything the database says about `url`, as plain data (what `why --json` prints)."""
-    row = db.execute("SELECT settings, seeds FROM crawl WHERE id = 1").fetchone()
-    if row is None:
+def explain(reader: Reader, url: str) -> dict[str, Any]:
+    """Everything the store says about `url`, as plain data (what `why --json` prints)."""
+    crawl = reader.crawl()
+    if crawl is None:
         raise UsageError("the database holds no crawl")
-    settings = Settings.from_json(row[0])
-    seeds = json.loads(row[1])
+    settings, seeds = crawl
     canonical = canonical_url(url.strip(), max_length=1 << 20)
     if canonical is None or "://" not in url:
         raise UsageError(f"not an http(s) URL: {url!r}")
     out: dict[str, Any] = {"url": canonical, "fate": None}
-    page = _one(
-        db,
-        "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
-        "FROM pages WHERE url = ?",
-        canonical,
-    )
-    state = _one(db, "SELECT state, reason, depth, origin FROM urls WHERE url = ?", canonical)
-    linkers = db.execute(
-        "SELECT src_url, nofollow FROM links WHERE dst_url = ? LIMIT ?",
-        (canonical, LINKERS_SHOWN),
-    ).fetchall()
-    out["linked_from"] = [{"url": src, "nofollow": bool(nf)} for src, nf in linkers]
-    out["links_to_it"] = db.execute(
-        "SELECT count(*) FROM links WHERE dst_url = ?", (canonical,)
-    ).fetchone()[0]
-    redirected = db.execute(
-        "SELECT url FROM pages WHERE redirect_to = ? LIMIT ?", (canonical, LINKERS_SHOWN)
-    ).fetchall()
-    out["redirected_from"] = [r[0] for r in redirected]
+    page = reader.page(canonical)
+    state = reader.url_state(canonical)
+    linkers, count = reader.linked_from(canonical, LINKERS_SHOWN)
+    out["linked_from"] = [{"url": src, "nofollow": nofollow} for src, nofollow in linkers]
+    out["links_to_it"] = count
+    out["redirected_from"] = reader.redirected_from(canonical, LINKERS_SHOWN)
     if state is not None and state["origin"]:
         out["redirect_origin"] = state["origin"]
     if page is not None:
@@ -61,34 +46,24 @@ def explain(db: sqlite3.Connection, url: str) -> dict[str, Any]:
         out["reason"] = state["reason"]
         out["depth"] = state["depth"]
     else:
-        out["fate"] = "not followed" if out["links_to_it"] or out["redirected_from"] else "unknown"
-        out["reason"] = _not_admitted(db, canonical, settings, seeds, out)
+        out["fate"] = "not followed" if count or out["redirected_from"] else "unknown"
+        out["reason"] = _not_admitted(reader, canonical, settings, seeds, out)
     return out
 
 
 def _not_admitted(
-    db: sqlite3.Connection,
-    url: str,
-    settings: Settings,
-    seeds: list[str],
-    found: dict[str, Any],
+    reader: Reader, url: str, settings: Settings, seeds: list[str], found: dict[str, Any]
 ) -> str:
     """Which of the crawl's rules keeps `url` out, checked in the order the crawl checks."""
     if len(url) > settings.max_url_length:
         return f"{Reason.TOO_LONG.value} (longer than max_url_length {settings.max_url_length})"
     if not found["links_to_it"] and not found["redirected_from"]:
         return "the crawl never saw this URL: no stored page links to it"
-    linked = db.execute(
-        "SELECT min(p.depth), min(l.nofollow) FROM links l JOIN pages p ON p.url = l.src_url "
-        "WHERE l.dst_url = ?",
-        (url,),
-    ).fetchone()
-    if linked[1] == 1 and not found["redirected_from"]:
+    depth, all_nofollow = reader.linking_depth(url)
+    if all_nofollow and not found["redirected_from"]:
         return Reason.NOFOLLOW.value
-    if linked[0] is not None and 0 <= settings.max_depth < linked[0] + 1:
-        return (
-            f"{Reason.DEPTH.value} (linked from depth {linked[0]}, max_depth {settings.max_depth})"
-        )
+    if depth is not None and 0 <= settings.max_depth < depth + 1:
+        return f"{Reason.DEPTH.value} (linked from depth {depth}, max_depth {settings.max_depth})"
     scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
     verdict = scope.verdict(url)
     if verdict is not None:
@@ -96,14 +71,6 @@ def _not_admitted(
     if has_repeated_segments(url, settings.repeat_segments):
         return Reason.TRAP.value
     return "not admitted for a reason the stored rules do not show (settings changed since?)"
-
-
-def _one(db: sqlite3.Connection, sql: str, url: str) -> dict[str, Any] | None:
-    cur = db.execute(sql, (url,))
-    row = cur.fetchone()
-    if row is None:
-        return None
-    return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
 
 
 def render(data: dict[str, Any]) -> list[str]:

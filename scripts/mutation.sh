@@ -67,6 +67,19 @@ mkdir "$work/src"
 tar -C "$root" --exclude=./.venv --exclude=./.git --exclude=./mutants \
     --exclude=__pycache__ --exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache \
     --exclude='*.db' --exclude='*.db-*' -cf - . | tar -C "$work/src" -xf -
+# The editable install maps subpackages kept elsewhere (crawler.migrations = migrations/)
+# to the shared tree: put copies where a plain import from the snapshot finds them first.
+(cd "$work/src" && "$python" - <<'EOF'
+import shutil, tomllib
+from pathlib import Path
+
+setuptools = tomllib.loads(Path("pyproject.toml").read_text("utf-8")).get("tool", {})
+for package, folder in setuptools.get("setuptools", {}).get("package-dir", {}).items():
+    target = Path(*package.split("."))
+    if "." in package and Path(folder) != target and not target.exists():
+        shutil.copytree(folder, target)
+EOF
+)
 
 status=0
 for module in "${modules[@]}"; do

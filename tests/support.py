@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from crawler.config import Settings
-from crawler.engine import Summary
+from crawler.records import Summary
 from crawler.run import crawl, resume
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

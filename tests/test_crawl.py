@@ -15,7 +15,7 @@ from support import Host, Site, rows, run, run_resume, settings, urls
 
 import crawler.engine
 from crawler.frontier import Frontier
-from crawler.storage import Storage
+from crawler.store.sqlite import SQLiteStore as Storage
 
 # ---------------------------------------------------------------------- dedup and canonical form
 

@@ -26,7 +26,9 @@ from hostile import Exchange, RawHost, page, respond
 from support import Host, Site, assert_one_line_error, rows, run
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler import exporter, queries
+from crawler import exporter
+from crawler.store import PAGE_FIELDS
+from crawler.store.sqlite_read import SQLiteReader
 from crawler.cli import cli
 
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \xfe\n%%EOF\n"
@@ -64,7 +66,7 @@ async def test_jsonl_one_object_per_page(site: Site, db: str) -> None:
     assert [r["url"] for r in records] == [
         r[0] for r in rows(db, "SELECT url FROM pages ORDER BY id")
     ]
-    assert set(records[0]) == set(queries.PAGE_FIELDS)
+    assert set(records[0]) == set(PAGE_FIELDS)
     by_url = {r["url"]: r for r in records}
     assert by_url[a.url("/missing")]["status"] == 404
     assert by_url[a.url("/old")]["final_url"] == a.url("/one")
@@ -101,7 +103,7 @@ async def test_csv_header_and_rows(site: Site, db: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with out.open(newline="", encoding="utf-8") as fh:
         table = list(csv.DictReader(fh))
-    assert list(table[0]) == list(queries.PAGE_FIELDS)
+    assert list(table[0]) == list(PAGE_FIELDS)
     assert len(table) == 6
     by_url = {r["url"]: r for r in table}
     assert by_url[a.url("/missing")]["status"] == "404"
@@ -207,7 +209,7 @@ def test_the_export_connection_is_read_only(tmp_path: Path) -> None:
     db = str(tmp_path / "crawl.db")
     make_db(db, 0, 0)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        conn = queries.connect(db)
+        conn = SQLiteReader(db).db
         try:
             conn.execute("DELETE FROM pages")
         finally:
@@ -251,7 +253,7 @@ def test_bad_since_is_a_usage_error(tmp_path: Path) -> None:
 
 def make_db(db: str, pages: int, body_size: int) -> None:
     """A crawl database with `pages` rows inserted directly (schema from the migrations)."""
-    from crawler.storage import Storage
+    from crawler.store.sqlite import SQLiteStore as Storage
 
     async def create() -> None:
         storage = await Storage.open(db, create=True)
@@ -284,7 +286,7 @@ def test_export_memory_stays_flat(tmp_path: Path, fmt: str, body: bool) -> None:
     n, size = 500, 32 * 1024
     make_db(db, n, size)
     out = tmp_path / f"out.{fmt}"
-    conn = queries.connect(db)
+    conn = SQLiteReader(db)
     tracemalloc.start()
     try:
         written = exporter.export(conn, fmt, str(out), body=body)

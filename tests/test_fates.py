@@ -10,8 +10,10 @@ import pytest
 from aiohttp import web
 from support import Site, rows, run
 
-from crawler import engine, frontier
-from crawler.errors import StoreFailure
+from crawler import outcome, window
+from crawler.errors import InternalError
+from crawler.fetcher import Response
+from crawler.records import Job, Outcome
 from crawler.reasons import Reason
 
 
@@ -220,14 +222,14 @@ async def test_an_exception_costs_one_row_not_the_worker(
     host.page("/", links=[f"/{i}" for i in range(20)])
     for i in range(20):
         host.page(f"/{i}")
-    real = engine.Engine._outcome
+    real = outcome.Outcomes.build
 
-    def outcome(self: engine.Engine, job: engine.Job, resp: engine.Response) -> engine.Outcome:
+    async def build(self: outcome.Outcomes, job: Job, resp: Response) -> Outcome:
         if job.item is not None and job.item.url.endswith("/7"):
             raise KeyError("boom")
-        return real(self, job, resp)
+        return await real(self, job, resp)
 
-    monkeypatch.setattr(engine.Engine, "_outcome", outcome)
+    monkeypatch.setattr(outcome.Outcomes, "build", build)
     summary = await run(db, [host.url("/")], concurrency=1)  # one worker: it must survive
     assert rows(db, "SELECT count(*) FROM pages") == [(21,)]
     assert rows(db, "SELECT error FROM pages WHERE url = ?", host.url("/7")) == [
@@ -244,23 +246,23 @@ async def test_a_failing_background_task_stops_the_crawl(
     for i in range(30):
         host.page(f"/{i}")
 
-    async def broken_refill(self: frontier.Frontier) -> None:
+    async def broken_refill(self: window.Window) -> None:
         raise RuntimeError("refill broke")
 
-    monkeypatch.setattr(frontier.Frontier, "_refill", broken_refill)
+    monkeypatch.setattr(window.Window, "_refill", broken_refill)
     from support import settings
 
     from crawler.engine import Engine
-    from crawler.storage import Storage
+    from crawler.store.sqlite import SQLiteStore as Storage
 
     storage = await Storage.open(db, create=True)
     try:
         s = settings()
         await storage.save_crawl(s, [host.url("/")])
         eng = Engine(storage, s, [host.url("/")])
-        eng.frontier.window = 10  # overflow at once, so a refill is needed
-        eng.frontier.host_window = 10
-        with pytest.raises(StoreFailure, match="internal: RuntimeError: refill broke"):
+        eng.frontier.window.size = 10  # overflow at once, so a refill is needed
+        eng.frontier.window.host_size = 10
+        with pytest.raises(InternalError, match="internal: RuntimeError: refill broke"):
             await asyncio.wait_for(eng.run(), 30)
     finally:
         await storage.close()

@@ -54,8 +54,10 @@ from support import Host, Site, rows, run, settings, urls
 import crawler.engine
 from crawler import robots
 from crawler.cli import cli
-from crawler.engine import Engine, Summary, canonical_seeds
-from crawler.storage import Storage
+from crawler.engine import Engine
+from crawler.records import Summary
+from crawler.run import canonical_seeds
+from crawler.store.sqlite import SQLiteStore as Storage
 
 MakeRaw = Callable[..., Awaitable[RawHost]]
 
@@ -451,7 +453,7 @@ BROKEN: list[Any] = [
         "http:",
         id="content-length-too-short",
     ),
-    pytest.param(lambda raw: served(raw, bad_chunked), "http:", id="bad-chunked-encoding"),
+    pytest.param(lambda raw: served(raw, bad_chunked), "payload:", id="bad-chunked-encoding"),
     pytest.param(lambda raw: served(raw, bad_status_line), "http:", id="invalid-status-line"),
     pytest.param(lambda raw: served(raw, slams), "disconnected:", id="reset-before-response"),
     pytest.param(plain_server_over_https, "tls:", id="tls-to-a-plain-server"),
@@ -880,3 +882,52 @@ async def test_kill_9_at_random_moments_then_resume(tmp_path: Path, db: str) -> 
         assert_stored_exactly_once(db, tree)
     finally:
         await tree.close()
+
+
+# ---------------------------------------------------------------------- pooled connections
+
+
+async def test_a_server_that_drops_idle_connections_costs_no_row(
+    raw: MakeRaw, site: Site, db: str
+) -> None:
+    """Each connection is closed after its first response, without `Connection: close`:
+    the next request on it dies unanswered and goes out once more on a new connection."""
+    host = await raw()
+    served: set[asyncio.StreamWriter] = set()
+
+    async def drops_reused(ex: Exchange) -> None:
+        if ex.writer in served:
+            return  # the host closes the connection without a byte of answer
+        served.add(ex.writer)
+        await ex.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n")
+        ex.keep_alive = True
+
+    host.fallback = drops_reused
+    seeds = [host.url(f"/p{i}") for i in range(8)]
+    good, pages = await good_host(site)
+    summary = await run(db, [*seeds, good.url("/")], per_host=1, retries=2, ignore_robots=True)
+
+    for url in seeds:
+        assert page_row(db, url) == (200, None, 1)
+    answered = sorted(hit.path for hit in host.hits if hit.sent)
+    assert answered == sorted(f"/p{i}" for i in range(8))  # each path exactly once
+    assert len(host.hits) > len(answered)  # and connections were dropped under requests
+    assert completed(db, summary, pages)
+
+
+async def test_a_server_that_resets_every_request_gets_each_retries_plus_one(
+    raw: MakeRaw, site: Site, db: str
+) -> None:
+    host = await raw()
+    host.fallback = slams
+    seeds = [host.url(f"/p{i}") for i in range(4)]
+    good, pages = await good_host(site)
+    summary = await run(
+        db, [*seeds, good.url("/")], per_host=1, retries=1, delay=0.0, ignore_robots=True
+    )
+
+    for i, url in enumerate(seeds):
+        assert len(host.requests_for(f"/p{i}")) == 1 + 1  # not twice per attempt
+        status, error, attempts = page_row(db, url)
+        assert status is None and error.startswith("disconnected:") and attempts == 2
+    assert completed(db, summary, pages)

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from support import rows
 
-import crawler.storage
+import crawler.store.sqlite_batches
+import crawler.store.sqlite_schema
 from crawler.errors import StorageError
 from crawler.run import resume
-from crawler.storage import Storage, migrations
+from crawler.store.sqlite import SQLiteStore as Storage
+from crawler.store.sqlite_schema import migrations
 
 DATA = Path(__file__).resolve().parent / "data"
 OLD_FILE = DATA / "crawl_0001.db"
@@ -201,7 +203,7 @@ async def test_a_failed_0002_leaves_the_0001_file_as_it_was(
     (version, name, sql) = real[-1]
     broken = sql + "\nINSERT INTO no_such_table VALUES (1);\n"
     monkeypatch.setattr(
-        crawler.storage, "migrations", lambda: [*real[:-1], (version, name, broken)]
+        crawler.store.sqlite_schema, "migrations", lambda: [*real[:-1], (version, name, broken)]
     )
     with pytest.raises(StorageError, match=f"migration {name} failed: no such table"):
         await Storage.open(old_db, create=False)

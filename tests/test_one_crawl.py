@@ -94,7 +94,7 @@ def test_the_lock_dies_with_its_process(in_tmp: Path) -> None:
         assert invoke("crawl", host.url("/"), "--db", "x.db", "-q").exit_code == 0
         holder = subprocess.Popen(
             [sys.executable, "-c",
-             "import time; from crawler.lock import exclusive\n"
+             "import time; from crawler.store.lock import exclusive\n"
              "with exclusive('x.db'):\n    print('held', flush=True); time.sleep(60)"],
             stdout=subprocess.PIPE,
             text=True,

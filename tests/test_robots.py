@@ -15,7 +15,7 @@ from support import Host, Site, broken_body, rows, run, settings, urls
 
 from crawler.config import Settings
 from crawler.fetcher import fetch, make_session
-from crawler.robots import MAX_BYTES, TTL, RobotsCache, Rules, fetch_rules, parse
+from crawler.robots import MAX_BYTES, TTL, RobotsCache, Rules, fetch_rules, parse, restored
 
 DEFAULT_UA = Settings().user_agent  # its product token "crawler" names a group below
 ROBOTS_PRIVATE = "User-agent: *\nDisallow: /private\nAllow: /private/open\n"
@@ -474,6 +474,43 @@ def test_parse_keeps_the_text_and_lasts_a_day() -> None:
     assert before + TTL <= rules.expires <= time.monotonic() + TTL
     assert not rules.allows("http://127.0.0.2/private/x", DEFAULT_UA)
     assert rules.allows("http://127.0.0.2/private/open/y", DEFAULT_UA)
+
+
+# ---------------------------------------------------------------------- restored (resume)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "allowed", "kept"),
+    [
+        pytest.param(200, "User-agent: *\nDisallow: /\n", False, True, id="200-rules"),
+        pytest.param(299, "User-agent: *\nDisallow: /\n", False, True, id="299-rules"),
+        pytest.param(200, "", True, True, id="empty-robots-txt"),
+        pytest.param(300, "User-agent: *\nDisallow: /\n", True, False, id="3xx-no-rules"),
+        pytest.param(404, None, True, False, id="404-no-rules"),
+    ],
+)
+def test_restored_rules_are_the_stored_answer(
+    status: int, body: str | None, allowed: bool, kept: bool
+) -> None:
+    rules = restored(status, body, DEFAULT_UA, time.time())
+    assert (rules.status, rules.error) == (status, None)
+    assert rules.body == (body if kept else None)
+    assert rules.allows("http://127.0.0.2/a", DEFAULT_UA) is allowed
+
+
+def test_restored_rules_use_our_group() -> None:
+    rules = restored(200, ROBOTS_DELAY_BY_AGENT, DEFAULT_UA, time.time())
+    assert rules.crawl_delay == 4.0
+
+
+def test_restored_rules_expire_a_day_after_their_fetch() -> None:
+    # RFC 9309 2.4: the day counts from the earlier run's fetch, not from the resume.
+    wall, mono = time.time(), time.monotonic()
+    fetched = wall - 3600.0
+    rules = restored(200, "", DEFAULT_UA, fetched)
+    wall_after, mono_after = time.time(), time.monotonic()
+    assert mono + (fetched + TTL - wall_after) <= rules.expires
+    assert rules.expires <= mono_after + (fetched + TTL - wall)
 
 
 # ---------------------------------------------------------------------- RobotsCache

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from support import Host, Site, broken_body, rows, run
 
-from crawler import queries
+from crawler.store.sqlite_read import SQLiteReader
 from crawler.cli import cli
 from crawler.config import Settings
 from crawler.reasons import Reason
-from crawler.storage import Storage
+from crawler.store.sqlite import SQLiteStore as Storage
 
 
 async def crawl_mixed(site: Site, db: str) -> tuple[Host, Host]:
@@ -219,16 +219,17 @@ async def test_stats_and_exports_without_body_never_read_bodies(
     site: Site, db: str, with_body: bool
 ) -> None:
     await crawl_mixed(site, db)
-    conn = queries.connect(db)
+    reader = SQLiteReader(db)
+    conn = reader.db
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:
         if with_body:
-            next(queries.iter_pages(conn, with_body=True))
+            next(reader.pages(with_body=True))
         else:
-            queries.stats(conn)
-            next(queries.iter_pages(conn, with_headers=True))
-            next(queries.iter_pages(conn, where="status = 200"))
+            reader.stats()
+            next(reader.pages(with_headers=True))
+            next(reader.pages(where="status = 200"))
         conn.set_trace_callback(None)
         read = [read_tables(conn, sql) for sql in statements if "pages" in sql]
     finally:

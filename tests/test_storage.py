@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 from support import rows, threaded_site
 
-import crawler.storage
+import crawler.store.sqlite_batches
+import crawler.store.sqlite_schema
 from crawler.config import Settings
 from crawler.errors import StorageError, StoreFailure
 from crawler.reasons import Reason
-from crawler.storage import ChainEnd, NewURL, Outcome, PageRow, Storage, migrations
+from crawler.records import ChainEnd, NewURL, Outcome, PageRow
+from crawler.store.sqlite import SQLiteStore as Storage
+from crawler.store.sqlite_schema import migrations
 
 HOST = "http://127.0.0.2:8000"
 CRAWL_TABLES = {"crawl", "urls", "page_rows", "bodies", "links", "robots", "schema_migrations"}
@@ -105,7 +108,7 @@ async def test_failed_migration_leaves_no_trace(
     real = migrations()
     extra = len(real) + 1
     name = f"{extra:04d}_extra.sql"
-    monkeypatch.setattr(crawler.storage, "migrations", lambda: [*real, (extra, name, broken)])
+    monkeypatch.setattr(crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, broken)])
     with pytest.raises(StorageError, match=f"migration {name} failed: {message}"):
         await Storage.open(db, create=True)
     assert not {"extra_a", "extra_a_x", "extra_b"} & schema_objects(db)
@@ -113,7 +116,7 @@ async def test_failed_migration_leaves_no_trace(
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
 
     # The file is still a good crawl database: the corrected migration applies on the next open.
-    monkeypatch.setattr(crawler.storage, "migrations", lambda: [*real, (extra, name, FIXED)])
+    monkeypatch.setattr(crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, FIXED)])
     await open_and_close(db)
     assert {"extra_a", "extra_b"} <= schema_objects(db)
     assert [v for v, _, _ in applied(db)] == [*(v for v, _, _ in real), extra]
@@ -539,7 +542,7 @@ def plan(db: str, sql: str, *args: Any) -> str:
 
 async def test_a_chain_end_and_the_partition_watcher_are_index_lookups(db: str) -> None:
     await open_and_close(db)
-    chain = plan(db, crawler.storage._END_CHAIN, "u", 200, None, "o")
+    chain = plan(db, crawler.store.sqlite_batches._END_CHAIN, "u", 200, None, "o")
     assert "USING INDEX urls_origin (origin=?)" in chain
     assert "SCAN" not in chain  # neither urls nor page_rows is read whole
     watcher = plan(

@@ -1,4 +1,4 @@
-"""Read-only questions to a finished or running crawl database: stats and exports.
+"""Read-only questions to a SQLite crawl file: stats, exports, `why`, stored settings.
 
 Opened with `mode=ro` and `PRAGMA query_only`, so a report (or a user's `--where`
 filter) can never change the crawl, and can run while a crawl is writing (WAL lets
@@ -7,30 +7,18 @@ readers and one writer work at once).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
+from crawler.store.protocol import PAGE_FIELDS
 
-PAGE_FIELDS = (
-    "url",
-    "final_url",
-    "status",
-    "error",
-    "content_type",
-    "depth",
-    "fetched_at",
-    "size",
-    "truncated",
-    "elapsed",
-    "title",
-    "content_hash",
-)
 # Rows fetched per step: bodies can be up to max_bytes each, so far fewer of them.
 BATCH = 500
 BODY_BATCH = 16
@@ -48,20 +36,112 @@ _REASON = (
 _FAILED = "(error IS NOT NULL OR status >= 400)"
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A read-only connection to a crawl database; StorageError when it is not one."""
-    if not Path(path).is_file():
-        raise StorageError(f"no crawl database at {path}")
-    try:
-        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-        db.execute("PRAGMA query_only = ON")
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{path} is not a SQLite database ({exc})") from None
-    if not {"pages", "links", "urls", "crawl", "schema_migrations"} <= tables:
-        db.close()
-        raise StorageError(f"{path} is not a crawl database")
-    return db
+
+
+class SQLiteReader:
+    """A read-only connection to a crawl file; StorageError when it is not one."""
+
+    def __init__(self, path: str) -> None:
+        if not Path(path).is_file():
+            raise StorageError(f"no crawl database at {path}")
+        try:
+            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+            db.execute("PRAGMA query_only = ON")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path} is not a SQLite database ({exc})") from None
+        if not {"pages", "links", "urls", "crawl", "schema_migrations"} <= tables:
+            db.close()
+            raise StorageError(f"{path} is not a crawl database")
+        self.db = db
+        self.name = path
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> SQLiteReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the crawl
+
+    def crawl(self) -> tuple[Settings, list[str]] | None:
+        """The stored settings and seeds; None when the file holds no crawl."""
+        row = self.db.execute("SELECT settings, seeds FROM crawl WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return Settings.from_json(row[0]), json.loads(row[1])
+
+    def user_agent(self) -> str | None:
+        """The User-Agent the crawl sent, read leniently (for WARC request records)."""
+        row = self.db.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
+        ua = json.loads(row[0]).get("user_agent") if row else None
+        return ua if isinstance(ua, str) else None
+
+    def stats(self, *, top: int = 10) -> dict[str, Any]:
+        return stats(self.db, top=top)
+
+    def pages(
+        self,
+        *,
+        where: str | None = None,
+        since: float | None = None,
+        with_body: bool = False,
+        with_headers: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        return iter_pages(
+            self.db, where=where, since=since, with_body=with_body, with_headers=with_headers
+        )
+
+    # ------------------------------------------------------------------ one URL (`why`)
+
+    def page(self, url: str) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
+            "FROM pages WHERE url = ?",
+            url,
+        )
+
+    def url_state(self, url: str) -> dict[str, Any] | None:
+        return self._one("SELECT state, reason, depth, origin FROM urls WHERE url = ?", url)
+
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]:
+        """Up to `limit` (page, nofollow) that link to `url`, and how many links there are."""
+        rows = self.db.execute(
+            "SELECT src_url, nofollow FROM links WHERE dst_url = ? LIMIT ?", (url, limit)
+        ).fetchall()
+        n = self.db.execute("SELECT count(*) FROM links WHERE dst_url = ?", (url,)).fetchone()[0]
+        return [(src, bool(nf)) for src, nf in rows], int(n)
+
+    def redirected_from(self, url: str, limit: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT url FROM pages WHERE redirect_to = ? LIMIT ?", (url, limit)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def linking_depth(self, url: str) -> tuple[int | None, bool]:
+        """The least depth of a stored page linking to `url`, and whether every link is
+        nofollow."""
+        depth, nofollow = self.db.execute(
+            "SELECT min(p.depth), min(l.nofollow) FROM links l JOIN pages p ON p.url = l.src_url "
+            "WHERE l.dst_url = ?",
+            (url,),
+        ).fetchone()
+        return depth, nofollow == 1
+
+    def _one(self, sql: str, url: str) -> dict[str, Any] | None:
+        cur = self.db.execute(sql, (url,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
 
 
 def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
@@ -164,25 +244,6 @@ def _page_span(db: sqlite3.Connection) -> float:
     """Seconds from the first to the last stored page (a file from before `runs`)."""
     first, last = db.execute("SELECT min(fetched_at), max(fetched_at) FROM pages").fetchone()
     return float(last - first) if first is not None else 0.0
-
-
-def parse_time(text: str) -> float:
-    """Unix time from seconds or ISO 8601 (local time unless it carries an offset).
-
-    >>> parse_time("1700000000.5")
-    1700000000.5
-    """
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid time {text!r}: expected unix seconds or ISO 8601 (2024-05-01T12:00)"
-        ) from None
-    return when.timestamp()  # naive: local time, like the times `crawler stats` prints
 
 
 def iter_pages(

@@ -1,0 +1,53 @@
+"""A run's live numbers: what the progress display, the summary and `/status` show."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from crawler.records import error_kind
+
+
+@dataclass(slots=True)
+class Counters:
+    """Counted by the engine as rows are made; read through snapshots, never shared."""
+
+    started: float = field(default_factory=time.monotonic)
+    pages: int = 0  # pages stored this run
+    errors: int = 0  # rows with a network error
+    http_errors: int = 0  # rows with status >= 400
+    retries: int = 0
+    bytes: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    by_status_class: dict[str, int] = field(default_factory=dict)  # "2xx": n; "error": no status
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+
+    def response(self, status: int | None, error: str | None, size: int) -> None:
+        """A row for a fetch: an HTTP status, or (status None) a network error."""
+        self.pages += 1
+        self.bytes += size
+        if status is None:
+            self._error(error or "error")
+            return
+        if status >= 400:
+            self.http_errors += 1
+        klass = f"{status // 100}xx"
+        self.by_status_class[klass] = self.by_status_class.get(klass, 0) + 1
+
+    def failed_row(self, reason: str) -> None:
+        """An error row written without a response (an internal error, a dropped host)."""
+        self.pages += 1
+        self._error(reason)
+
+    def _error(self, reason: str) -> None:
+        self.errors += 1
+        kind = error_kind(reason)
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+        self.by_status_class["error"] = self.by_status_class.get("error", 0) + 1

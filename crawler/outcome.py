@@ -1,0 +1,157 @@
+"""Response -> Outcome: what one fetch means for the crawl, and the row that records it.
+
+A redirect is sent back through the frontier as the chain's next hop (or ends the chain:
+a loop, too many hops, a target not followed); an HTML page's links are parsed and the
+new ones admitted; the page row is built. This is the one place that sees a whole page,
+so it is where per-page user code (hooks) plugs in. CPU-heavy work (compressing and
+hashing a body) runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from crawler.config import Settings
+from crawler.fetcher import Response
+from crawler.frontier import Frontier
+from crawler.netbytes import location_url
+from crawler.parser import ParsedPage, extract_links, is_html
+from crawler.reasons import Reason
+from crawler.records import ChainEnd, Job, NewURL, Outcome, PageRow, QueuedURL, URLState
+from crawler.urls import canonical_url
+
+
+@dataclass(slots=True)
+class _Redirect:
+    """Where a 3xx leads, as far as this hop can tell."""
+
+    to: str | None = None  # the canonical Location
+    error: str | None = None  # this row's own error
+    chain_error: str | None = None  # the whole chain failed
+    continues: bool = False  # a next hop was admitted: the chain's end is not known yet
+    new: list[NewURL] = field(default_factory=list)
+
+
+class Outcomes:
+    def __init__(self, settings: Settings, frontier: Frontier) -> None:
+        self.settings = settings
+        self.frontier = frontier
+
+    async def build(self, job: Job, resp: Response) -> Outcome:
+        """The outcome of `job`'s final response (retries are the engine's business)."""
+        item = job.item
+        assert item is not None
+        settings = self.settings
+        skipped: dict[str, int] = {}
+        status = resp.status or 0
+        hop = _Redirect(error=resp.error)
+        final_url = item.url if resp.status is not None else None
+        if 300 <= status < 400 and (location := resp.header("Location")) is not None:
+            hop = self._redirect(job, item, location, skipped)
+            final_url = None if hop.error == "redirect loop" else hop.to
+        elif resp.error is not None and item.origin is not None:
+            hop.chain_error = resp.error  # the chain's last hop failed
+        if hop.chain_error is not None or hop.continues:
+            final_status = None  # no response ended the chain (yet)
+        elif hop.to is not None:
+            final_status = None  # the chain ends at a URL the crawl already knows
+        else:
+            final_status = resp.status
+        chain_end = None
+        if not hop.continues and (item.origin or hop.chain_error or hop.to):
+            # The chain through this URL ended here (at a final status, an error, or a URL
+            # already known): every row of the chain learns where.
+            chain_end = ChainEnd(item.origin or item.url, final_url, final_status, hop.chain_error)
+        new = hop.new
+        links: list[tuple[str, str, int]] = []
+        parsed: ParsedPage | None = None
+        content_type = resp.content_type
+        if 200 <= status < 300 and is_html(content_type) and resp.body:
+            parsed = extract_links(
+                resp.body,
+                item.url,
+                content_type,
+                max_links=settings.max_links,
+                max_url_length=settings.max_url_length,
+            )
+            src = item.url
+            links = [(src, dst, 0) for dst in parsed.links]
+            links.extend((src, dst, 1) for dst in parsed.nofollow)
+            new = self.frontier.discover(job, parsed.links, skipped)
+            if parsed.nofollow:
+                skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
+            if parsed.too_long:
+                skipped[Reason.TOO_LONG] = parsed.too_long
+        body, codec, digest = await self._body(resp)
+        page = PageRow(
+            url=item.url,
+            final_url=final_url,
+            status=resp.status,
+            error=hop.error,
+            content_type=content_type,
+            depth=item.depth,
+            fetched_at=time.time(),
+            body=body,
+            host=item.host,
+            headers=json.dumps(resp.headers) if resp.headers else None,
+            elapsed=round(resp.elapsed, 6),
+            size=len(resp.body) if resp.status is not None else None,
+            truncated=resp.truncated,
+            links_found=len(links) if parsed is not None else None,
+            links_truncated=parsed.truncated if parsed is not None else False,
+            redirect_to=hop.to,
+            attempts=job.attempt,
+            body_codec=codec,
+            content_hash=digest,
+            title=parsed.title if parsed is not None else None,
+            final_status=final_status,
+        )
+        return Outcome(
+            url=item.url,
+            state=URLState.DONE,
+            page=page,
+            links=links,
+            new_urls=new,
+            chain_end=chain_end,
+            skipped=tuple(skipped.items()),
+        )
+
+    def _redirect(
+        self, job: Job, item: QueuedURL, location: str, skipped: dict[str, int]
+    ) -> _Redirect:
+        settings = self.settings
+        hop = _Redirect()
+        hop.to = canonical_url(location_url(location), item.url, max_length=settings.max_url_length)
+        if hop.to is None:
+            hop.error = hop.chain_error = f"redirect to an unusable URL: {location[:200]!r}"
+        elif item.hops >= settings.max_redirects:
+            hop.error = hop.chain_error = f"redirect limit of {settings.max_redirects} hops reached"
+        elif hop.to in (item.url, item.origin):
+            hop.error = hop.chain_error = "redirect loop"  # the chain has no final URL
+        else:
+            target = self.frontier.redirect(job, hop.to)
+            if isinstance(target, NewURL):
+                hop.new.append(target)
+                hop.continues = True
+            elif target is not None:
+                hop.chain_error = f"redirect target not followed: {target.value}"
+                skipped[target] = 1
+        return hop
+
+    async def _body(self, resp: Response) -> tuple[bytes | None, str | None, str | None]:
+        """(body to store, its codec, its hash): plain bodies are hashed by the store, on
+        its writer thread; a compressed one is compressed and hashed here, in a thread."""
+        if resp.status is None:
+            return None, None, None
+        if not (self.settings.compress and resp.body):
+            return resp.body, None, None
+        return await asyncio.to_thread(_compressed, resp.body)
+
+
+def _compressed(body: bytes) -> tuple[bytes, str, str]:
+    return zlib.compress(body, 6), "zlib", hashlib.sha1(body).hexdigest()

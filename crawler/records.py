@@ -1,0 +1,176 @@
+"""The records that cross module boundaries: frozen, slotted, and nothing else.
+
+A URL travels as `NewURL` (found, to admit) -> `QueuedURL` (in the frontier) -> `Job`
+(handed to a worker) -> `Outcome` (what its fetch changes in the store, with its
+`PageRow`). `CrawlRecord` is a crawl as stored, `Summary` a run's end. URL states and
+error kinds are enums, so no module parses strings to learn them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from crawler.config import Settings
+
+
+class URLState(StrEnum):
+    """`urls.state`: where a URL the crawl admitted stands."""
+
+    QUEUED = "queued"  # waiting to be fetched (also while in flight: until its commit)
+    DONE = "done"  # fetched, or given up with an error row: it has a `pages` row
+    DISALLOWED = "disallowed"  # robots.txt forbids it: no `pages` row, `urls.reason` says so
+    DROPPED = "dropped"  # given up before a fetch (a host budget): no `pages` row
+
+
+class ErrorKind(StrEnum):
+    """The kind of an error row: the text before the first ':' of `pages.error`."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    DISCONNECTED = "disconnected"
+    PAYLOAD = "payload"
+    HTTP = "http"  # an invalid response (not an HTTP status: those are data)
+    INVALID_URL = "invalid url"
+    OS = "os error"
+    ROBOTS = "robots.txt unreachable"
+    HOST_DROPPED = "host dropped after failures"
+    REDIRECT = "redirect"
+    INTERNAL = "internal"
+
+
+def error_kind(error: str) -> str:
+    """The kind of an error text: "timeout: no complete response within 5s" -> "timeout".
+
+    The one place that reads a kind out of an error; `stats` does the same in SQL.
+    """
+    return error.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class NewURL:
+    """A URL to add to the frontier (ignored when already present)."""
+
+    url: str
+    host: str
+    depth: int
+    hops: int = 0
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedURL:
+    """A frontier row waiting to be fetched; `id` is the store's handle, not an order."""
+
+    id: int
+    url: str
+    host: str
+    depth: int
+    hops: int
+    origin: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A URL handed to a worker (or, with `item` None, its host's robots.txt)."""
+
+    host: str  # the politeness key of the host slot that handed it out
+    item: QueuedURL | None
+    attempt: int = 1
+
+    @property
+    def robots(self) -> bool:
+        return self.item is None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRow:
+    """One `pages` row; docs/schema.md describes each column."""
+
+    url: str
+    final_url: str | None
+    status: int | None
+    error: str | None
+    content_type: str | None
+    depth: int
+    fetched_at: float
+    body: bytes | None
+    host: str
+    headers: str | None
+    elapsed: float | None
+    size: int | None
+    truncated: bool
+    links_found: int | None
+    links_truncated: bool
+    redirect_to: str | None
+    attempts: int
+    body_codec: str | None
+    content_hash: str | None  # None: the store hashes the plain body itself
+    title: str | None
+    final_status: int | None = None  # None: `status` unless a 3xx (a chain's end sets it)
+
+    @classmethod
+    def failed(cls, url: str, host: str, depth: int, reason: str, *, attempts: int) -> PageRow:
+        """An error row: the URL was given up on without a usable response."""
+        return cls(
+            url=url, final_url=None, status=None, error=reason, content_type=None, depth=depth,
+            fetched_at=time.time(), body=None, host=host, headers=None, elapsed=None, size=None,
+            truncated=False, links_found=None, links_truncated=False, redirect_to=None,
+            attempts=attempts, body_codec=None, content_hash=None, title=None,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEnd:
+    """A redirect chain ended: every row of the chain (its origin and each URL whose
+    `urls.origin` is it) gets `final_url` and `final_status`, and `error` when they have
+    none. A None `final_status` with a `final_url` is looked up: that page's own."""
+
+    origin: str
+    final_url: str | None
+    final_status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one fetch changes in the store, committed together."""
+
+    url: str
+    state: URLState | None  # the URL's new state (None: no change, e.g. seeds being added)
+    reason: str | None = None
+    page: PageRow | None = None
+    links: Sequence[tuple[str, str, int]] = ()  # (src_url, dst_url, nofollow)
+    new_urls: Sequence[NewURL] = ()
+    chain_end: ChainEnd | None = None
+    skipped: Sequence[tuple[str, int]] = ()  # (crawler.reasons.Reason value, links) not followed
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlRecord:
+    """A crawl as stored: what `resume` continues with."""
+
+    settings: Settings
+    seeds: tuple[str, ...]
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The end of one run, for the summary table or JSON line."""
+
+    pages: int  # stored this run
+    total_pages: int  # stored in the database
+    errors: int
+    elapsed: float
+    finished: bool  # the frontier ran dry (or max_pages was reached)
+    interrupted: bool
+    http_errors: int = 0  # this run, status >= 400
+    bytes: int = 0  # body bytes received this run
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    by_status_class: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,301 @@
+"""Host scheduling: which queued URL may start now, under every host's politeness rules.
+
+Each host has a `HostSlot` (per-host limit, delay, robots.txt rules, failures, budget).
+A slot whose host may start a request now sits on the ready list; one waiting for its
+delay sits on a timer, not on a worker, so a slow or cooling host never holds up the
+others. `next_job` hands out the first ready job; workers with nothing to do `wait`.
+The scheduler holds no I/O: what it decides to store (a URL given up on) goes out
+through `emit`, so it can be tested with no network and no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from crawler.config import Settings
+from crawler.hosts import HostSlot
+from crawler.partition import PageBudget
+from crawler.reasons import Reason
+from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, URLState
+from crawler.robots import RobotsCache, Rules
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        budget: PageBudget,
+        robots: RobotsCache,
+        *,
+        emit: Callable[[Outcome], None],
+        on_failed_row: Callable[[str], None] = lambda reason: None,
+        on_taken: Callable[[str, int], None] = lambda host, left: None,
+    ) -> None:
+        self.settings = settings
+        self.budget = budget
+        self.robots = robots
+        self.needs_robots = not settings.ignore_robots
+        self.emit = emit  # an outcome for the store: a URL given up on
+        self.on_failed_row = on_failed_row  # an error row written without a fetch
+        self.on_taken = on_taken  # a host's RAM queue shrank to `left` URLs
+        self.slots: dict[str, HostSlot] = {}
+        self.in_ram = 0  # URLs in the hosts' queues
+        self.open = 0  # jobs handed out and not finished (robots.txt included)
+        self.stored = 0  # pages in the store: at start, plus those stored since
+        self.dropped = 0  # URLs given up on: robots.txt, dead host, budget
+        self.host_pages: dict[str, int] = {}  # pages stored per host at start (host_budget)
+        self._dead: dict[str, str] = {}  # host -> why its URLs are given up
+        self._ready: deque[HostSlot] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    # ------------------------------------------------------------------ queues
+
+    def enqueue(self, item: QueuedURL) -> None:
+        """Queue a URL on its host (the window decided it fits in RAM)."""
+        slot = self.slots.get(item.host) or self._slot(item.host)
+        self.in_ram += 1
+        slot.queue.append(Job(slot.key, item))
+        if slot.dead:
+            self._drain_dead(slot)
+        else:
+            self._consider(slot)
+
+    def queued_on(self, host: str) -> int:
+        slot = self.slots.get(host)
+        return len(slot.queue) if slot else 0
+
+    def _slot(self, key: str) -> HostSlot:
+        slot = HostSlot(key=key, per_host=self.settings.per_host, delay=self.settings.delay)
+        slot.dead = self._dead.get(key)
+        slot.fetched = self.host_pages.get(key, 0)
+        rules = self.robots.get(key) if self.needs_robots else None
+        if rules is not None:
+            self._apply_rules(slot, rules)
+        self.slots[key] = slot
+        return slot
+
+    # ------------------------------------------------------------------ handing out work
+
+    def next_job(self) -> Job | None:
+        """A job that may start now, or None."""
+        # Once open requests hold what is left of max_pages, _take hands out nothing and
+        # puts the host straight back on the ready list: stop instead of cycling through
+        # it for ever without yielding.
+        while self._ready and self.budget.left() > 0:
+            slot = self._ready.popleft()
+            slot.in_ready = False
+            job = self._take(slot)
+            if job is not None:
+                return job
+        return None
+
+    async def wait(self) -> None:
+        """Until something changes: a host became ready, a job ended, work arrived."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _take(self, slot: HostSlot) -> Job | None:
+        now = time.monotonic()
+        if self.needs_robots and slot.rules is not None and slot.rules.expires < now:
+            slot.rules = None  # RFC 9309 2.4: fetch it again
+        wait = slot.wait_time(now, self.needs_robots)
+        if wait is None or wait > 0:
+            self._consider(slot)
+            return None
+        if self.needs_robots and slot.rules is None:
+            cached = self.robots.get(slot.key)
+            if cached is None:
+                slot.fetching_robots = True
+                slot.started(now)
+                self.open += 1
+                return Job(slot.key, None)
+            self._apply_rules(slot, cached)
+        job = None
+        while slot.queue and job is None:
+            if not self.budget.take():
+                break
+            candidate = slot.queue.popleft()
+            self.in_ram -= 1
+            self.on_taken(slot.key, len(slot.queue))
+            item = candidate.item
+            assert item is not None
+            budget = self.settings.host_budget
+            if slot.rules is not None and not slot.rules.allows(item.url, self.settings.user_agent):
+                self.budget.add(-1)
+                self._give_up(item, URLState.DISALLOWED, "robots.txt", Reason.ROBOTS)
+            elif budget and slot.fetched >= budget:
+                self.budget.add(-1)
+                reason = f"host budget of {budget} pages reached"
+                self._give_up(item, URLState.DROPPED, reason, Reason.HOST_BUDGET)
+            else:
+                job = candidate
+        if job is not None:
+            slot.started(now)
+            slot.fetched += 1
+            self.open += 1
+        self._consider(slot)
+        return job
+
+    # ------------------------------------------------------------------ results
+
+    def finish(self, job: Job, *, stored: bool, failed: str | None = None) -> None:
+        """A job is over: free its slot; `failed` counts towards the host's failure limit."""
+        slot = self.slots[job.host]
+        slot.open -= 1
+        self.open -= 1
+        if job.robots:
+            slot.fetching_robots = False
+        elif not stored:
+            self.budget.add(-1)  # the page was not fetched after all
+        if stored:
+            self.stored += 1
+        if failed is None:
+            slot.failures = 0
+        else:
+            slot.failures += 1
+            if slot.failures >= self.settings.host_failures and not slot.dead:
+                reason = f"host dropped after {slot.failures} failures in a row: {failed}"
+                self._kill(slot, reason)
+        self._consider(slot)
+
+    def retry(self, job: Job, after: float) -> None:
+        """Queue `job` again at the front of its host, keeping the whole host quiet `after` s."""
+        slot = self.slots[job.host]
+        slot.open -= 1
+        self.open -= 1
+        self.budget.add(-1)
+        slot.fetched -= 1
+        slot.back_off(time.monotonic(), after)
+        slot.queue.appendleft(dataclasses.replace(job, attempt=job.attempt + 1))
+        self.in_ram += 1
+        if slot.dead:  # the host died while this request was out: no new attempt
+            self._drain_dead(slot)
+        self._consider(slot)
+
+    def back_off(self, host: str, seconds: float) -> None:
+        """The server asked us to wait (Retry-After): the whole host waits."""
+        self.slots[host].back_off(time.monotonic(), seconds)
+
+    def robots_loaded(self, job: Job, rules: Rules) -> None:
+        slot = self.slots[job.host]
+        slot.robots_failures = 0
+        self.robots.put(slot.key, rules)
+        self._apply_rules(slot, rules)
+        self.finish(job, stored=False)
+
+    def robots_retry(self, job: Job, after: float) -> None:
+        """robots.txt found the host unreachable: hold the host, ask again in `after` s."""
+        slot = self.slots[job.host]
+        slot.robots_failures += 1
+        slot.back_off(time.monotonic(), after)
+        self.finish(job, stored=False)
+
+    def robots_failures(self, job: Job) -> int:
+        return self.slots[job.host].robots_failures
+
+    def robots_failed(self, job: Job, reason: str) -> None:
+        """robots.txt stayed unreachable: every URL of the host gets an error row."""
+        slot = self.slots[job.host]
+        if not slot.dead:
+            self._kill(slot, reason)
+        self.finish(job, stored=False)
+
+    def _apply_rules(self, slot: HostSlot, rules: Rules) -> None:
+        slot.rules = rules
+        if rules.crawl_delay is not None:
+            delay = max(self.settings.delay, min(rules.crawl_delay, self.settings.max_crawl_delay))
+            # next_start was set from the last start (the robots.txt request itself) with
+            # the old delay: the next page waits the Crawl-delay from that start.
+            slot.next_start += delay - slot.delay
+            slot.delay = delay
+
+    def _give_up(self, item: QueuedURL, state: URLState, text: str, reason: Reason) -> None:
+        self.dropped += 1
+        chain = None
+        if item.origin is not None:  # the redirect chain that led here ends unfetched
+            chain = ChainEnd(item.origin, item.url, None, f"redirect target not fetched: {text}")
+        self.emit(
+            Outcome(url=item.url, state=state, reason=text, skipped=((reason, 1),), chain_end=chain)
+        )
+
+    def _kill(self, slot: HostSlot, reason: str) -> None:
+        slot.dead = reason
+        self._dead[slot.key] = reason
+        log.warning("%s: %s", slot.key, reason)
+        self._drain_dead(slot)
+
+    def _drain_dead(self, slot: HostSlot) -> None:
+        """One error row per queued URL of a host we stopped trying."""
+        assert slot.dead is not None
+        while slot.queue:
+            item = slot.queue.popleft().item
+            self.in_ram -= 1
+            assert item is not None
+            self.dropped += 1
+            self.stored += 1
+            self.budget.add(1)
+            self.on_failed_row(slot.dead)
+            row = PageRow.failed(item.url, item.host, item.depth, slot.dead, attempts=0)
+            self.emit(Outcome(url=item.url, state=URLState.DONE, page=row))
+
+    # ------------------------------------------------------------------ readiness
+
+    def _consider(self, slot: HostSlot) -> None:
+        """Put `slot` on the ready list, on a timer, or forget it when idle."""
+        if slot.in_ready:
+            return
+        now = time.monotonic()
+        wait = slot.wait_time(now, self.needs_robots)
+        if wait is None:
+            if slot.idle(now) and slot.timer is None:
+                del self.slots[slot.key]
+            elif not slot.queue and slot.open == 0 and slot.timer is None:
+                self._set_timer(slot, slot.next_start - now)  # forget it once its delay passed
+            return
+        if wait > 0:
+            if slot.timer is None:
+                self._set_timer(slot, wait)
+            return
+        slot.in_ready = True
+        self._ready.append(slot)
+        self.wake_one()
+
+    def _set_timer(self, slot: HostSlot, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        slot.timer = loop.call_later(max(0.0, delay), self._timer_fired, slot)
+
+    def _timer_fired(self, slot: HostSlot) -> None:
+        slot.timer = None
+        if self.slots.get(slot.key) is slot:
+            self._consider(slot)
+
+    def wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None

@@ -1,0 +1,350 @@
+"""Batched writes of a SQLite store: outcomes in, one transaction per batch out.
+
+Crash safety: every fetch becomes one `Outcome` (its page row, its links, the URLs it
+discovered and its frontier change); outcomes are committed in batches, in the order they
+were added, each batch in one transaction. A `kill -9` loses at most the batch in flight:
+those URLs are still `queued` in the file and are fetched again on resume, and the UNIQUE
+constraint on `pages.url` makes a second row for one URL impossible.
+
+Failures: a batch refused because of its data (a value SQLite cannot bind, a constraint)
+is written again outcome by outcome, each in a savepoint, and an outcome still refused
+becomes an `internal: ...` error row for its URL: no value can stall the writer. A
+failure of the store itself (disk full, I/O error, a lock held past busy_timeout) raises
+`StoreFailure`; every later flush raises it again and the file keeps what was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from crawler.errors import StoreFailure
+from crawler.records import Outcome, PageRow, URLState
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    """The write side of a SQLite store: one connection, one batch at a time."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str, *, batch_size: int = 500) -> None:
+        self.db = db
+        self.path = path
+        self.batch_size = batch_size
+        self.on_commit: Callable[[list[Outcome]], None] | None = None
+        self._buffer: list[Outcome] = []
+        self.backlog_bytes = 0
+        self._lock = asyncio.Lock()
+        self._full = asyncio.Event()
+        self.failure: StoreFailure | None = None  # set once the store could not write
+
+    def add(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next batch (committed by `flush`)."""
+        self._buffer.append(outcome)
+        page = outcome.page
+        # A rough count of the RAM the outcome holds: its body and ~100 bytes per row.
+        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
+            len(outcome.links) + len(outcome.new_urls) + 1
+        )
+        if len(self._buffer) >= self.batch_size:
+            self._full.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buffer)
+
+    async def wait_full(self, interval: float) -> None:
+        """Wait until a batch is full or `interval` seconds passed, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), interval)
+        self._full.clear()
+
+    async def flush(self) -> int:
+        """Commit every queued outcome in one transaction; returns how many.
+
+        StoreFailure when the store cannot write (then and on every later call); the
+        batch stays in the buffer, its URLs still queued in the file for `resume`.
+
+        Shielded: a writer cancelled mid-batch (a stop, a second Ctrl-C) would otherwise
+        leave BEGIN without COMMIT, or put back a batch whose COMMIT already ran and
+        write its links twice. The batch finishes; the next flush waits on the lock.
+        """
+        task = asyncio.ensure_future(self._flush())
+        # A caller cancelled while its batch was written no longer awaits the result: a
+        # failure then is not lost (`self.failure` keeps it), only not logged as unretrieved.
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _flush(self) -> int:
+        async with self._lock:
+            if self.failure is not None:
+                raise self.failure
+            batch, self._buffer = self._buffer, []
+            self.backlog_bytes = 0
+            if not batch:
+                return 0
+            try:
+                try:
+                    await self._commit(batch)
+                except Exception as exc:
+                    if _is_store_failure(exc):
+                        raise
+                    # Refused for its data: one value must not hold up the batch, or stop
+                    # the writer for good by being retried on every flush.
+                    log.warning(
+                        "a batch of %d outcomes was refused (%s); writing them one by one",
+                        len(batch),
+                        _one_line(exc),
+                    )
+                    await self._commit_each(batch)
+            except BaseException as exc:
+                self._buffer[:0] = batch
+                if isinstance(exc, Exception) and _is_store_failure(exc):
+                    self.failure = self._failure(exc)
+                    raise self.failure from exc
+                raise
+        if self.on_commit is not None:
+            self.on_commit(batch)
+        return len(batch)
+
+    async def _commit(self, batch: list[Outcome]) -> None:
+        """The batch in one transaction; rolled back whole when any statement fails."""
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._write(_rows(batch, await self._last_page_id()))
+            await db.commit()
+        except BaseException:
+            # Cancellation or a write error: nothing of this batch may stay half-written.
+            await _rollback(db)
+            raise
+
+    async def _commit_each(self, batch: list[Outcome]) -> None:
+        """The batch in one transaction, each outcome in its own savepoint; an outcome that
+        is still refused is stored as an error row for its URL, without its links."""
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            last_id = await self._last_page_id()
+            for outcome in batch:
+                try:
+                    last_id = await self._write_savepoint([outcome], last_id)
+                    continue
+                except Exception as exc:
+                    if _is_store_failure(exc):
+                        raise
+                    error = exc
+                log.debug("outcome for %r refused", outcome.url, exc_info=error)
+                row = _error_row(outcome, error)
+                if row is None:
+                    log.error("dropped an outcome the store refused: %s", _one_line(error))
+                    continue
+                log.warning("%s: stored as an error row: %s", row.url, row.error)
+                try:
+                    last_id = await self._write_savepoint(
+                        [Outcome(url=row.url, state=URLState.DONE, page=row)], last_id
+                    )
+                except Exception as exc:
+                    if _is_store_failure(exc):
+                        raise
+                    log.error("dropped an outcome the store refused: %s", _one_line(exc))
+            await db.commit()
+        except BaseException:
+            await _rollback(db)
+            raise
+
+    async def _write_savepoint(self, outcomes: list[Outcome], last_id: int) -> int:
+        rows = _rows(outcomes, last_id)
+        await self.db.execute("SAVEPOINT outcome")
+        try:
+            await self._write(rows)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await self.db.execute("ROLLBACK TO outcome")
+                await self.db.execute("RELEASE outcome")
+            raise
+        await self.db.execute("RELEASE outcome")
+        return rows.last_id
+
+    async def _last_page_id(self) -> int:
+        # Page ids are given here, not by SQLite, so that a body can name its page within
+        # the same executemany. Under BEGIN IMMEDIATE: no other writer can take one.
+        async with self.db.execute("SELECT coalesce(max(id), 0) FROM page_rows") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _write(self, rows: _Rows) -> None:
+        db = self.db
+        # Order matters: a URL discovered and fetched within one batch must exist before
+        # its state is set to done; a page before its body; pages before a chain's end.
+        if rows.new_urls:
+            await db.executemany(
+                "INSERT OR IGNORE INTO urls "
+                "(url, host, depth, hops, origin, discovered_at) VALUES (?,?,?,?,?,?)",
+                rows.new_urls,
+            )
+        if rows.pages:
+            await db.executemany(_INSERT_PAGE, rows.pages)
+        if rows.bodies:
+            # A page ignored as a second row for its URL has no row with the given id.
+            await db.executemany(
+                "INSERT INTO bodies (page_id, body, body_codec) "
+                "SELECT id, ?, ? FROM page_rows WHERE id = ?",
+                rows.bodies,
+            )
+        if rows.links:
+            await db.executemany(
+                "INSERT INTO links (src_url, dst_url, nofollow) VALUES (?,?,?)", rows.links
+            )
+        if rows.states:
+            await db.executemany("UPDATE urls SET state = ?, reason = ? WHERE url = ?", rows.states)
+        if rows.chains:
+            await db.executemany(_END_CHAIN, rows.chains)
+        if rows.skipped:
+            await db.executemany(
+                "INSERT INTO skipped (reason, count) VALUES (?, ?) "
+                "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
+                rows.skipped.items(),
+            )
+
+    def _failure(self, exc: BaseException) -> StoreFailure:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return StoreFailure(
+            f"store failed: {_one_line(reason)} ({self.path}); everything committed before "
+            "is intact: `crawler resume` continues"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """A write outside the batches: a store that cannot write raises StoreFailure."""
+        try:
+            yield
+        except Exception as exc:
+            if not _is_store_failure(exc):
+                raise
+            self.failure = self.failure or self._failure(exc)
+            raise self.failure from exc
+
+
+_PAGE_COLUMNS = (
+    "id, url, final_url, status, final_status, error, content_type, depth, fetched_at, host, "
+    "headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts, "
+    "content_hash, title"
+)
+# content_hash: the engine's value, else the SHA-1 of the (plain) body, computed in SQL.
+# A second row for a URL is ignored; unlike INSERT OR IGNORE, a NULL in a NOT NULL column
+# is an error (that row becomes an error row), not a page silently missing.
+_INSERT_PAGE = (
+    f"INSERT INTO page_rows ({_PAGE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?) "
+    "ON CONFLICT (url) DO NOTHING"
+)
+# Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
+_END_CHAIN = (
+    "UPDATE page_rows SET final_url = ?1, "
+    "final_status = coalesce(?2, (SELECT f.final_status FROM page_rows AS f WHERE f.url = ?1)), "
+    "error = coalesce(error, ?3) "
+    "WHERE url = ?4 OR url IN (SELECT url FROM urls WHERE origin = ?4)"
+)
+
+# sqlite3 errors that are a value's fault (with InterfaceError, outside DatabaseError).
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    """Disk full, I/O error, locked, read-only, corrupt: not a row's fault."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, _DATA_ERRORS)
+
+
+def _retrieved(task: asyncio.Future[int]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # Some failures (SQLITE_FULL, IOERR) have rolled the transaction back already.
+    with contextlib.suppress(sqlite3.Error):
+        await asyncio.shield(db.rollback())
+
+
+def _one_line(value: object) -> str:
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return " ".join(text.split())[:300]
+
+
+def _error_row(outcome: Outcome, exc: Exception) -> PageRow | None:
+    """The error row that stands for a refused outcome; None when it had no page row."""
+    page = outcome.page
+    if page is None:
+        return None
+    # Only the URL is kept as it came: any other field may be the value that was refused.
+    return PageRow.failed(
+        page.url,
+        page.host if isinstance(page.host, str) else "",
+        page.depth if isinstance(page.depth, int) else 0,
+        f"internal: {type(exc).__name__}: {_one_line(exc)}",
+        attempts=page.attempts if isinstance(page.attempts, int) else 1,
+    )
+
+
+def _sha1(body: bytes | None) -> str | None:
+    return hashlib.sha1(body).hexdigest() if body else None
+
+
+@dataclass(slots=True)
+class _Rows:
+    """A batch as statement parameters, one list per statement."""
+
+    new_urls: list[tuple[object, ...]] = field(default_factory=list)
+    pages: list[tuple[object, ...]] = field(default_factory=list)
+    bodies: list[tuple[object, ...]] = field(default_factory=list)
+    links: list[tuple[str, str, int]] = field(default_factory=list)
+    states: list[tuple[object, ...]] = field(default_factory=list)
+    chains: list[tuple[object, ...]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    last_id: int = 0
+
+
+def _rows(batch: list[Outcome], last_id: int) -> _Rows:
+    """Parameters for a batch whose pages get ids after `last_id`."""
+    now = time.time()
+    r = _Rows()
+    for o in batch:
+        for n in o.new_urls:
+            r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
+        if o.page is not None:
+            p = o.page
+            last_id += 1
+            final_status = p.final_status
+            if final_status is None and not (p.status is not None and 300 <= p.status < 400):
+                final_status = p.status
+            r.pages.append(
+                (last_id, p.url, p.final_url, p.status, final_status, p.error, p.content_type,
+                 p.depth, p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated),
+                 p.links_found, int(p.links_truncated), p.redirect_to, p.attempts,
+                 p.content_hash, p.body if p.content_hash is None and p.body_codec is None
+                 else None, p.title)
+            )  # fmt: skip
+            if p.body is not None:
+                r.bodies.append((p.body, p.body_codec, last_id))
+        r.links.extend(o.links)
+        if o.state is not None:
+            r.states.append((o.state, o.reason, o.url))
+        if (c := o.chain_end) is not None:
+            r.chains.append((c.final_url, c.final_status, c.error, c.origin))
+        for reason, count in o.skipped:
+            r.skipped[reason] = r.skipped.get(reason, 0) + count
+    r.last_id = last_id
+    return r
+
+

@@ -71,6 +71,7 @@ class Frontier:
             self.seen,
             size=window,
             host_size=host_window,
+            min_share=max(16, 4 * settings.per_host),
             scan_batch=scan_batch,
             keep_cursors=self.coordination.keep_cursors,
             on_fatal=self._fatal,

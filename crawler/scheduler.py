@@ -71,6 +71,24 @@ class Scheduler:
         slot = self.slots.get(host)
         return len(slot.queue) if slot else 0
 
+    def evict(self, host: str, keep: int, pinned: Callable[[str], bool]) -> list[str]:
+        """Take URLs off the end of `host`'s RAM queue until `keep` remain (a `pinned` one,
+        and a retry, stays); the URLs taken, whose rows the store still holds queued."""
+        slot = self.slots[host]
+        kept: list[Job] = []
+        taken: list[str] = []
+        while len(slot.queue) > keep:
+            job = slot.queue.pop()
+            assert job.item is not None
+            if job.attempt > 1 or pinned(job.item.url):
+                kept.append(job)
+                keep -= 1
+                continue
+            taken.append(job.item.url)
+        slot.queue.extend(reversed(kept))
+        self.in_ram -= len(taken)
+        return taken
+
     def _slot(self, key: str) -> HostSlot:
         slot = HostSlot(key=key, per_host=self.settings.per_host, delay=self.settings.delay)
         slot.dead = self._dead.get(key)

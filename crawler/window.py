@@ -1,10 +1,14 @@
 """The RAM window over the store's queued URLs: bounded, refilled per host as it drains.
 
-The store holds the whole frontier; RAM holds at most `size` queued URLs, at most
-`host_size` per host. A URL admitted while the window (or its host's share) is full
-stays only in the store, and its host is "spilled"; when a spilled host's RAM queue runs
-low, a refill claims more of its rows from the store. URLs in RAM, in flight or awaiting
-their commit are `pending`: a refill skips them, so none is queued twice.
+The store holds the whole frontier; RAM holds at most `size` queued URLs. Each host's
+share is `size` divided among the hosts that have work (between `min_share` and
+`host_size`), so ten big hosts found early cannot fill the window while thousands of
+small ones wait. A URL admitted while its host's share (or the window) is full stays only
+in the store, and its host is "spilled"; when a spilled host's RAM queue runs low, a
+refill claims more of its rows. Refills go round the spilled hosts in turn, and when
+hosts with nothing in RAM wait for room, hosts holding more than their share give the
+excess back to the store (`rebalance`). URLs in RAM, in flight or awaiting their commit
+are `pending`: a refill skips them, so none is queued twice.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Window:
         *,
         size: int,
         host_size: int,
+        min_share: int = 16,
         scan_batch: int,
         keep_cursors: bool,
         on_fatal: Callable[[BaseException], None],
@@ -37,6 +42,7 @@ class Window:
         self.stopping = False
         self.size = size
         self.host_size = min(host_size, size)
+        self.min_share = min(min_share, self.host_size)
         self.scan_batch = scan_batch
         # Partitioned: claims of a host are never released, because other processes'
         # rows for it arrive through `Store.new_work`, which compares with them.
@@ -45,10 +51,20 @@ class Window:
         self.pending: set[str] = set()  # in RAM, in flight, or awaiting commit
         # Hosts with queued rows only in the store, and per host how many of those rows
         # are not committed yet (invisible to a refill until they are).
-        self._spilled: dict[str, None] = {}
+        self._spilled: dict[str, None] = {}  # in the order refills visit them
         self._uncommitted: dict[str, int] = {}
+        # URLs queued in RAM before their row was committed: the only ones a rebalance
+        # may not hand back to the store (a claim could not find them yet).
+        self._unconfirmed: set[str] = set()
         self._refill_wanted = False
         self._refilling: asyncio.Task[None] | None = None
+
+    @property
+    def share(self) -> int:
+        """How many queued URLs one host may hold in RAM now."""
+        hosts = len(self.scheduler.slots) + len(self._spilled)  # overlap: a smaller share
+        fair = max(self.min_share, min(self.host_size, self.size // max(1, hosts)))
+        return min(fair, self.size)
 
     @property
     def busy(self) -> bool:
@@ -59,13 +75,15 @@ class Window:
         """Queue a URL in RAM; False (it stays in the store) when the window is full."""
         if (
             self.scheduler.in_ram >= self.size
-            or self.scheduler.queued_on(item.host) >= self.host_size
+            or self.scheduler.queued_on(item.host) >= self.share
         ):
             self._spilled[item.host] = None
             if item.id == 0:  # not in the store until its batch commits
                 self._uncommitted[item.host] = self._uncommitted.get(item.host, 0) + 1
             return False
         self.pending.add(item.url)
+        if item.id == 0:
+            self._unconfirmed.add(item.url)
         self.scheduler.enqueue(item)
         return True
 
@@ -78,13 +96,17 @@ class Window:
         """A job left `host`'s RAM queue, `left` remain."""
         # `<=`, not `==`: rows a refill queues may be taken before it ends, so the queue
         # can run dry without ever being seen at exactly half.
-        if left <= self.host_size // 2 and host in self._spilled:
+        if left <= self.share // 2 and host in self._spilled:
             self._refill_wanted = True
 
     def committed(self, batch: list[Outcome]) -> bool:
         """The store committed `batch`: forget its URLs; spilled rows are now visible.
         True when a refill is wanted."""
         pending = self.pending
+        if self._unconfirmed:
+            for o in batch:
+                for n in o.new_urls:
+                    self._unconfirmed.discard(n.url)
         if not self._uncommitted:  # every new URL of the batch is in RAM
             for o in batch:
                 pending.discard(o.url)
@@ -107,7 +129,10 @@ class Window:
             and self._refill_wanted
             and self._refilling is None
             and not self.stopping
-            and self.scheduler.in_ram < self.size // 2
+            and (
+                self.size - self.scheduler.in_ram >= self.min_share
+                or self.scheduler.in_ram < self.size // 2
+            )
         ):
             self._refill_wanted = False
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
@@ -122,14 +147,19 @@ class Window:
         """Claim store-only rows of spilled hosts whose RAM queue has run low."""
         scheduler = self.scheduler
         try:
+            self._rebalance()
+            share = self.share
             for host in list(self._spilled):
                 if self.stopping or scheduler.in_ram >= self.size:
                     self._refill_wanted = True
                     break
+                # Round the hosts in turn: this one goes to the back of the line.
+                del self._spilled[host]
+                self._spilled[host] = None
                 have = scheduler.queued_on(host)
-                if have > self.host_size // 2:
+                if have > share // 2:
                     continue
-                want = min(self.host_size - have, self.size - scheduler.in_ram)
+                want = min(share - have, self.size - scheduler.in_ram)
                 rows, exhausted = await self.store.claim(
                     host, want, self.pending.__contains__, batch=self.scan_batch
                 )
@@ -144,6 +174,22 @@ class Window:
         finally:
             self._refilling = None
             scheduler.wake_one()
+
+    def _rebalance(self) -> None:
+        """Hosts waiting with nothing in RAM while the window is full: hosts over their
+        share hand the excess (committed rows only) back to the store."""
+        scheduler = self.scheduler
+        if self.size - scheduler.in_ram >= min(self.min_share, self.size // 2):
+            return  # room enough
+        if not any(scheduler.queued_on(h) == 0 for h in self._spilled):
+            return
+        share = self.share
+        for host in [h for h, slot in scheduler.slots.items() if len(slot.queue) > share]:
+            back = scheduler.evict(host, share, self._unconfirmed.__contains__)
+            if back:
+                self.pending.difference_update(back)
+                self.store.release(host)  # the claim starts over, skipping what stays
+                self._spilled[host] = None
 
     def close(self) -> None:
         if self._refilling is not None:

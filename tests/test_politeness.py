@@ -159,3 +159,39 @@ async def test_gap_between_starts_on_one_host(
     assert min(measured) >= gap - TOLERANCE, measured
     assert max(measured) < gap + 1.0, measured  # the cap holds: nowhere near 30 s
     assert host.max_open == 2  # per_host=2 still lets the held requests overlap
+
+
+async def test_small_hosts_are_crawled_while_big_hosts_still_have_work(
+    site: Site, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RAM window a fifth of one big host's queue, the small hosts found through links
+    after the big hosts' queues are full: each small host is done before the big ones."""
+    import functools
+
+    import crawler.engine
+    from crawler.frontier import Frontier
+
+    monkeypatch.setattr(
+        crawler.engine, "Frontier", functools.partial(Frontier, window=40, host_window=40)
+    )
+    big = [await site.host() for _ in range(3)]
+    small = [await site.host() for _ in range(12)]
+    for host in small:
+        host.page("/", ["/a", "/b", "/c"])
+        for path in ("/a", "/b", "/c"):
+            host.page(path)
+    for host in big:
+        pages = [f"/p{i}" for i in range(200)]
+        host.page("/", pages)
+        for i, path in enumerate(pages):
+            # The small hosts are linked from pages the crawl reaches after the big
+            # hosts' queues have filled the window.
+            links = [h.url("/") for h in small] if i == 5 else []
+            host.page(path, links)
+    await run(db, [h.url("/") for h in big], per_host=1, delay=0.01, scope="any")
+    # Every small host is done before any big host is: none waited for a big host's queue.
+    first_big_done = min(max(hit.start for hit in host.hits) for host in big)
+    for host in small:
+        assert len(host.hits) == 5  # robots.txt, /, /a, /b, /c
+        assert max(hit.start for hit in host.hits) < first_big_done, host.ip
+    assert rows(db, "SELECT count(*) FROM pages") == [(3 * 201 + 12 * 4,)]

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -21,6 +21,9 @@ from crawler import __version__
 from crawler.config import SETTING_NAMES, Resolved, Settings, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 from crawler.logs import setup_logging
+
+if TYPE_CHECKING:
+    from crawler.run import Output
 from crawler.store import open_reader
 
 log = logging.getLogger("crawler")
@@ -147,7 +150,26 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
         default="text",
         help="Log, progress and summary lines as text or as one JSON object per line.",
     )(func)
+    func = click.option(
+        "--status-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve the live report, /status (JSON) and /metrics (Prometheus) on this port.",
+    )(func)
+    func = click.option(
+        "--status-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address of the status server (loopback unless widened, e.g. 0.0.0.0).",
+    )(func)
     return func
+
+
+def _output(quiet: bool, log_format: str, status_host: str, status_port: int | None) -> Output:
+    from crawler.run import Output
+
+    status = (status_host, status_port) if status_port is not None else None
+    return Output(quiet=quiet, log_format=log_format, handle_signals=True, status=status)
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +215,8 @@ def crawl(
     quiet: bool,
     verbose: bool,
     log_format: str,
+    status_host: str,
+    status_port: int | None,
     **values: Any,
 ) -> int:
     """Crawl from SEED URLs into a new SQLite file.
@@ -207,7 +231,8 @@ def crawl(
     if not all_seeds:
         raise UsageError("no seed URLs given (crawler crawl URL... or --seeds-file FILE)")
     resolved = resolve({**_given(values), "db": db}, config_path)
-    return run_crawl(resolved.db, resolved.settings, all_seeds, quiet=quiet, log_format=log_format)
+    out = _output(quiet, log_format, status_host, status_port)
+    return run_crawl(resolved.db, resolved.settings, all_seeds, out)
 
 
 @cli.command()
@@ -228,6 +253,8 @@ def resume(
     quiet: bool,
     verbose: bool,
     log_format: str,
+    status_host: str,
+    status_port: int | None,
     **values: Any,
 ) -> int:
     """Continue a crawl with the settings it was started with.
@@ -241,7 +268,8 @@ def resume(
     given = _given(values)
     build_settings(given, source="command line")  # validate before touching the file
     added = _seed_list(seeds, seeds_file)
-    return resume_crawl(db, given, added, quiet=quiet, log_format=log_format)
+    out = _output(quiet, log_format, status_host, status_port)
+    return resume_crawl(db, given, added, out)
 
 
 def _seed_list(seeds: tuple[str, ...], seeds_file: TextIO | None) -> list[str]:

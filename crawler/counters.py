@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from crawler.latency import Latency
 from crawler.records import error_kind
 
 
@@ -20,6 +21,8 @@ class Counters:
     bytes: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     by_status_class: dict[str, int] = field(default_factory=dict)  # "2xx": n; "error": no status
+    by_status: dict[str, int] = field(default_factory=dict)  # "200": n; "error": no status
+    latency: Latency = field(default_factory=Latency)  # seconds per stored fetch
 
     @property
     def elapsed(self) -> float:
@@ -29,10 +32,11 @@ class Counters:
     def rate(self) -> float:
         return self.pages / self.elapsed if self.elapsed > 0 else 0.0
 
-    def response(self, status: int | None, error: str | None, size: int) -> None:
+    def response(self, status: int | None, error: str | None, size: int, elapsed: float) -> None:
         """A row for a fetch: an HTTP status, or (status None) a network error."""
         self.pages += 1
         self.bytes += size
+        self.latency.observe(elapsed)
         if status is None:
             self._error(error or "error")
             return
@@ -40,6 +44,8 @@ class Counters:
             self.http_errors += 1
         klass = f"{status // 100}xx"
         self.by_status_class[klass] = self.by_status_class.get(klass, 0) + 1
+        code = str(status)
+        self.by_status[code] = self.by_status.get(code, 0) + 1
 
     def failed_row(self, reason: str) -> None:
         """An error row written without a response (an internal error, a dropped host)."""
@@ -51,3 +57,4 @@ class Counters:
         kind = error_kind(reason)
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         self.by_status_class["error"] = self.by_status_class.get("error", 0) + 1
+        self.by_status["error"] = self.by_status.get("error", 0) + 1

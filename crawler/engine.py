@@ -90,6 +90,15 @@ class Engine:
             "elapsed_s": round(c.elapsed, 3),
         }
 
+    def status(self) -> dict[str, Any]:
+        """The snapshot with what `/metrics` adds: per-status counts, the latency histogram."""
+        c = self.counters
+        return self.snapshot() | {
+            "by_status_class": dict(sorted(c.by_status_class.items())),
+            "by_status": dict(sorted(c.by_status.items())),
+            "latency": c.latency.data(),
+        }
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(
@@ -277,7 +286,7 @@ class Engine:
         elif status == 429 or status >= 500:
             failed = f"HTTP {status}"
         log.debug("%s %s (%.3fs)", resp.status or resp.error, job.item.url, resp.elapsed)
-        self.counters.response(resp.status, resp.error, len(resp.body))
+        self.counters.response(resp.status, resp.error, len(resp.body), resp.elapsed)
         self.store.add(await self.outcomes.build(job, resp))
         self.frontier.finish(job, stored=True, failed=failed)
         if self.store.backlog_bytes >= BACKLOG_BYTES:

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from crawler import latency
 from crawler.config import Settings
 from crawler.engine import Engine
 from crawler.errors import CrawlerError
@@ -39,6 +40,7 @@ from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
 from crawler.progress import shown
 from crawler.records import Summary
+from crawler.status import watched
 from crawler.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ async def run_partitioned(
     quiet: bool,
     log_format: str,
     handle_signals: bool,
+    status: tuple[str, int] | None = None,
 ) -> Summary:
     """Crawl with `settings.processes` child processes into the open `store`."""
     ctx = multiprocessing.get_context("spawn")
@@ -114,7 +117,9 @@ async def run_partitioned(
             for i in range(count)
         ]
         try:
-            stops = await _supervise(children, started, quiet, log_format, handle_signals)
+            stops = await _supervise(
+                children, started, quiet, log_format, handle_signals, status, store.name
+            )
         finally:
             await _reap(children)
             with contextlib.suppress(OSError):
@@ -147,7 +152,13 @@ async def run_partitioned(
 
 
 async def _supervise(
-    children: list[_Child], started: float, quiet: bool, log_format: str, handle_signals: bool
+    children: list[_Child],
+    started: float,
+    quiet: bool,
+    log_format: str,
+    handle_signals: bool,
+    status: tuple[str, int] | None,
+    db: str,
 ) -> int:
     """Relay signals and show progress until every child has exited; returns the stops."""
     loop = asyncio.get_running_loop()
@@ -167,7 +178,11 @@ async def _supervise(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
     try:
-        async with shown(summed_progress(children, started), quiet=quiet, log_format=log_format):
+        source = summed_progress(children, started)
+        async with (
+            shown(source, quiet=quiet, log_format=log_format),
+            watched(status, source, db),
+        ):
             pending = {c.exited for c in children}
             failed = False
             while pending:
@@ -193,6 +208,9 @@ def summed_progress(children: list[_Child], started: float) -> Callable[[], dict
         data: dict[str, Any] = {k: sum(p.get(k, 0) for p in parts) for k in _SUMMED}
         data["pages_per_s"] = round(data["pages"] / elapsed, 2) if elapsed > 0 else 0.0
         data["errors_by_kind"] = _merged([p.get("errors_by_kind", {}) for p in parts])
+        data["by_status_class"] = _merged([p.get("by_status_class", {}) for p in parts])
+        data["by_status"] = _merged([p.get("by_status", {}) for p in parts])
+        data["latency"] = latency.merged(p.get("latency") for p in parts)
         data["elapsed_s"] = round(elapsed, 3)
         return data
 
@@ -340,5 +358,5 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
 
 async def _report(engine: Engine, messages: Connection) -> None:
     while True:
-        _send(messages, ("progress", engine.snapshot()))
+        _send(messages, ("progress", engine.status()))
         await asyncio.sleep(REPORT_EVERY)

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from crawler.config import SETTING_NAMES, Settings, build_settings
@@ -16,38 +17,38 @@ from crawler.processes import run_partitioned
 from crawler.progress import shown
 from crawler.records import Summary
 from crawler.report import print_summary
+from crawler.status import watched
 from crawler.store import Store, open_store
 from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
 
-def run_crawl(
-    db: str, settings: Settings, seeds: list[str], *, quiet: bool = False, log_format: str = "text"
-) -> int:
+@dataclass(frozen=True, slots=True)
+class Output:
+    """How a run shows itself; the run's own, never stored with the crawl."""
+
+    quiet: bool = True
+    log_format: str = "text"
+    handle_signals: bool = False  # SIGINT/SIGTERM stop the crawl gracefully (the CLI's way)
+    status: tuple[str, int] | None = None  # (host, port) of the live status server
+
+
+def run_crawl(db: str, settings: Settings, seeds: list[str], out: Output) -> int:
     """`crawler crawl`: a new crawl into `db`."""
     seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
-    main = crawl(db, settings, seeds, quiet=quiet, log_format=log_format, handle_signals=True)
-    return _run(main, db, quiet=quiet, log_format=log_format)
+    return _run(crawl(db, settings, seeds, output=out), db, out)
 
 
-def resume_crawl(
-    db: str,
-    overrides: dict[str, Any],
-    seeds: Sequence[str] = (),
-    *,
-    quiet: bool = False,
-    log_format: str = "text",
-) -> int:
+def resume_crawl(db: str, overrides: dict[str, Any], seeds: Sequence[str], out: Output) -> int:
     """`crawler resume`: continue the crawl in `db`, optionally with more seeds."""
-    main = resume(db, overrides, seeds, quiet=quiet, log_format=log_format, handle_signals=True)
-    return _run(main, db, quiet=quiet, log_format=log_format)
+    return _run(resume(db, overrides, seeds, output=out), db, out)
 
 
-def _run(main: Coroutine[Any, Any, Summary], db: str, *, quiet: bool, log_format: str) -> int:
+def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         summary = runner.run(main)
-    print_summary(summary, db=db, quiet=quiet, log_format=log_format)
+    print_summary(summary, db=db, quiet=out.quiet, log_format=out.log_format)
     return 0
 
 
@@ -56,15 +57,13 @@ async def crawl(
     settings: Settings,
     seeds: list[str],
     *,
-    quiet: bool = True,
-    log_format: str = "text",
-    handle_signals: bool = False,
+    output: Output = Output(),
 ) -> Summary:
     """Crawl `seeds` into a new crawl in `db` (the library entry point; the CLI wraps it).
 
     A file that already holds a crawl is refused (UsageError): `resume` continues it.
-    `handle_signals`: SIGINT/SIGTERM stop the crawl gracefully (the CLI's behaviour);
-    off by default so that embedding the crawler does not take over the process' signals.
+    `output.handle_signals` is off by default so that embedding the crawler does not take
+    over the process' signals.
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     store = await open_store(db, create=True)
@@ -76,8 +75,7 @@ async def crawl(
                     "(add seeds with --seed URL), or crawl into another file"
                 )
             await store.save_crawl(settings, seeds)
-            return await _go(store, settings, seeds, seeds, "crawl", quiet, log_format,
-                             handle_signals)  # fmt: skip
+            return await _go(store, settings, seeds, seeds, "crawl", output)
     finally:
         await store.close()
 
@@ -87,9 +85,7 @@ async def resume(
     overrides: dict[str, Any] | None = None,
     seeds: Sequence[str] = (),
     *,
-    quiet: bool = True,
-    log_format: str = "text",
-    handle_signals: bool = False,
+    output: Output = Output(),
 ) -> Summary:
     """Continue the crawl stored in `db`; `overrides` replace stored settings (and are
     stored), `seeds` are added to the crawl."""
@@ -112,8 +108,7 @@ async def resume(
                 await store.save_crawl(settings, all_seeds)
             # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
             # (the frontier skips the ones it already holds).
-            return await _go(store, settings, all_seeds, all_seeds, "resume", quiet,
-                             log_format, handle_signals)  # fmt: skip
+            return await _go(store, settings, all_seeds, all_seeds, "resume", output)
     finally:
         await store.close()
 
@@ -124,9 +119,7 @@ async def _go(
     seeds: list[str],
     new_seeds: list[str],
     kind: str,
-    quiet: bool,
-    log_format: str,
-    handle_signals: bool,
+    out: Output,
 ) -> Summary:
     run_id = await store.start_run(kind)
     if settings.processes > 1:
@@ -135,17 +128,19 @@ async def _go(
             settings,
             seeds,
             new_seeds,
-            quiet=quiet,
-            log_format=log_format,
-            handle_signals=handle_signals,
+            quiet=out.quiet,
+            log_format=out.log_format,
+            handle_signals=out.handle_signals,
+            status=out.status,
         )
     else:
         engine = Engine(store, settings, seeds)
         async with (
             store.deferred_indexes(),
-            shown(engine.snapshot, quiet=quiet, log_format=log_format),
+            shown(engine.snapshot, quiet=out.quiet, log_format=out.log_format),
+            watched(out.status, engine.status, store.name),
         ):
-            summary = await engine.run(new_seeds, handle_signals=handle_signals)
+            summary = await engine.run(new_seeds, handle_signals=out.handle_signals)
         if summary.finished:
             await store.mark_finished()
     # The run's duration as stored, so that the summary and `stats` agree.

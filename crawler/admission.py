@@ -29,31 +29,44 @@ class Admission:
         """The row for a new URL; None when already seen, a Reason when refused."""
         if url in self.seen:
             return None
+        refusal = self._refusal(url)
+        if refusal is not None:
+            return refusal
+        self.seen.add(url)
+        return NewURL(url, host_key(url), depth, hops, origin)
+
+    def _refusal(self, url: str) -> Reason | None:
+        """Why a URL not seen yet does not enter: out of scope or a trap."""
         verdict = self.scope.verdict(url)
         if verdict is not None:
             return verdict
         if has_repeated_segments(url, self.settings.repeat_segments):
             return Reason.TRAP
-        self.seen.add(url)
-        return NewURL(url, host_key(url), depth, hops, origin)
+        return None
 
     def links(self, links: Iterable[str], depth: int, skipped: dict[str, int]) -> list[NewURL]:
         """The new URLs among a page's followable links at `depth`; refusals counted into
         `skipped` (a link already seen is no refusal; one out of scope is, every time)."""
-        seen = self.seen.hashes
+        urls = links if isinstance(links, list) else list(links)
+        unseen = self.seen.unseen(urls)  # one vectorised look-up for the whole page
         if 0 <= self.settings.max_depth < depth:
-            if deep := sum(1 for url in links if hash(url) not in seen):
-                skipped[Reason.DEPTH] = skipped.get(Reason.DEPTH, 0) + deep
+            if unseen:
+                skipped[Reason.DEPTH] = skipped.get(Reason.DEPTH, 0) + len(unseen)
             return []
+        # No merge happens before the next `unseen`, so a hash added here stays in `recent`
+        # for the rest of the page: a second link to a URL admitted above is seen.
+        recent = self.seen.recent
         new: list[NewURL] = []
-        for url in links:
-            if hash(url) in seen:
+        for url in unseen:
+            h = hash(url)
+            if h in recent:
                 continue
-            n = self.admit(url, depth)
-            if isinstance(n, NewURL):
-                new.append(n)
-            elif n is not None:
-                skipped[n] = skipped.get(n, 0) + 1
+            refusal = self._refusal(url)
+            if refusal is None:
+                recent.add(h)
+                new.append(NewURL(url, host_key(url), depth, 0, None))
+            else:
+                skipped[refusal] = skipped.get(refusal, 0) + 1
         return new
 
     def redirect(self, item: QueuedURL, target: str) -> NewURL | Reason | None:

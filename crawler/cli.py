@@ -84,12 +84,14 @@ _HELP = {
     "concurrency": "Most requests in flight overall.",
     "cookies": "Keep cookies between requests (default: off).",
     "delay": "Least seconds between the starts of two requests to one host.",
+    "delay_factor": "Wait this many times a host's last response time before its next request.",
     "deny": "Never crawl URLs matching this regex (repeatable).",
     "host_budget": "Most pages fetched from one host (0: no limit).",
     "host_failures": "Consecutive failures before a host's queue is dropped.",
     "ignore_robots": "Do not fetch or obey robots.txt.",
     "max_bytes": "Most body bytes read per response, after decompression.",
     "max_crawl_delay": "Cap on a robots.txt Crawl-delay we honour, in seconds.",
+    "max_delay": "Cap, in seconds, on the wait --delay-factor asks for.",
     "max_depth": "Most link hops from a seed (seeds are depth 0; -1: no limit).",
     "max_links": "Most links kept from one page.",
     "max_pages": "Stop after this many fetches are stored (0: no limit).",
@@ -375,10 +377,10 @@ def why(url: str, db: str, as_json: bool) -> None:
 @click.option("--top", default=20, show_default=True, help="Rows in the top-N tables.")
 def report(db: str, output: str, top: int) -> None:
     """An HTML report with charts: one file, viewable offline."""
-    from crawler import htmlreport, reportdata
+    from crawler import htmlreport
 
     with contextlib.closing(open_reader(db)) as reader:
-        data = reportdata.gather(reader.db, top=top)  # type: ignore[attr-defined]
+        data = reader.report(top=top)
     Path(output).write_text(htmlreport.render(data), encoding="utf-8")
     click.echo(f"report of {data.stats['pages']:,} pages written to {output}", err=True)
 

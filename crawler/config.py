@@ -31,12 +31,14 @@ class Settings:
     concurrency: int = 64  # most requests in flight overall
     cookies: bool = False  # keep cookies between requests (off: every request is anonymous)
     delay: float = 0.0  # least seconds between the starts of two requests to one host
+    delay_factor: float = 0.0  # wait this many times a host's last response time (0: off)
     deny: tuple[str, ...] = ()  # regexes; a URL matching any of them is not crawled
     host_budget: int = 0  # most pages fetched from one host (0: no limit); a trap guard
     host_failures: int = 10  # consecutive failed requests before a host's queue is dropped
     ignore_robots: bool = False  # do not fetch or obey robots.txt
     max_bytes: int = 10_000_000  # most body bytes read per response, after decompression
     max_crawl_delay: float = 30.0  # cap on a robots.txt Crawl-delay we honour, seconds
+    max_delay: float = 30.0  # cap on the wait delay_factor asks for, seconds
     max_depth: int = -1  # links followed from a seed (seeds are depth 0); -1: no limit
     max_links: int = 10_000  # most links kept from one page
     max_pages: int = 0  # stop after this many fetches are stored; 0: no limit
@@ -112,6 +114,8 @@ def _validate(s: Settings) -> None:
         (s.per_host >= 1, "per_host must be at least 1"),
         (1 <= s.processes <= 64, "processes must be between 1 and 64"),
         (s.delay >= 0, "delay must not be negative"),
+        (s.delay_factor >= 0, "delay_factor must not be negative (0: off)"),
+        (s.max_delay >= 0, "max_delay must not be negative"),
         (s.max_pages >= 0, "max_pages must not be negative (0: no limit)"),
         (s.max_depth >= -1, "max_depth must be -1 (no limit) or more"),
         (s.timeout > 0, "timeout must be positive"),

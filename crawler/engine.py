@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 import aiohttp
 
+from crawler import robots
 from crawler.config import Settings
 from crawler.counters import Counters
 from crawler.errors import InternalError, StoreFailure
@@ -232,12 +234,21 @@ class Engine:
 
     async def _robots(self, job: Job) -> None:
         assert self._session is not None
+        agent = self.settings.user_agent
+        # RFC 9309 2.4: a copy fetched in the last 24 hours (by an earlier run, or before
+        # the host's rules left the bounded cache) is used again, not fetched again.
+        stored = await self.store.robots_for(job.host, time.time() - robots.TTL)
+        if stored is not None:
+            status, body, fetched_at = stored
+            self.frontier.robots_loaded(job, robots.restored(status, body, agent, fetched_at))
+            return
         try:
             rules = await fetch_rules(
                 self._session,
                 job.host,
-                self.settings.user_agent,
+                agent,
                 timeout=self.settings.timeout,
+                on_sent=self.frontier.sent(job),
             )
         except BaseException:
             self.frontier.finish(job, stored=False)
@@ -262,7 +273,11 @@ class Engine:
         settings = self.settings
         try:
             resp = await fetch(
-                self._session, job.item.url, timeout=settings.timeout, max_bytes=settings.max_bytes
+                self._session,
+                job.item.url,
+                timeout=settings.timeout,
+                max_bytes=settings.max_bytes,
+                on_sent=self.frontier.sent(job),
             )
         except BaseException:
             # Cancelled (second SIGINT): the URL stays queued in the file for resume.
@@ -288,7 +303,7 @@ class Engine:
         log.debug("%s %s (%.3fs)", resp.status or resp.error, job.item.url, resp.elapsed)
         self.counters.response(resp.status, resp.error, len(resp.body), resp.elapsed)
         self.store.add(await self.outcomes.build(job, resp))
-        self.frontier.finish(job, stored=True, failed=failed)
+        self.frontier.finish(job, stored=True, failed=failed, elapsed=resp.elapsed)
         if self.store.backlog_bytes >= BACKLOG_BYTES:
             # Back-pressure: when the store falls behind, workers wait for the write
             # instead of piling outcomes up in RAM.

@@ -19,25 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import ssl
 import time
-import zlib
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
-import brotli  # type: ignore[import-untyped]
 import yarl
+from aiohttp.connector import Connection
 from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 
+from crawler import decoding
 from crawler.config import Settings
 from crawler.netbytes import safe_text
 
 CHUNK = 65_536
 MAX_REASON = 300  # characters of an error reason kept on the row
-ACCEPT_ENCODING = "gzip, deflate, br"  # exactly what `_decoder` decodes
-MAX_MEMBERS = 1024  # concatenated gzip/deflate members decoded in one body (aiohttp's cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +102,16 @@ def make_session(
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
     )
-    # Tells `fetch` whether a request went out on a pooled connection (see `_send`).
-    pooled = aiohttp.TraceConfig()
-    pooled.on_connection_reuseconn.append(_mark_reused)
     session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=jar,
-        headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": decoding.ACCEPT_ENCODING},
         timeout=aiohttp.ClientTimeout(total=settings.timeout),
         raise_for_status=False,
         auto_decompress=False,
         trust_env=False,
         requote_redirect_url=False,
-        trace_configs=[pooled],
+        request_class=_request_class(),
     )
     # aiohttp sends a GET again, at once, whenever the server drops the connection before
     # answering, on a fresh connection too. Retries are ours (`--retries`, with backoff,
@@ -126,23 +123,49 @@ def make_session(
 
 @dataclass(slots=True)
 class _Attempt:
-    """One request's trace context: whether the pool handed it a connection used before."""
+    """One request as it goes out: when it was written, and on what connection."""
 
-    reused: bool = False
+    on_sent: Callable[[float], None] | None = None  # told the loop time of the writing
+    reused: bool = False  # the pool handed it a connection that had served before
 
 
-async def _mark_reused(
-    session: aiohttp.ClientSession,
-    context: object,
-    params: aiohttp.TraceConnectionReuseconnParams,
-) -> None:
-    attempt = getattr(context, "trace_request_ctx", None)
-    if isinstance(attempt, _Attempt):
-        attempt.reused = True
+# The attempt of the request this task is sending: set by `_get`, read by `_Request.send`
+# (aiohttp calls it in the same task), so no per-request trace machinery is needed.
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "crawler_attempt", default=None
+)
+
+
+def _request_class() -> type[aiohttp.ClientRequest]:
+    """A ClientRequest that notes when it is written and whether its connection is reused;
+    one class per session, so that its record of connections dies with the session."""
+    served: weakref.WeakSet[object] = weakref.WeakSet()
+
+    class _Request(aiohttp.ClientRequest):
+        async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+            attempt = _ATTEMPT.get()
+            if attempt is None:
+                return await super().send(conn)
+            protocol = conn.protocol
+            attempt.reused = protocol in served
+            served.add(protocol)
+            resp = await super().send(conn)
+            if attempt.on_sent is not None:
+                # The politeness clock starts here, as the server sees it: the request
+                # has just been written to an open connection.
+                attempt.on_sent(time.monotonic())
+            return resp
+
+    return _Request
 
 
 async def fetch(
-    session: aiohttp.ClientSession, url: str, *, timeout: float, max_bytes: int
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    timeout: float,
+    max_bytes: int,
+    on_sent: Callable[[float], None] | None = None,
 ) -> Response:
     """GET `url` once, without following redirects, keeping at most `max_bytes` of body.
 
@@ -153,7 +176,7 @@ async def fetch(
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            resp = await _send(session, url)
+            resp = await _send(session, url, on_sent)
             async with resp:
                 headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
                 try:
@@ -185,7 +208,9 @@ async def fetch(
         return _failure(url, started, f"os error: {exc.strerror or exc}")
 
 
-async def _send(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+async def _send(
+    session: aiohttp.ClientSession, url: str, on_sent: Callable[[float], None] | None
+) -> aiohttp.ClientResponse:
     """Send the GET and wait for the response head.
 
     A server may close an idle keep-alive connection just as we reuse it, without having
@@ -194,7 +219,7 @@ async def _send(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientRespo
     connection is the server's answer, retried by the crawl's `--retries` with backoff.
     "Never answered" is as far as aiohttp can tell: it raised before a complete head.
     """
-    attempt = _Attempt()
+    attempt = _Attempt(on_sent)
     try:
         return await _get(session, url, attempt)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -202,20 +227,23 @@ async def _send(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientRespo
             raise
     # The dead connection is closed: the pool opens a new one unless another idle
     # connection to the host is there; that one is not retried again if it fails.
-    return await _get(session, url, _Attempt())
+    return await _get(session, url, _Attempt(on_sent))
 
 
 async def _get(
     session: aiohttp.ClientSession, url: str, attempt: _Attempt
 ) -> aiohttp.ClientResponse:
-    # encoded=True: send the canonical URL byte for byte; yarl would otherwise
-    # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
-    return await session.get(
-        yarl.URL(url, encoded=True),
-        allow_redirects=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        trace_request_ctx=attempt,
-    )
+    token = _ATTEMPT.set(attempt)
+    try:
+        # encoded=True: send the canonical URL byte for byte; yarl would otherwise
+        # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
+        return await session.get(
+            yarl.URL(url, encoded=True),
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+    finally:
+        _ATTEMPT.reset(token)
 
 
 @contextlib.contextmanager
@@ -259,7 +287,7 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[byte
 
     Raises `aiohttp.ClientPayloadError` when the body cannot be decoded to its end.
     """
-    decoder = _decoder(resp.headers.get("Content-Encoding"))
+    decoder = decoding.decoder(resp.headers.get("Content-Encoding"))
     parts: list[bytes] = []
     size = 0
     while raw := await resp.content.read(CHUNK):
@@ -273,79 +301,6 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[byte
     if decoder is not None and not decoder.complete:
         raise aiohttp.ClientPayloadError(f"{decoder.name} stream cut short")
     return b"".join(parts), False
-
-
-class _Inflate:
-    """gzip, or deflate (zlib format, or raw deflate as some servers send it), member
-    after member (RFC 1952 2.2 allows several), with a bound on the output."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.wbits = 16 + zlib.MAX_WBITS if name == "gzip" else zlib.MAX_WBITS
-        self.member: zlib._Decompress | None = None
-        self.members = 0
-
-    @property
-    def complete(self) -> bool:
-        """Every member that began has ended (true too when no byte came)."""
-        return self.member is None
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        """At most `limit` bytes (> 0) from `data`; all of `data` is used when fewer come."""
-        out: list[bytes] = []
-        try:
-            while data and limit > 0:
-                if self.member is None:
-                    self.members += 1
-                    if self.members > MAX_MEMBERS:
-                        raise aiohttp.ClientPayloadError(
-                            f"{self.name} stream of more than {MAX_MEMBERS} members"
-                        )
-                    if self.members == 1 and self.name == "deflate" and data[0] & 0x0F != 8:
-                        self.wbits = -zlib.MAX_WBITS  # no zlib header: raw deflate
-                    self.member = zlib.decompressobj(self.wbits)
-                piece = self.member.decompress(data, limit)
-                out.append(piece)
-                limit -= len(piece)
-                if self.member.eof:
-                    data, self.member = self.member.unused_data, None
-                else:
-                    data = self.member.unconsumed_tail
-        except zlib.error as exc:
-            raise aiohttp.ClientPayloadError(f"invalid {self.name} stream ({exc})") from exc
-        return b"".join(out)
-
-
-class _Unbrotli:
-    """br (RFC 7932), with a bound on the output."""
-
-    name = "br"
-
-    def __init__(self) -> None:
-        self.decompressor = brotli.Decompressor()
-        self.started = False
-
-    @property
-    def complete(self) -> bool:
-        return not self.started or bool(self.decompressor.is_finished())
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        """At least `limit` bytes from `data` (brotli may give a little more), or all of it."""
-        self.started = True
-        try:
-            return bytes(self.decompressor.process(data, output_buffer_limit=limit))
-        except brotli.error as exc:
-            raise aiohttp.ClientPayloadError(f"invalid br stream ({exc})") from exc
-
-
-def _decoder(encoding: str | None) -> _Inflate | _Unbrotli | None:
-    """The decoder for a Content-Encoding; None (the body as sent) for any other value."""
-    name = (encoding or "").strip().lower()
-    if name in ("gzip", "deflate"):
-        return _Inflate(name)
-    if name == "br":
-        return _Unbrotli()
-    return None
 
 
 def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -> Response:

@@ -11,10 +11,8 @@ work. The frontier wires them to the store and answers the engine's questions: `
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 
-from crawler import robots
 from crawler.admission import Admission
 from crawler.config import Settings
 from crawler.coordination import Partitioned, Solo
@@ -87,13 +85,6 @@ class Frontier:
         await self.coordination.start(self.store)  # before the seen-set: see Partitioned
         async for url in self.store.seen_urls():
             self.seen.add(url)
-        if self.scheduler.needs_robots:
-            # RFC 9309 2.4: a robots.txt an earlier run fetched is good for 24 hours.
-            agent = self.settings.user_agent
-            since = time.time() - robots.TTL
-            async for host, status, body, fetched in self.store.stored_robots(since):
-                if own(host):
-                    self.scheduler.robots.put(host, robots.restored(status, body, agent, fetched))
         self.scheduler.stored = await self.store.page_count()
         self.budget.start(self.scheduler.stored)
         if self.settings.host_budget:
@@ -204,10 +195,17 @@ class Frontier:
 
     # ------------------------------------------------------------------ results
 
-    def finish(self, job: Job, *, stored: bool, failed: str | None = None) -> None:
+    def finish(
+        self, job: Job, *, stored: bool, failed: str | None = None, elapsed: float | None = None
+    ) -> None:
         """A job is over: free its slot; `failed` counts towards the host's failure limit."""
-        self.scheduler.finish(job, stored=stored, failed=failed)
+        self.scheduler.finish(job, stored=stored, failed=failed, elapsed=elapsed)
         self._wake_if_finished()
+
+    def sent(self, job: Job) -> Callable[[float], None]:
+        """What the fetcher calls when `job`'s request is written (the politeness clock)."""
+        host, scheduler = job.host, self.scheduler
+        return lambda at: scheduler.sent(host, at)
 
     def retry(self, job: Job, after: float) -> None:
         """Queue `job` again at the front of its host, keeping the whole host quiet `after` s."""
@@ -238,7 +236,7 @@ class Frontier:
         if self._finished():
             self.scheduler.wake_all()
 
-    def _committed(self, batch: list[Outcome]) -> None:
+    def _committed(self, batch: list[Outcome], inserted: Sequence[str]) -> None:
         if self.window.committed(batch):
             self.scheduler.wake_one()
 

@@ -18,7 +18,7 @@ from typing import Any
 import pygal
 from pygal.style import Style
 
-from crawler.reportdata import STATUS_CLASSES, Bucket, ReportData
+from crawler.records import STATUS_CLASSES, Bucket, ReportData
 
 # Importing pygal appends an old-style finder (for its optional map plugins, which we do
 # not use) to sys.meta_path; it makes every later import in the process warn (ImportWarning,

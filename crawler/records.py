@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from crawler.config import Settings
 
@@ -174,3 +175,53 @@ class Summary:
     bytes: int = 0  # body bytes received this run
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     by_status_class: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- the report
+
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """The pages fetched in one time slice [start, start + width)."""
+
+    start: float  # unix time
+    pages: int
+    bytes: int
+    by_class: dict[str, int]  # STATUS_CLASSES -> pages
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    host: str
+    pages: int
+    errors: int  # network errors and statuses >= 400
+    median_s: float | None  # response time (pages.elapsed), nearest rank
+    p95_s: float | None
+    pages_per_s: float | None  # pages over the span from the host's first to last fetch
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLink:
+    url: str
+    status: int | None  # where its redirect chain ended
+    error: str | None
+    links: int  # links to it
+    sources: list[str]  # a few pages that link to it
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    stats: dict[str, Any]  # queries.stats: headline numbers and small tables
+    generated_at: float
+    bucket_width: int  # seconds
+    buckets: list[Bucket]
+    hosts: list[HostRow]  # the busiest `top_hosts`
+    slowest: list[dict[str, Any]]  # url, elapsed, status
+    largest: list[dict[str, Any]]  # url, size, content_type
+    broken: list[BrokenLink]
+    broken_pages: int  # pages that are broken links' targets (linked or not)
+    broken_links: int  # links to them
+    not_followed: list[dict[str, Any]]  # frontier rows disallowed/dropped: state, reason, urls
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -76,12 +77,17 @@ def restored(status: int, body: str | None, user_agent: str, fetched_at: float) 
 
 
 async def fetch_rules(
-    session: aiohttp.ClientSession, origin: str, user_agent: str, *, timeout: float
+    session: aiohttp.ClientSession,
+    origin: str,
+    user_agent: str,
+    *,
+    timeout: float,
+    on_sent: Callable[[float], None] | None = None,
 ) -> Rules:
     """Fetch and interpret `origin`/robots.txt (origin is scheme://host[:port])."""
     url = origin + "/robots.txt"
     for _ in range(MAX_HOPS + 1):
-        resp = await fetch(session, url, timeout=timeout, max_bytes=MAX_BYTES)
+        resp = await fetch(session, url, timeout=timeout, max_bytes=MAX_BYTES, on_sent=on_sent)
         status = resp.status
         if status is None:
             return _closed(None, f"robots.txt unreachable: {resp.error}")

@@ -26,6 +26,11 @@ from crawler.robots import RobotsCache, Rules
 
 log = logging.getLogger(__name__)
 
+# How much later than `delay` after a request was written the next may start: our clock
+# reads the time a little before the server does, and by how much varies (connection
+# setup, the server's own scheduling); this keeps the gaps it sees at `delay` or more.
+SENT_MARGIN = 0.010
+
 
 class Scheduler:
     def __init__(
@@ -168,11 +173,25 @@ class Scheduler:
 
     # ------------------------------------------------------------------ results
 
-    def finish(self, job: Job, *, stored: bool, failed: str | None = None) -> None:
-        """A job is over: free its slot; `failed` counts towards the host's failure limit."""
+    def sent(self, host: str, at: float) -> None:
+        """A request to `host` was written at loop time `at`: the delay runs from there, as
+        the server sees it, not from when a worker took the job (connecting takes time)."""
+        slot = self.slots.get(host)
+        if slot is not None and slot.delay:
+            slot.next_start = max(slot.next_start, at + slot.delay + SENT_MARGIN)
+
+    def finish(
+        self, job: Job, *, stored: bool, failed: str | None = None, elapsed: float | None = None
+    ) -> None:
+        """A job is over: free its slot; `failed` counts towards the host's failure limit;
+        `elapsed` (the response time) spaces the next request when --delay-factor asks."""
         slot = self.slots[job.host]
         slot.open -= 1
         self.open -= 1
+        factor = self.settings.delay_factor
+        if factor and elapsed is not None:
+            wait = min(self.settings.max_delay, factor * elapsed)
+            slot.next_start = max(slot.next_start, time.monotonic() + wait)
         if job.robots:
             slot.fetching_robots = False
         elif not stored:
@@ -209,7 +228,8 @@ class Scheduler:
     def robots_loaded(self, job: Job, rules: Rules) -> None:
         slot = self.slots[job.host]
         slot.robots_failures = 0
-        self.robots.put(slot.key, rules)
+        # The parsed rules stay, not the body (up to 500 KB): the store keeps that.
+        self.robots.put(slot.key, dataclasses.replace(rules, body=None))
         self._apply_rules(slot, rules)
         self.finish(job, stored=False)
 

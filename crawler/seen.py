@@ -2,25 +2,79 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import compress
+
+import numpy as np
+import numpy.typing as npt
+
+_TOP = np.iinfo(np.int64).max  # closes the sorted array: every search lands on an element
+_MIN_RECENT = 1 << 16  # hashes `recent` may hold before a merge, at least
+_RECENT_SHARE = 32  # and at most 1/32 of the array: a merge copies it, so rarely
+
 
 class SeenSet:
-    """Membership by `hash(url)`: about an eighth of the URLs' own size in RAM.
+    """Membership by `hash(url)`: a sorted int64 array, 8 bytes a URL, plus a set of the
+    latest hashes (`recent`), merged into the array when it passes 1/32 of it.
 
     Python's string hash is salted per process, so the set is rebuilt from the store at
     every start (`Store.seen_urls`), never saved. Two URLs with one hash (odds ~n²/2⁶⁵)
     would make the second look seen: at 10 million URLs, about one in 370,000 crawls.
+    A URL whose hash is 2⁶³-1 (the array's end marker) looks seen too: odds n/2⁶⁴, far
+    below those.
+
+    A merge happens only in `add`, `unseen` and `len`, never between them, so a caller may
+    add a hash straight to `recent` after `unseen` (Admission.links does, for speed) and
+    still find it there until its next call.
     """
 
-    __slots__ = ("hashes",)
+    __slots__ = ("_cap", "_min", "_sorted", "recent")
 
-    def __init__(self) -> None:
-        self.hashes: set[int] = set()  # the hot loop (Admission.links) reads it directly
+    def __init__(self, *, min_recent: int = _MIN_RECENT) -> None:
+        self.recent: set[int] = set()
+        self._sorted: npt.NDArray[np.int64] = np.array([_TOP], dtype=np.int64)
+        self._min = min_recent
+        self._cap = min_recent  # `recent` is merged when it holds this many
 
     def __contains__(self, url: str) -> bool:
-        return hash(url) in self.hashes
+        h = hash(url)
+        if h in self.recent:
+            return True
+        a = self._sorted
+        return bool(a[a.searchsorted(h)] == h)
 
     def add(self, url: str) -> None:
-        self.hashes.add(hash(url))
+        recent = self.recent
+        recent.add(hash(url))
+        if len(recent) >= self._cap:
+            self._merge()
+
+    def unseen(self, urls: Sequence[str]) -> list[str]:
+        """The `urls` not seen yet, in order, a repeated one as often as it comes."""
+        if len(self.recent) >= self._cap:
+            self._merge()
+        a = self._sorted
+        recent = self.recent
+        if len(a) == 1:  # no merge yet (a small crawl): a plain set, as fast as it gets
+            return [url for url in urls if hash(url) not in recent]
+        h = np.fromiter(map(hash, urls), np.int64, len(urls))
+        out = list(compress(urls, (a[a.searchsorted(h)] != h).tolist()))
+        if recent and out:
+            return [url for url in out if hash(url) not in recent]
+        return out
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        if self.recent:
+            self._merge()  # `recent` may repeat hashes of the array: count once
+        return len(self._sorted) - 1
+
+    def _merge(self) -> None:
+        """Move `recent` into the sorted array (one copy of it), dropping repeats."""
+        new = np.fromiter(self.recent, np.int64, len(self.recent))
+        new.sort()
+        a = self._sorted
+        at = a.searchsorted(new)
+        fresh = a[at] != new
+        self._sorted = a = np.insert(a, at[fresh], new[fresh])
+        self.recent.clear()
+        self._cap = max(self._min, len(a) // _RECENT_SHARE)

@@ -31,9 +31,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from crawler import htmlreport, reportdata
+from crawler import htmlreport
 from crawler.errors import CrawlerError
-from crawler.store.sqlite_read import SQLiteReader
+from crawler.store import open_reader
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,11 @@ class _ReportCache:
             return self.text
 
     def _build(self) -> str:
-        with SQLiteReader(self.db_path) as reader:
-            data = reportdata.gather(reader.db)
+        reader = open_reader(self.db_path)
+        try:
+            data = reader.report()
+        finally:
+            reader.close()
         return htmlreport.render(data, refresh=self.refresh)
 
 

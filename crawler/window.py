@@ -73,10 +73,7 @@ class Window:
 
     def offer(self, item: QueuedURL) -> bool:
         """Queue a URL in RAM; False (it stays in the store) when the window is full."""
-        if (
-            self.scheduler.in_ram >= self.size
-            or self.scheduler.queued_on(item.host) >= self.share
-        ):
+        if self.scheduler.in_ram >= self.size or self.scheduler.queued_on(item.host) >= self.share:
             self._spilled[item.host] = None
             if item.id == 0:  # not in the store until its batch commits
                 self._uncommitted[item.host] = self._uncommitted.get(item.host, 0) + 1

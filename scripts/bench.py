@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench.py                 # 3 interleaved reps, table, profile
     .venv/bin/python scripts/bench.py --frontier      # a crawl whose frontier passes 1M URLs
+    .venv/bin/python scripts/bench.py --broad         # 2,000 hosts, latency, --delay 1: bound
 
 The site (bench_site.py: 40 hosts x 500 pages by default, on 127.0.0.2-41) is generated
 once into scripts/.bench/site and served by nginx when it is installed, by bench_server.py
@@ -20,6 +21,12 @@ Runners (--runners picks some, in this order):
 Scrapy (~150 pages/s here) stops after --scrapy-cap pages; the others crawl the whole site.
 Scrapy lives in its own venv, scripts/.bench/venv, created on first use from PyPI.
 
+--broad: bench_broad_site.py's 2,000 hosts on 127.1.0.0/16 (20 huge, 150 found only through
+links, the rest 10-50 pages), served by bench_broad_server.py with 50-500 ms per response;
+the crawler and Scrapy (--runners crawler,scrapy) with --per-host 1 --delay 1 and a high
+--concurrency, each stopped by SIGINT --window seconds after its first request. The numbers
+(politeness bound, small hosts' finish, server-side gaps) are defined in bench_broad.py.
+
 Results: a table on stdout, everything (machine, versions, every run) in --json.
 """
 
@@ -37,6 +44,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,9 +52,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import bench_broad as broad
+import bench_broad_site as broad_site
+import bench_proc
 import bench_report as report
 import bench_site
-from bench_proc import Server, kill_current, log, measure, read_from, server_check, start_server
+from bench_broad_site import Site
+from bench_proc import (
+    Server,
+    kill_current,
+    log,
+    measure,
+    read_from,
+    runner_env,
+    server_check,
+    start_server,
+    tree_cpu,
+)
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
@@ -58,6 +80,8 @@ SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
 BASELINES = SCRIPTS / "baselines"
 RUNNERS = ("crawler", "crawler-p2", "aiohttp-loop", "scrapy-sqlite", "scrapy")
 FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
+BROAD_RUNNERS = ("crawler", "scrapy")
+BROAD_ALLOW = r"^http://127\.1\."  # scope: every broad host, the hidden ones included
 
 
 # ---------------------------------------------------------------- setup
@@ -420,6 +444,199 @@ def frontier_benchmark(
     return 0
 
 
+# ---------------------------------------------------------------- broad crawl
+
+
+def start_broad_server(site: Site, logs: Path) -> Server:
+    """bench_broad_server.py on every host of `site`; returns once all listen."""
+    busy = [a for a in (site.addrs[0], site.addrs[-1]) if not bench_proc.port_free(a, site.port)]
+    if busy:
+        raise SystemExit(f"bench: {busy[0]}:{site.port} is in use (--broad-port moves us)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-broad-"))
+    access = logs / f"broad-{site.port}.log"
+    access.write_text("")
+    ready = tmp / "ready"
+    argv = [sys.executable, str(SCRIPTS / "bench_broad_server.py"), "--port", str(site.port)]
+    argv += ["--hosts", str(site.hosts), "--big", str(site.big), "--hidden", str(site.hidden)]
+    argv += ["--log", str(access), "--ready", str(ready)]
+    with open(logs / f"broad-server-{site.port}.err", "a") as err:
+        proc = subprocess.Popen(
+            argv, stdout=err, stderr=err, start_new_session=True, env=runner_env()
+        )
+    server = Server(proc, "python", access, tmp, "bench_broad_server.py")
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise SystemExit(f"bench: bench_broad_server.py did not start (see {logs})")
+        time.sleep(0.1)
+    return server
+
+
+class Stopper(threading.Thread):
+    """Sends SIGINT to the run in progress `window` seconds after the server's first request
+    of the run, and a second one `grace` seconds later if it is still running; samples the
+    runner's and the server's CPU at the first.
+
+    It never waits for the child (measure() reaps it): the run is over when
+    bench_proc._current is None again.
+    """
+
+    def __init__(self, server: Server, offset: int, window: float, grace: float) -> None:
+        super().__init__(daemon=True)
+        self.server, self.offset, self.window, self.grace = server, offset, window, grace
+        self.t0: float | None = None
+        self.sigint_at: float | None = None
+        self.forced = False
+        self.cpu_window_s: float | None = None
+        self.server_cpu_window_s: float | None = None
+        self.server_cpu0 = server.cpu_s()
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        proc = None
+        while proc is None and not self.cancel.wait(0.02):
+            proc = bench_proc._current
+        while proc is not None and self.t0 is None:
+            if bench_proc._current is not proc or self.cancel.wait(0.1):
+                return
+            with open(self.server.log) as f:
+                f.seek(self.offset)
+                first = f.readline()
+            if first.endswith("\n"):
+                self.t0 = float(first.split(" ", 1)[0])
+        if proc is None or self.t0 is None:
+            return
+        while time.time() < self.t0 + self.window + 0.2:  # the log is flushed every 0.25 s
+            if bench_proc._current is not proc or self.cancel.wait(0.05):
+                return
+        self.cpu_window_s = tree_cpu(proc.pid)
+        self.server_cpu_window_s = self.server.cpu_s() - self.server_cpu0
+        self.sigint_at = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # GNU time ignores it; the runner stops
+        if self.cancel.wait(self.grace) or bench_proc._current is not proc:
+            return
+        self.forced = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # the second one: stop now
+
+
+def broad_argv(args: argparse.Namespace, name: str, seeds: Path, db: Path) -> list[str]:
+    c, delay = str(args.concurrency), str(args.delay)
+    if name == "crawler":
+        extra = ["--delay", delay, "--scope", "any", "--allow", BROAD_ALLOW]
+        return crawler_argv(args, seeds, db, *extra)
+    empty = seeds.with_name("expected.txt")  # the JSON line's check is not used here
+    empty.touch()
+    return [str(SCRAPY_PY), str(BASELINES / "scrapy_runner.py"), str(seeds), "--concurrency", c,
+            "--per-host", str(args.per_host), "--delay", delay, "--expected", str(empty),
+            "--follow-prefix", "http://127.1."]  # fmt: skip
+
+
+def broad_run(
+    args: argparse.Namespace, site: Site, server: Server, name: str, rep: int, tmp: Path,
+    out_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    db = tmp / f"broad-{name}.{rep}.db"
+    seeds = tmp / "broad-seeds.txt"
+    offset = server.log.stat().st_size
+    server_cpu = server.cpu_s()
+    stopper = Stopper(server, offset, args.window, grace=30)
+    stopper.start()
+    try:
+        m = measure(
+            broad_argv(args, name, seeds, db),
+            cwd=tmp,
+            timeout=args.window + 120,
+            out_dir=out_dir,
+            label=f"broad-{name}.{rep}",
+        )
+    finally:
+        stopper.cancel.set()
+        stopper.join()
+    time.sleep(0.6)  # the server's last log flush
+    record: dict[str, Any] = {"name": name, "rep": rep, "exit": m.code}
+    record.update(wall_s=round(m.wall_s, 2), cpu_s=round(m.cpu_s, 2))
+    record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
+    record["server_cpu_s"] = round(server.cpu_s() - server_cpu, 2)
+    if stopper.cpu_window_s is not None:
+        record["cpu_window_s"] = round(stopper.cpu_window_s, 2)
+        record["server_cpu_window_s"] = round(stopper.server_cpu_window_s or 0, 2)
+    if stopper.sigint_at is not None and stopper.t0 is not None:
+        record["sigint_after_s"] = round(stopper.sigint_at - stopper.t0, 2)
+    record["forced_stop"] = stopper.forced
+    record.update(broad.analyse(site, broad.parse(read_from(server.log, offset)), args.window,
+                                args.delay))  # fmt: skip
+    if stopper.sigint_at is None:
+        record["error"] = "the run ended before the window did: " + (
+            m.stderr.strip()[-1000:] or f"exit {m.code}"
+        )
+    elif not record.get("pages"):
+        record["error"] = (m.stderr.strip() or m.stdout.strip() or f"exit {m.code}")[-1500:]
+    if server.proc.poll() is not None:
+        raise SystemExit(f"bench: the broad server died during {name} (see {out_dir.parent})")
+    for path in tmp.glob(f"broad-{name}.{rep}.db*"):
+        path.unlink()
+    return record
+
+
+def broad_benchmark(
+    args: argparse.Namespace, results: dict[str, Any], tmp: Path, out_dir: Path
+) -> int:
+    """Crawl 2,000 slow hosts politely for --window seconds; pages against the bound."""
+    site = Site(args.broad_hosts, args.broad_big, args.broad_hidden, args.broad_port)
+    (tmp / "broad-seeds.txt").write_text("".join(f"{u}\n" for u in site.seeds()))
+    wanted = [n for n in BROAD_RUNNERS if n in args.runners]
+    scrapy_ok = "scrapy" in wanted and ensure_scrapy(not args.no_setup)
+    if not scrapy_ok:
+        wanted = [n for n in wanted if n != "scrapy"]
+    server = start_broad_server(site, out_dir.parent)
+    results["server"] = "bench_broad_server.py (asyncio, uvloop when installed), 1 process"
+    results["machine"] = report.machine(results["server"], SCRAPY_PY if scrapy_ok else None)
+    small = sum(n for a, n in site.pages.items() if site.kind[a] == "small")
+    hidden = sum(n for a, n in site.pages.items() if site.kind[a] == "hidden")
+    results["conditions"] = (
+        f"broad site: {site.hosts} hosts on 127.1.0.0/16: {site.big} big (home page links "
+        f"{broad_site.BIG_HOME_LINKS}, every other page {broad_site.BIG_LINKS} new), "
+        f"{site.hosts - site.big - site.hidden} seeded small ({small} pages), {site.hidden} "
+        f"hidden small ({hidden} pages, linked only from big pages); 50-500 ms a response; "
+        f"--per-host {args.per_host} --delay {args.delay:g} --concurrency {args.concurrency}; "
+        f"window {args.window:g} s from the first request, then SIGINT; medians of "
+        f"{args.reps} interleaved reps"
+    )
+    runs: list[dict[str, Any]] = []
+    try:
+        for rep in range(1, args.reps + 1):
+            for name in wanted:
+                log(f"broad rep {rep}/{args.reps}: {name} ({args.window:g} s window)")
+                record = broad_run(args, site, server, name, rep, tmp, out_dir)
+                runs.append(record)
+                if "error" in record:
+                    log(f"{name} FAILED (exit {record['exit']}): {record['error'][-300:]}")
+                else:
+                    log(
+                        f"{name}: {record['pages']} pages of a bound of {record['bound']} "
+                        f"({record['pct_bound']}%), ideal {record['ideal']}, small done "
+                        f"{record.get('small_done_s', '-')} s (ideal "
+                        f"{record.get('small_ideal_s')} s), hidden {record['hidden_pct']}%, "
+                        f"min gap {record['min_gap_ms']} ms, {record['peak_rss_mb']} MB, "
+                        f"CPU {record.get('cpu_window_s')} s, server CPU "
+                        f"{record.get('server_cpu_window_s')} s"
+                    )
+    finally:
+        server.stop()
+    rows = [broad.medians(runs, n) for n in wanted]
+    results["runs"] = runs
+    results["medians"] = rows
+    results["table"] = broad.render(rows)
+    results["targets"] = broad.targets({r["name"]: r for r in rows})
+    parts = [report.machine_line(results["machine"]), results["conditions"], "", results["table"]]
+    parts += ["", broad.NOTES, "", "targets (issue 11):", *results["targets"]]
+    print("\n" + "\n".join(parts))
+    return 0 if all(r["runs"] and not r["failed"] for r in rows) else 1
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -431,8 +648,8 @@ def parse_args() -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
-    ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--per-host", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, help="default 64; --broad: 1000")
+    ap.add_argument("--per-host", type=int, help="default 4; --broad: 1")
     ap.add_argument("--runners", default=",".join(RUNNERS), help="comma-separated subset")
     ap.add_argument("--scrapy-cap", type=int, default=2000, help="Scrapy's page cap (0: none)")
     ap.add_argument("--crawler", help="the crawler command (default: this venv's `crawler`)")
@@ -467,7 +684,25 @@ def parse_args() -> argparse.Namespace:
     big.add_argument("--frontier-target", type=int, default=1_000_000)
     big.add_argument("--frontier-links", type=int, default=1000, help="new links per page")
     big.add_argument("--frontier-hosts", type=int, default=4)
+    wide = ap.add_argument_group("broad mode")
+    wide.add_argument(
+        "--broad",
+        action="store_true",
+        help="instead: thousands of slow hosts with --delay, pages against the politeness bound",
+    )
+    wide.add_argument("--window", type=float, default=120, help="seconds before SIGINT (120)")
+    wide.add_argument("--delay", type=float, default=1.0, help="per-host delay (default 1)")
+    wide.add_argument("--broad-hosts", type=int, default=2000)
+    wide.add_argument("--broad-big", type=int, default=20, help="hosts with huge queues")
+    wide.add_argument("--broad-hidden", type=int, default=150, help="small hosts found by links")
+    wide.add_argument("--broad-port", type=int, default=broad_site.PORT)
     args = ap.parse_args()
+    if args.concurrency is None:
+        args.concurrency = 1000 if args.broad else 64
+    if args.per_host is None:
+        args.per_host = 1 if args.broad else 4
+    if args.broad and args.frontier:
+        ap.error("--broad or --frontier, not both")
     args.runners = [n.strip() for n in args.runners.split(",") if n.strip()]
     unknown = set(args.runners) - set(RUNNERS)
     if unknown:
@@ -481,7 +716,7 @@ def main() -> int:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # beside stderr's log
     args.nginx = None
-    if not args.frontier and args.server != "python":
+    if not args.frontier and not args.broad and args.server != "python":
         args.nginx = nginx_binary(args.install_nginx)
         if args.nginx is None:
             if args.server == "nginx":
@@ -500,16 +735,16 @@ def main() -> int:
     code = 1
     try:
         with temp_dir() as tmp:
-            mode = frontier_benchmark if args.frontier else site_benchmark
-            results["mode"] = "frontier" if args.frontier else "site"
-            code = mode(args, results, tmp, out_dir)
+            results["mode"] = "frontier" if args.frontier else "broad" if args.broad else "site"
+            modes = {"site": site_benchmark, "frontier": frontier_benchmark}
+            code = modes.get(results["mode"], broad_benchmark)(args, results, tmp, out_dir)
     finally:
         kill_current()
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["total_s"] = round(time.time() - began, 1)
     path = args.json
-    if args.frontier and path == ROOT / "bench-results.json":
-        path = ROOT / "bench-results-frontier.json"
+    if results["mode"] != "site" and path == ROOT / "bench-results.json":
+        path = ROOT / f"bench-results-{results['mode']}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\ntotal {results['total_s']:.0f} s; results in {path}; logs in {out_dir}")
     return code

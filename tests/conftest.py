@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pg import pg_cluster, pg_dsn  # noqa: F401  (PostgreSQL fixtures: tests/pg.py)
 from support import Site
 
 

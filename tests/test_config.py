@@ -214,6 +214,8 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     ("per_host", [1], [0], "per_host must be at least 1"),
     ("processes", [1, 64], [0, 65], "processes must be between 1 and 64"),
     ("delay", [0, 0.0], [-0.001], "delay must not be negative"),
+    ("delay_factor", [0, 2.5], [-0.001], "delay_factor must not be negative (0: off)"),
+    ("max_delay", [0, 60.0], [-0.001], "max_delay must not be negative"),
     ("max_pages", [0], [-1], "max_pages must not be negative (0: no limit)"),
     ("max_depth", [-1], [-2], "max_depth must be -1 (no limit) or more"),
     ("timeout", [0.001], [0, -1.0], "timeout must be positive"),

@@ -27,9 +27,9 @@ from support import Host, Site, assert_one_line_error, rows, run
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler import exporter
+from crawler.cli import cli
 from crawler.store import PAGE_FIELDS
 from crawler.store.sqlite_read import SQLiteReader
-from crawler.cli import cli
 
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \xfe\n%%EOF\n"
 WARCIO = Path(sys.executable).with_name("warcio")

@@ -13,8 +13,8 @@ from support import Site, rows, run
 from crawler import outcome, window
 from crawler.errors import InternalError
 from crawler.fetcher import Response
-from crawler.records import Job, Outcome
 from crawler.reasons import Reason
+from crawler.records import Job, Outcome
 
 
 def skipped(db: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from support import Host, Site, rows, run
+from support import Host, Site, rows, run, threaded_site
 
 import crawler.engine
 from crawler.config import Settings
@@ -195,3 +195,39 @@ async def test_small_hosts_are_crawled_while_big_hosts_still_have_work(
         assert len(host.hits) == 5  # robots.txt, /, /a, /b, /c
         assert max(hit.start for hit in host.hits) < first_big_done, host.ip
     assert rows(db, "SELECT count(*) FROM pages") == [(3 * 201 + 12 * 4,)]
+
+
+async def test_delay_holds_server_side_when_hundreds_of_hosts_connect_at_once(db: str) -> None:
+    """The delay clock starts when a request is written, robots.txt included: the gaps
+    each server sees between request starts never fall below --delay minus 10 ms. The
+    servers run on their own event loop, as real servers would."""
+    delay = 0.2
+    with threaded_site() as (site, thread):
+        hosts = [thread.call(site.host(f"127.0.3.{i}")) for i in range(1, 201)]
+        for host in hosts:
+            host.robots("User-agent: *\nAllow: /\n")
+            host.page("/", ["/a", "/b"])
+            host.page("/a")
+            host.page("/b")
+        await run(db, [h.url("/") for h in hosts], per_host=1, delay=delay, concurrency=100)
+        gaps = []
+        for host in hosts:
+            starts = sorted(hit.start for hit in host.hits)
+            assert len(starts) == 4  # robots.txt, /, /a, /b
+            gaps += [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= delay - 0.010
+    assert rows(db, "SELECT count(*) FROM pages WHERE status = 200") == [(600,)]
+
+
+async def test_delay_factor_spaces_requests_by_the_response_time(site: Site, db: str) -> None:
+    host = await site.host()
+    host.hold = 0.05  # every response takes 50 ms
+    host.page("/", [f"/{i}" for i in range(4)])
+    for i in range(4):
+        host.page(f"/{i}")
+    await run(db, [host.url("/")], per_host=1, delay=0.0, delay_factor=3.0, ignore_robots=True)
+    hits = sorted(host.hits, key=lambda h: h.start)
+    assert len(hits) == 5
+    # After a response that took >= 50 ms, the next request waits 3 times that.
+    waits = [b.start - a.end for a, b in itertools.pairwise(hits) if a.end is not None]
+    assert min(waits) >= 3 * 0.05 - 0.01

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from support import Host, Site, broken_body, rows, run
 
-from crawler.store.sqlite_read import SQLiteReader
 from crawler.cli import cli
 from crawler.config import Settings
 from crawler.reasons import Reason
 from crawler.store.sqlite import SQLiteStore as Storage
+from crawler.store.sqlite_read import SQLiteReader
 
 
 async def crawl_mixed(site: Site, db: str) -> tuple[Host, Host]:

@@ -108,7 +108,9 @@ async def test_failed_migration_leaves_no_trace(
     real = migrations()
     extra = len(real) + 1
     name = f"{extra:04d}_extra.sql"
-    monkeypatch.setattr(crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, broken)])
+    monkeypatch.setattr(
+        crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, broken)]
+    )
     with pytest.raises(StorageError, match=f"migration {name} failed: {message}"):
         await Storage.open(db, create=True)
     assert not {"extra_a", "extra_a_x", "extra_b"} & schema_objects(db)
@@ -116,7 +118,9 @@ async def test_failed_migration_leaves_no_trace(
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
 
     # The file is still a good crawl database: the corrected migration applies on the next open.
-    monkeypatch.setattr(crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, FIXED)])
+    monkeypatch.setattr(
+        crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, FIXED)]
+    )
     await open_and_close(db)
     assert {"extra_a", "extra_b"} <= schema_objects(db)
     assert [v for v, _, _ in applied(db)] == [*(v for v, _, _ in real), extra]
@@ -238,7 +242,7 @@ def table_counts(db: str) -> dict[str, int]:
 async def test_flush_commits_a_batch(db: str) -> None:
     storage = await seeded(db)
     committed: list[int] = []
-    storage.on_commit = lambda done: committed.append(len(done))
+    storage.on_commit = lambda done, new: committed.append(len(done))
     try:
         for o in batch():
             storage.add(o)
@@ -411,7 +415,7 @@ async def test_a_refused_row_becomes_an_error_row_and_its_batch_commits(
 ) -> None:
     storage = await seeded(db)
     committed: list[list[str]] = []
-    storage.on_commit = lambda done: committed.append([o.url for o in done])
+    storage.on_commit = lambda done, new: committed.append([o.url for o in done])
     good_a, good_b, root = batch()
     refused = dataclasses.replace(with_page(good_b, **bad), skipped=(("depth", 5),))
     try:

@@ -92,7 +92,7 @@ def test_not_fetched(crawled: tuple[Host, Host, str], path: str, fate: str, reas
 
 
 def test_out_of_scope(crawled: tuple[Host, Host, str]) -> None:
-    host, other, db = crawled
+    _, other, db = crawled
     data = why(other.url("/"), db)
     assert (data["fate"], data["reason"]) == ("not followed", "out of scope")
     assert data["links_to_it"] == 1

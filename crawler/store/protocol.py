@@ -6,7 +6,8 @@ cross this seam, never connections or cursors. Its contract, which a shared back
 
 - **Outcomes commit atomically, in order.** `add` buffers one fetch's `Outcome` (its
   page row, links, discovered URLs, state change, skipped counts, chain end); `flush`
-  commits the buffer in one transaction and then calls `on_commit(batch)`. A URL stays
+  commits the buffer in one transaction and then calls `on_commit(batch, inserted)`,
+  `inserted` the new URLs the commit really added to the frontier. A URL stays
   `queued` until the commit that carries its fetch, so a crash loses nothing: the URL is
   fetched again. A value the store refuses costs its URL an `internal:` error row, never
   the batch; a failing store raises `StoreFailure` from then on.
@@ -15,10 +16,13 @@ cross this seam, never connections or cursors. Its contract, which a shared back
   may be claimed again). Ids are handles with no ordering promise. A shared store makes
   claims that expire (leases), so a worker that dies gives its work back.
 - **Dedup may happen in the store.** `seen_urls` rebuilds an in-memory seen-set when
-  the store has one to give; a store that deduplicates itself (INSERT ... ON CONFLICT DO
-  NOTHING) may yield nothing, and then reports through `on_commit` only what it added.
+  the store has one to give; a store that deduplicates itself (`dedups`: INSERT ... ON
+  CONFLICT DO NOTHING, shared by many workers) yields nothing, and only the `inserted`
+  URLs of a commit are new: the frontier queues a URL once its insert is confirmed.
 - **Coordination.** `watch` + `new_work` tell a process which hosts others queued work
   for; `any_queued` is the end-of-crawl test across every process sharing the store.
+  A store shared by machines also implements `Leases`: a worker crawls only the hosts
+  it leases, and `max_pages` is a counter in the store.
 
 A `Reader` answers the read-only questions (`stats`, `export`, `why`) and never writes.
 """
@@ -26,12 +30,12 @@ A `Reader` answers the read-only questions (`stats`, `export`, `why`) and never 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from crawler.config import Settings
 from crawler.errors import StoreFailure
-from crawler.records import CrawlRecord, Outcome, QueuedURL
+from crawler.records import CrawlRecord, Outcome, QueuedURL, ReportData
 
 # The columns of an exported page, in order (jsonl keys, csv header).
 PAGE_FIELDS = (
@@ -55,7 +59,10 @@ class Store(Protocol):
 
     name: str  # for messages: a path, or a URL without its password
     failure: StoreFailure | None  # set once the store could not write
-    on_commit: Callable[[list[Outcome]], None] | None
+    dedups: bool  # True: the store deduplicates URLs; `inserted` says which were new
+    # (batch, inserted): called after each commit; `inserted` the URLs of the batch's
+    # `new_urls` that the commit added (all of them when `dedups` is False).
+    on_commit: Callable[[list[Outcome], Sequence[str]], None] | None
     backlog_bytes: int  # RAM held by outcomes not yet committed (back-pressure)
 
     async def close(self) -> None: ...
@@ -104,6 +111,10 @@ class Store(Protocol):
         self, host: str, status: int | None, error: str | None, body: str | None
     ) -> None: ...
 
+    async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
+        """(status, body, fetched_at) of a usable robots.txt of `host` fetched since `since`."""
+        ...
+
     def stored_robots(self, since: float) -> AsyncIterator[tuple[str, int, str | None, float]]:
         """(host, status, body, fetched_at) of robots.txt answers fetched since `since`."""
         ...
@@ -128,6 +139,50 @@ class Store(Protocol):
     async def any_queued(self) -> bool: ...
 
 
+class Leases(Protocol):
+    """What a store shared by many workers adds (PostgreSQL): host leases and an exact
+    page budget across workers. Times are the store's clock, never a worker's."""
+
+    lease_seconds: float  # a lease not renewed for this long expires (`--lease`)
+    leased: set[str]  # hosts this worker holds, as far as it knows
+
+    async def lease_hosts(self, n: int) -> list[str]:
+        """Up to `n` more hosts with queued work that no live lease holds and that may be
+        fetched now; their stale claims (a dead worker's) go back to the queue."""
+        ...
+
+    async def renew(self, hosts: Iterable[str] | None = None) -> list[str]:
+        """Extend leases (all held by default); the hosts still held. StoreFailure when
+        this worker was cut off longer than its lease (its hosts are others' now)."""
+        ...
+
+    async def release_hosts(self, waits: Mapping[str, float]) -> None:
+        """Give hosts back with the seconds until each may be fetched again; this
+        worker's claims of them go back to the queue. Flush before: a fetched URL stays
+        queued until its commit."""
+        ...
+
+    async def release_host(self, host: str, wait: float = 0.0) -> None: ...
+
+    async def any_leased(self) -> bool:
+        """Whether any worker holds a live lease (no lease and nothing queued: the end)."""
+        ...
+
+    async def take_pages(self, limit: int, n: int = 1) -> int:
+        """Reserve up to `n` of `limit` pages (stored + in flight, all workers); granted."""
+        ...
+
+    async def take_page(self, limit: int) -> bool: ...
+
+    async def add_pages(self, n: int) -> None:
+        """Count `n` pages taken whatever the limit; negative: give units back."""
+        ...
+
+    async def give_pages(self, n: int) -> None: ...
+
+    async def pages_left(self, limit: int) -> int: ...
+
+
 class Reader(Protocol):
     """Read-only questions to a stored crawl."""
 
@@ -140,6 +195,8 @@ class Reader(Protocol):
     def user_agent(self) -> str | None: ...
 
     def stats(self, *, top: int = 10) -> dict[str, Any]: ...
+
+    def report(self, *, top: int = 20) -> ReportData: ...
 
     def pages(
         self,

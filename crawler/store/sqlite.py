@@ -33,6 +33,8 @@ from crawler.store.sqlite_schema import check_and_migrate
 class SQLiteStore(BatchWriter):
     """A crawl file opened for a running crawl."""
 
+    dedups = False  # the frontier's seen-set deduplicates: every new URL sent is new
+
     def __init__(self, db: aiosqlite.Connection, path: str, *, batch_size: int = 500) -> None:
         super().__init__(db, path, batch_size=batch_size)
         self.name = path
@@ -276,6 +278,17 @@ class SQLiteStore(BatchWriter):
         return bool(row and row[0])
 
     # ------------------------------------------------------------------ robots.txt
+
+    async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
+        """(status, body, fetched_at) of `host`'s robots.txt if it answered (2xx, or 4xx
+        but 429) at or after `since`: a copy the crawl may use again (RFC 9309 2.4)."""
+        async with self.db.execute(
+            "SELECT status, body, fetched_at FROM robots WHERE host = ? AND fetched_at >= ? "
+            "AND status >= 200 AND status < 500 AND status <> 429",
+            (host, since),
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     async def save_robots(
         self, host: str, status: int | None, error: str | None, body: str | None

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -39,7 +39,9 @@ class BatchWriter:
         self.db = db
         self.path = path
         self.batch_size = batch_size
-        self.on_commit: Callable[[list[Outcome]], None] | None = None
+        # (batch, inserted): every new URL a batch sends is new here (the frontier's
+        # seen-set deduplicates), so `inserted` is all of them.
+        self.on_commit: Callable[[list[Outcome], Sequence[str]], None] | None = None
         self._buffer: list[Outcome] = []
         self.backlog_bytes = 0
         self._lock = asyncio.Lock()
@@ -112,7 +114,7 @@ class BatchWriter:
                     raise self.failure from exc
                 raise
         if self.on_commit is not None:
-            self.on_commit(batch)
+            self.on_commit(batch, [n.url for o in batch for n in o.new_urls])
         return len(batch)
 
     async def _commit(self, batch: list[Outcome]) -> None:
@@ -346,5 +348,3 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
             r.skipped[reason] = r.skipped.get(reason, 0) + count
     r.last_id = last_id
     return r
-
-

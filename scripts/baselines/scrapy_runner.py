@@ -9,6 +9,8 @@ DownloaderAwarePriorityQueue, fragment-blind dupefilter). Links are
 `--db FILE` yields `{url, status, body}` per response into a pipeline that writes them
 with `executemany`, one transaction per 500 rows (WAL, synchronous=NORMAL).
 `--max-pages N` is CLOSESPIDER_PAGECOUNT: Scrapy is slow, so the bench stops it early.
+`--delay S` is DOWNLOAD_DELAY (not randomized); `--follow-prefix P` also follows links to
+URLs starting with P on hosts that are no seed's (the broad benchmark's hidden hosts).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from scrapy.crawler import CrawlerProcess
 class SiteSpider(scrapy.Spider):
     name = "bench"
 
-    def __init__(self, seeds: list[str], store: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, seeds: list[str], store: bool, follow: tuple[str, ...] = (), **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.seeds = seeds
         self.hosts = {urlsplit(s).netloc for s in seeds}
+        self.follow = follow
         self.store = store
         self.fetched: list[str] = []
 
@@ -45,7 +50,9 @@ class SiteSpider(scrapy.Spider):
         for href in response.css("a::attr(href)").getall():
             url = response.urljoin(href)
             parts = urlsplit(url)
-            if parts.scheme in ("http", "https") and parts.netloc in self.hosts:
+            if parts.scheme not in ("http", "https"):
+                continue
+            if parts.netloc in self.hosts or (self.follow and url.startswith(self.follow)):
                 yield scrapy.Request(url, callback=self.parse)
 
 
@@ -91,12 +98,15 @@ def main() -> None:
     ap = arg_parser(__doc__.splitlines()[0])
     ap.add_argument("--db", help="store pages into this SQLite file")
     ap.add_argument("--max-pages", type=int, default=0, help="stop after N responses (0: all)")
+    ap.add_argument("--delay", type=float, default=0, help="DOWNLOAD_DELAY, not randomized")
+    ap.add_argument("--follow-prefix", action="append", default=[], help="also follow these")
     args = ap.parse_args()
     settings: dict[str, Any] = {
         "ROBOTSTXT_OBEY": True,
         "CONCURRENT_REQUESTS": args.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": args.per_host,
-        "DOWNLOAD_DELAY": 0,
+        "DOWNLOAD_DELAY": args.delay,
+        "RANDOMIZE_DOWNLOAD_DELAY": False,
         "LOG_LEVEL": "WARNING",
         "TELNETCONSOLE_ENABLED": False,  # no listening port besides the site's
         "HTTPPROXY_ENABLED": False,  # loopback only, whatever the environment says
@@ -109,7 +119,8 @@ def main() -> None:
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(SiteSpider)
     start = time.perf_counter()
-    process.crawl(crawler, seeds=read_lines(args.seeds), store=bool(args.db))
+    seeds = read_lines(args.seeds)
+    process.crawl(crawler, seeds=seeds, store=bool(args.db), follow=tuple(args.follow_prefix))
     process.start()
     seconds = time.perf_counter() - start
     spider = crawler.spider

@@ -9,65 +9,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from crawler.store.sqlite_read import stats as _stats
+from crawler.records import STATUS_CLASSES, BrokenLink, Bucket, HostRow, ReportData
+from crawler.store.sqlite_stats import stats as _stats
 
 # The widths a time bucket can have, in seconds: the smallest that keeps a chart within
 # MAX_BUCKETS bars, so the x axis reads in round steps.
 BUCKET_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 MAX_BUCKETS = 120
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 
 # A page that a link to it cannot reach: an HTTP error where its redirect chain ended, or
 # no response at all (network error, failed chain).
 _BROKEN = "(error IS NOT NULL OR coalesce(final_status, status) >= 400)"
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """The pages fetched in one time slice [start, start + width)."""
-
-    start: float  # unix time
-    pages: int
-    bytes: int
-    by_class: dict[str, int]  # STATUS_CLASSES -> pages
-
-
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    host: str
-    pages: int
-    errors: int  # network errors and statuses >= 400
-    median_s: float | None  # response time (pages.elapsed), nearest rank
-    p95_s: float | None
-    pages_per_s: float | None  # pages over the span from the host's first to last fetch
-
-
-@dataclass(frozen=True, slots=True)
-class BrokenLink:
-    url: str
-    status: int | None  # where its redirect chain ended
-    error: str | None
-    links: int  # links to it
-    sources: list[str]  # a few pages that link to it
-
-
-@dataclass(frozen=True, slots=True)
-class ReportData:
-    stats: dict[str, Any]  # queries.stats: headline numbers and small tables
-    generated_at: float
-    bucket_width: int  # seconds
-    buckets: list[Bucket]
-    hosts: list[HostRow]  # the busiest `top_hosts`
-    slowest: list[dict[str, Any]]  # url, elapsed, status
-    largest: list[dict[str, Any]]  # url, size, content_type
-    broken: list[BrokenLink]
-    broken_pages: int  # pages that are broken links' targets (linked or not)
-    broken_links: int  # links to them
-    not_followed: list[dict[str, Any]]  # frontier rows disallowed/dropped: state, reason, urls
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def gather(

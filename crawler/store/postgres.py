@@ -1,0 +1,293 @@
+"""The PostgreSQL store: one crawl shared by many workers on many machines
+(`--db postgresql://user@host/dbname`).
+
+It implements `crawler.store.protocol.Store` as the SQLite store does, with what sharing
+needs: dedup in the database (`dedups`: new URLs are reported by `on_commit` once
+inserted, and `seen_urls` yields nothing), claims marked in `urls.claimed_by` rather than
+a cursor (ids carry no order across concurrent writers), and host leases, live workers
+and an exact page budget (`postgres_leases`). A small asyncpg pool serves one worker:
+a batch writes on one connection while claims and leases use another.
+
+`lock()` holds nothing: `crawler work` processes join a running crawl by design. What
+the SQLite lock prevents, two runs interleaving on one host, the host leases prevent
+here; a second `crawl` into a database that holds one is refused by the crawl record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from crawler.config import Settings
+from crawler.records import CrawlRecord, QueuedURL
+from crawler.store.postgres_batches import is_store_failure
+from crawler.store.postgres_leases import Leases
+from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
+
+
+class PostgresStore(Leases):
+    """A PostgreSQL crawl database opened by one worker for one run."""
+
+    dedups = True  # the database deduplicates: on_commit reports what was really new
+
+    def __init__(self, pool: Any, name: str, *, lease_seconds: float = 30.0) -> None:
+        super().__init__(pool, name, lease_seconds=lease_seconds)
+        self.leased: set[str] = set()
+        self._released: set[str] = set()  # hosts whose claims `claim` hands out again
+
+    # ------------------------------------------------------------------ open / close
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, create: bool, lease_seconds: float = 30.0, timeout: float = 10.0
+    ) -> PostgresStore:
+        """Connect and migrate; StorageError (exit 2) when the database is unusable."""
+        apg = driver()
+        name = public_name(dsn)
+        try:
+            pool = await apg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=3,
+                timeout=timeout,
+                # A server that stops answering (a cut network) is a store failure, not a
+                # hang; twice the lease, so a short cut is ridden out.
+                command_timeout=max(60.0, 2 * lease_seconds),
+                server_settings={"application_name": "crawler"},
+            )
+        except (OSError, TimeoutError, apg.PostgresError, apg.InterfaceError) as exc:
+            raise connect_error(name, exc) from None
+        try:
+            async with pool.acquire() as conn:
+                await check_and_migrate(conn, name, create=create)
+            store = cls(pool, name, lease_seconds=lease_seconds)
+            await store._register()
+        except BaseException as exc:
+            pool.terminate()
+            if isinstance(exc, OSError | TimeoutError | apg.PostgresError | apg.InterfaceError):
+                raise connect_error(name, exc) from None
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Give back leases, claims and budget units, then disconnect."""
+        try:
+            if self.failure is None:
+                await self._unregister()
+        except Exception as exc:  # a dead server: the leases expire by themselves
+            if not is_store_failure(exc):
+                raise
+        finally:
+            if self.failure is None:
+                try:
+                    await self.pool.close()
+                except Exception:
+                    self.pool.terminate()
+            else:
+                self.pool.terminate()
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to hold: many workers share this crawl (see the module docstring)."""
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ crawl metadata
+
+    async def load_crawl(self) -> CrawlRecord | None:
+        async with self._writing(), self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT settings, seeds, started_at, finished_at FROM crawl WHERE id = 1"
+            )
+        if row is None:
+            return None
+        return CrawlRecord(Settings.from_json(row[0]), tuple(json.loads(row[1])), row[2], row[3])
+
+    async def save_crawl(self, settings: Settings, seeds: Sequence[str]) -> None:
+        """Record (or replace) the settings and seeds; marks the crawl unfinished again."""
+        now = time.time()
+        async with self._writing(), self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO crawl (id, settings, seeds, started_at) VALUES (1, $1, $2, $3) "
+                "ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, "
+                "seeds = excluded.seeds, resumed_at = $3, finished_at = NULL",
+                settings.to_json(),
+                json.dumps(list(seeds)),
+                now,
+            )
+
+    async def start_run(self, kind: str) -> int:
+        """Record the start of a `crawl`, `resume` or `work` run; a resume sets resumed_at."""
+        now = time.time()
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            run_id = await conn.fetchval(
+                "INSERT INTO runs (kind, started_at) VALUES ($1, $2) RETURNING id", kind, now
+            )
+            if kind == "resume":
+                await conn.execute("UPDATE crawl SET resumed_at = $1 WHERE id = 1", now)
+        return int(run_id)
+
+    async def end_run(self, run_id: int, pages: int, interrupted: bool) -> float:
+        async with self._writing(), self.pool.acquire() as conn:
+            took = await conn.fetchval(
+                "UPDATE runs SET ended_at = $1, pages = $2, interrupted = $3 WHERE id = $4 "
+                "RETURNING ended_at - started_at",
+                time.time(),
+                pages,
+                int(interrupted),
+                run_id,
+            )
+        return float(took) if took is not None else 0.0
+
+    @contextlib.asynccontextmanager
+    async def deferred_indexes(self) -> AsyncIterator[None]:
+        """Nothing deferred: workers come and go, so no run may drop an index the others
+        write (PostgreSQL maintains links_dst at a fraction of SQLite's cost)."""
+        yield
+
+    async def mark_finished(self) -> None:
+        async with self._writing(), self.pool.acquire() as conn:
+            await conn.execute("UPDATE crawl SET finished_at = $1 WHERE id = 1", time.time())
+
+    # ------------------------------------------------------------------ frontier
+
+    async def seen_urls(self) -> AsyncIterator[str]:
+        """Nothing: the database deduplicates (`INSERT ... ON CONFLICT DO NOTHING`)."""
+        return
+        yield  # an async generator that yields nothing
+
+    async def queued_hosts(self) -> list[str]:
+        """Hosts that may have queued URLs (leased or not)."""
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT host FROM hosts WHERE queued ORDER BY host")
+        return [r[0] for r in rows]
+
+    async def claim(
+        self, host: str, limit: int, skip: Callable[[str], bool], *, batch: int = 2000
+    ) -> tuple[list[QueuedURL], bool]:
+        """Up to `limit` queued URLs of `host` that no one has claimed, now claimed by this
+        worker (`skip`ped ones, in RAM already, are claimed and not returned); and whether
+        the host had no more.
+
+        Rows are claimed exactly as many as are wanted, so none is marked without being
+        handed out; `FOR UPDATE SKIP LOCKED` lets two claimers pass each other. The
+        `urls_queued` partial index makes it a short range read at any queue length.
+        """
+        out: list[QueuedURL] = []
+        async with self._writing(), self.pool.acquire() as conn:
+            if host in self._released:
+                self._released.discard(host)
+                await conn.execute(
+                    "UPDATE urls SET claimed_by = NULL WHERE host = $1 AND state = 'queued' "
+                    "AND claimed_by = $2",
+                    host,
+                    self.worker,
+                )
+            while len(out) < limit:
+                want = min(batch, limit - len(out))
+                rows = await conn.fetch(CLAIM, self.worker, host, want)
+                for row in sorted(rows, key=lambda r: r[0]):
+                    if not skip(row[1]):
+                        out.append(QueuedURL(*row))
+                if len(rows) < want:
+                    return out, True
+        return out, False
+
+    def release(self, host: str) -> None:
+        """This worker's claims of `host` may be handed out again (by its next claim)."""
+        self._released.add(host)
+
+    async def page_count(self) -> int:
+        async with self._writing(), self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM page_rows"))
+
+    async def host_page_counts(self) -> dict[str, int]:
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT host, count(*) FROM page_rows GROUP BY host")
+        return {r[0]: int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------------ other workers
+
+    async def watch(self) -> None:
+        """Nothing to start: `new_work` asks the database each time."""
+
+    async def new_work(self) -> list[str]:
+        """Hosts this worker leases that have unclaimed queued URLs (another worker found
+        them): a poll, one index probe per leased host. LISTEN/NOTIFY would save the
+        probes but not the round trip, and a notification lost with a connection would
+        need the poll anyway."""
+        hosts = sorted(self.leased)
+        if not hosts:
+            return []
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT h FROM unnest($1::text[]) AS h WHERE EXISTS (SELECT 1 FROM urls "
+                "WHERE host = h AND state = 'queued' AND claimed_by IS NULL)",
+                hosts,
+            )
+        return [r[0] for r in rows]
+
+    async def any_queued(self) -> bool:
+        """Whether any URL is queued anywhere (claimed or not): a URL stays queued until
+        its fetch commits."""
+        async with self._writing(), self.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM urls WHERE state = 'queued' "
+                    "AND claimed_by IS NULL) OR EXISTS (SELECT 1 FROM urls "
+                    "WHERE state = 'queued' AND claimed_by IS NOT NULL)"
+                )
+            )
+
+    # ------------------------------------------------------------------ robots.txt
+
+    async def save_robots(
+        self, host: str, status: int | None, error: str | None, body: str | None
+    ) -> None:
+        async with self._writing(), self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO robots (host, status, error, body, fetched_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (host) DO UPDATE SET "
+                "status = excluded.status, error = excluded.error, body = excluded.body, "
+                "fetched_at = excluded.fetched_at",
+                host,
+                status,
+                error,
+                body,
+                time.time(),
+            )
+
+    async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
+        """(status, body, fetched_at) of `host`'s robots.txt if it answered (2xx, or 4xx
+        but 429) at or after `since`: fetched once per host for every worker of the crawl."""
+        async with self._writing(), self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT status, body, fetched_at FROM robots WHERE host = $1 AND fetched_at >= $2 "
+                "AND status >= 200 AND status < 500 AND status <> 429",
+                host,
+                since,
+            )
+        return (row[0], row[1], row[2]) if row else None
+
+    async def stored_robots(
+        self, since: float
+    ) -> AsyncIterator[tuple[str, int, str | None, float]]:
+        """(host, status, body, fetched_at) of robots.txt fetched at or after `since` that
+        answered (2xx or 4xx other than 429): what any worker of the crawl reuses."""
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT host, status, body, fetched_at FROM robots WHERE fetched_at >= $1 "
+                "AND status >= 200 AND status < 500 AND status <> 429",
+                since,
+            )
+        for host, status, body, fetched_at in rows:
+            yield host, status, body, fetched_at
+
+
+# Claimed rows must be exactly those returned: the inner LIMIT is the number wanted.
+CLAIM = (
+    "UPDATE urls SET claimed_by = $1 WHERE id IN (SELECT id FROM urls WHERE host = $2 "
+    "AND state = 'queued' AND claimed_by IS NULL ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, url, host, depth, hops, origin"
+)

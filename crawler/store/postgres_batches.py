@@ -1,0 +1,397 @@
+"""Batched writes of the PostgreSQL store: outcomes in, one transaction per batch out.
+
+The same contract as `sqlite_batches`: outcomes commit in batches, in order, each batch in
+one transaction; a URL stays queued until the commit that carries its fetch; a value the
+server refuses (a NUL in text, a number out of range, a NOT NULL) costs its outcome an
+`internal:` error row and the rest commits; a failure of the store itself (connection
+lost, disk full, the server shutting down, this worker's lease lost) raises
+`StoreFailure`, on that flush and every later one.
+
+Each table gets one statement per batch, arrays `unnest`ed server-side (links by binary
+COPY): a flush costs a handful of round trips whatever its size. New URLs go in with
+`ON CONFLICT (url) DO NOTHING RETURNING url`: the database deduplicates across workers,
+and `on_commit(batch, inserted)` tells the frontier which URLs were really new. Rows many
+workers share (new URLs, hosts, skipped counts) are written in a fixed order (sorted),
+so two workers' batches wait for each other instead of deadlocking; a deadlock or
+serialization failure nonetheless retries the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crawler.errors import StoreFailure
+from crawler.records import Outcome, PageRow, URLState
+from crawler.store.postgres_schema import driver
+from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved
+
+if TYPE_CHECKING:
+    import asyncpg
+
+log = logging.getLogger(__name__)
+
+RETRIES = 5  # a batch that deadlocked with another worker's is written again
+
+
+class LeaseLost(StoreFailure):
+    """This worker was cut off from the store longer than its lease: its hosts are others'."""
+
+
+class PostgresWriter:
+    """The write side of a PostgreSQL store: a connection pool, one batch at a time."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, name: str, *, lease_seconds: float = 30.0, batch_size: int = 500
+    ) -> None:
+        self.pool = pool
+        self.name = name
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
+        self.on_commit: Callable[[list[Outcome], Sequence[str]], None] | None = None
+        self._buffer: list[Outcome] = []
+        self.backlog_bytes = 0
+        self._lock = asyncio.Lock()
+        self._full = asyncio.Event()
+        self.failure: StoreFailure | None = None
+        self._units = 0  # page-budget units this worker holds (its `workers.taken`)
+
+    # ------------------------------------------------------------------ the buffer
+
+    def add(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next batch (committed by `flush`)."""
+        self._buffer.append(outcome)
+        page = outcome.page
+        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
+            len(outcome.links) + len(outcome.new_urls) + 1
+        )
+        if len(self._buffer) >= self.batch_size:
+            self._full.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buffer)
+
+    async def wait_full(self, interval: float) -> None:
+        """Wait until a batch is full or `interval` seconds passed, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), interval)
+        self._full.clear()
+
+    async def flush(self) -> int:
+        """Commit every queued outcome in one transaction; returns how many.
+
+        Shielded, as in the SQLite store: a cancelled caller does not cut a batch in half.
+        """
+        task = asyncio.ensure_future(self._flush())
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _flush(self) -> int:
+        async with self._lock:
+            if self.failure is not None:
+                raise self.failure
+            batch, self._buffer = self._buffer, []
+            self.backlog_bytes = 0
+            if not batch:
+                return 0
+            try:
+                inserted = await self._commit_retrying(batch)
+            except BaseException as exc:
+                self._buffer[:0] = batch
+                if isinstance(exc, Exception) and is_store_failure(exc):
+                    self.failure = self._failure(exc)
+                    raise self.failure from exc
+                raise
+        if self.on_commit is not None:
+            self.on_commit(batch, inserted)
+        return len(batch)
+
+    async def _commit_retrying(self, batch: list[Outcome]) -> list[str]:
+        apg = driver()
+        for attempt in range(RETRIES):
+            try:
+                try:
+                    return await self._commit(batch)
+                except Exception as exc:
+                    if is_store_failure(exc) or isinstance(exc, apg.TransactionRollbackError):
+                        raise
+                    log.warning(
+                        "a batch of %d outcomes was refused (%s); writing them one by one",
+                        len(batch),
+                        _one_line(exc),
+                    )
+                    return await self._commit_each(batch)
+            except apg.TransactionRollbackError:  # deadlock, serialization: nobody's fault
+                if attempt == RETRIES - 1:
+                    raise
+                log.info("batch rolled back by the server (%s); writing it again", attempt + 1)
+        raise AssertionError("unreachable")
+
+    async def _commit(self, batch: list[Outcome]) -> list[str]:
+        rows = _rows(batch)
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted, pages = await _write(conn, rows)
+            used = await self._finish(conn, inserted, rows, pages)
+        self._units -= used  # only once committed: a rollback leaves the units ours
+        return [url for url, _ in inserted]
+
+    async def _commit_each(self, batch: list[Outcome]) -> list[str]:
+        """The batch in one transaction, each outcome in a savepoint; an outcome still
+        refused is stored as an error row for its URL, without its links."""
+        apg = driver()
+        inserted: list[tuple[str, str]] = []
+        pages_in = 0
+        total = _Rows()
+        async with self.pool.acquire() as conn, conn.transaction():
+            for outcome in batch:
+                rows = _rows([outcome])
+                try:
+                    async with conn.transaction():
+                        new, n = await _write(conn, rows)
+                except Exception as exc:
+                    if is_store_failure(exc) or isinstance(exc, apg.TransactionRollbackError):
+                        raise
+                    error = exc
+                else:
+                    inserted += new
+                    pages_in += n
+                    total.pages_sent += rows.pages_sent
+                    continue
+                log.debug("outcome for %r refused", outcome.url, exc_info=error)
+                total.pages_sent += rows.pages_sent
+                row = _error_row(outcome, error)
+                if row is None:
+                    log.error("dropped an outcome the store refused: %s", _one_line(error))
+                    continue
+                log.warning("%s: stored as an error row: %s", row.url, row.error)
+                try:
+                    async with conn.transaction():
+                        _, n = await _write(
+                            conn, _rows([Outcome(url=row.url, state=URLState.DONE, page=row)])
+                        )
+                        pages_in += n
+                except Exception as exc:
+                    if is_store_failure(exc) or isinstance(exc, apg.TransactionRollbackError):
+                        raise
+                    log.error("dropped an outcome the store refused: %s", _one_line(exc))
+            used = await self._finish(conn, inserted, total, pages_in)
+        self._units -= used
+        return [url for url, _ in inserted]
+
+    async def _finish(
+        self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], rows: _Rows, pages: int
+    ) -> int:
+        """The rows every worker shares, last and in a fixed order: hosts that have work,
+        this worker's lease and budget units, the crawl's page count."""
+        hosts = sorted({host for _, host in inserted})
+        if hosts:
+            # The flag is set with the URLs it stands for: a lease holder that clears it
+            # (finding none queued) either sees these URLs or is seen by this statement.
+            await conn.execute(
+                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
+                hosts,
+            )
+        used = min(rows.pages_sent, self._units)
+        alive = await conn.fetchval(
+            "UPDATE workers SET taken = taken - $2, "
+            "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
+            "WHERE id = $1 RETURNING true",
+            self.worker,
+            used,
+            self.lease_seconds,
+        )
+        if not alive:
+            raise LeaseLost(
+                f"store failed: this worker was cut off from {self.name} longer than its lease "
+                "and its hosts went to other workers; what it committed is intact"
+            )
+        if pages or used:
+            await conn.execute(
+                "UPDATE page_budget SET stored = stored + $1, in_flight = in_flight - $2 "
+                "WHERE id = 1",
+                pages,
+                used,
+            )
+        return used
+
+    def _failure(self, exc: BaseException) -> StoreFailure:
+        if isinstance(exc, StoreFailure):
+            return exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return StoreFailure(
+            f"store failed: {_one_line(reason) or type(exc).__name__} ({self.name}); everything "
+            "committed before is intact: `crawler resume` continues"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """A write outside the batches: a store that cannot write raises StoreFailure."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.failure = self.failure or self._failure(exc)
+            raise self.failure from exc
+
+
+# ---------------------------------------------------------------------- statements
+
+_PAGE_TYPES = (
+    "text", "text", "int", "int", "text", "text", "int", "float8", "text", "text", "float8",
+    "int8", "int", "int", "int", "text", "int", "text", "text",
+)  # fmt: skip
+_INSERT_PAGES = (
+    "WITH p AS (INSERT INTO page_rows (url, final_url, status, final_status, error, "
+    "content_type, depth, fetched_at, host, headers, elapsed, size, truncated, links_found, "
+    "links_truncated, redirect_to, attempts, content_hash, title) "
+    f"SELECT * FROM unnest({', '.join(f'${i + 1}::{t}[]' for i, t in enumerate(_PAGE_TYPES))}) "
+    "ON CONFLICT (url) DO NOTHING RETURNING id, url), "
+    "b AS (INSERT INTO bodies (page_id, body, body_codec) SELECT p.id, b.body, b.codec FROM p "
+    "JOIN unnest($20::text[], $21::bytea[], $22::text[]) AS b (url, body, codec) USING (url)) "
+    "SELECT count(*) FROM p"
+)
+# Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
+END_CHAIN = (
+    "UPDATE page_rows SET final_url = $1, "
+    "final_status = coalesce($2, (SELECT f.final_status FROM page_rows AS f WHERE f.url = $1)), "
+    "error = coalesce(error, $3) "
+    "WHERE url IN (SELECT $4 UNION ALL SELECT url FROM urls WHERE origin = $4)"
+)
+
+
+async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str, str]], int]:
+    """A batch's rows; (url, host) of the URLs really inserted, and pages inserted."""
+    # Order matters: a URL discovered and fetched within one batch must exist before its
+    # state is set to done; a page before its body; pages before a chain's end.
+    inserted: list[tuple[str, str]] = []
+    if rows.new_urls:
+        new = sorted(rows.new_urls.values())  # the same order in every worker: no deadlock
+        found = await conn.fetch(
+            "INSERT INTO urls (url, host, depth, hops, origin, discovered_at) "
+            "SELECT u.*, $6::float8 "
+            "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[]) "
+            "AS u (url, host, depth, hops, origin) "
+            "ON CONFLICT (url) DO NOTHING RETURNING url, host",
+            *zip(*new, strict=True),
+            time.time(),
+        )
+        inserted = [(r[0], r[1]) for r in found]
+    pages = 0
+    if rows.pages:
+        columns = list(zip(*rows.pages.values(), strict=True))
+        bodies = [list(c) for c in zip(*rows.bodies, strict=True)] or [[], [], []]
+        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies)
+    if rows.links:
+        await conn.copy_records_to_table(
+            "links", records=rows.links, columns=("src_url", "dst_url", "nofollow")
+        )
+    if rows.states:
+        urls, states = zip(*sorted(rows.states.items()), strict=True)
+        await conn.execute(
+            "UPDATE urls SET state = s.state, reason = s.reason "
+            "FROM unnest($1::text[], $2::text[], $3::text[]) AS s (url, state, reason) "
+            "WHERE urls.url = s.url",
+            urls,
+            [s for s, _ in states],
+            [r for _, r in states],
+        )
+    if rows.chains:
+        await conn.executemany(END_CHAIN, rows.chains)
+    if rows.skipped:
+        reasons_, counts = zip(*sorted(rows.skipped.items()), strict=True)
+        await conn.execute(
+            "INSERT INTO skipped (reason, count) "
+            "SELECT * FROM unnest($1::text[], $2::int8[]) ORDER BY 1 "
+            "ON CONFLICT (reason) DO UPDATE SET count = skipped.count + excluded.count",
+            reasons_,
+            counts,
+        )
+    return inserted, int(pages)
+
+
+# ---------------------------------------------------------------------- errors
+
+# SQLSTATE classes that are a value's fault: 22 data exception (a NUL in text, a number
+# out of range, bad encoding), 23 integrity (NOT NULL...), 54 program limit (a URL too
+# long for an index row).
+_DATA_CLASSES = ("22", "23", "54")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Connection lost, server shutting down, disk full, lease lost: not a row's fault."""
+    apg = driver()
+    if isinstance(exc, StoreFailure | OSError | TimeoutError):
+        return True
+    if isinstance(exc, apg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state[:2] not in _DATA_CLASSES
+    if isinstance(exc, apg.InterfaceError):
+        # A closed or broken connection; but an argument asyncpg cannot encode is data.
+        return not isinstance(exc, apg.exceptions.DataError)
+    # Encoding a value (a lone surrogate, an int past 64 bits, a list for text) fails in
+    # the driver, before anything is sent.
+    return not isinstance(exc, ValueError | TypeError | OverflowError | UnicodeError)
+
+
+# ---------------------------------------------------------------------- a batch as arrays
+
+
+@dataclass(slots=True)
+class _Rows:
+    """A batch as statement parameters: one column list (or row list) per statement."""
+
+    new_urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    pages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    bodies: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    links: list[tuple[str, str, int]] = field(default_factory=list)
+    states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    chains: list[tuple[Any, ...]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    pages_sent: int = 0  # page rows in the batch, inserted or not (budget units spent)
+
+
+def _rows(batch: list[Outcome]) -> _Rows:
+    r = _Rows()
+    for o in batch:
+        for n in o.new_urls:
+            if n.url not in r.new_urls:  # the first of a URL wins, as in SQLite
+                r.new_urls[n.url] = (n.url, n.host, n.depth, n.hops, n.origin)
+        if (p := o.page) is not None:
+            r.pages_sent += 1
+            if p.url not in r.pages:  # a second row for a URL is ignored, and its body
+                r.pages[p.url] = _page(p)
+                if p.body is not None:
+                    r.bodies.append((p.url, p.body, p.body_codec))
+        r.links.extend(o.links)
+        if o.state is not None:
+            r.states[o.url] = (o.state, o.reason)
+        if (c := o.chain_end) is not None:
+            r.chains.append((c.final_url, c.final_status, c.error, c.origin))
+        for reason, count in o.skipped:
+            r.skipped[reason] = r.skipped.get(reason, 0) + count
+    return r
+
+
+def _page(p: PageRow) -> tuple[Any, ...]:
+    final_status = p.final_status
+    if final_status is None and not (p.status is not None and 300 <= p.status < 400):
+        final_status = p.status
+    content_hash = p.content_hash
+    if content_hash is None and p.body_codec is None and p.body:
+        content_hash = hashlib.sha1(p.body).hexdigest()
+    return (
+        p.url, p.final_url, p.status, final_status, p.error, p.content_type, p.depth,
+        p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
+        int(p.links_truncated), p.redirect_to, p.attempts, content_hash, p.title,
+    )  # fmt: skip

@@ -1,0 +1,245 @@
+"""What many workers on many machines share in PostgreSQL: host leases, live workers,
+claims and the page budget.
+
+A worker (one `PostgresStore`, a uuid) holds a row in `workers` that it renews with its
+leases. It crawls only the hosts it leases (`lease_hosts`: `FOR UPDATE SKIP LOCKED` on
+`hosts`, a batch at a time), renews them while it works (`renew`) and gives them back
+with the time the host may be fetched again (`release_hosts`), so `per_host`, `delay`,
+Crawl-delay and Retry-After hold across machines. Times are the server's clock
+(`clock_timestamp()`), never a worker's: machines' clocks may disagree.
+
+A worker that dies keeps its leases until they expire (`lease_seconds`); then its row is
+reaped: its claimed URLs go back to the queue and its page-budget units to the budget.
+A worker cut off for longer than its lease finds its row gone and fails with `LeaseLost`
+(exit 1) instead of writing: its hosts are someone else's by then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from crawler.store.postgres_batches import LeaseLost, PostgresWriter
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_NOW = "extract(epoch FROM clock_timestamp())"
+# A host of the queue: its queued URLs, claimed or not (one partial index each).
+_HAS_QUEUED = (
+    "(EXISTS (SELECT 1 FROM urls AS u WHERE u.host = {h} AND u.state = 'queued' "
+    "AND u.claimed_by IS NULL) OR EXISTS (SELECT 1 FROM urls AS u WHERE u.host = {h} "
+    "AND u.state = 'queued' AND u.claimed_by IS NOT NULL))"
+)
+
+
+class Leases(PostgresWriter):
+    """Host leases, worker liveness and the shared page budget (mixed into the store)."""
+
+    leased: set[str]  # hosts this worker holds, as far as it knows
+
+    async def _register(self) -> None:
+        """Join the crawl: reap dead workers, then add this one."""
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            await _reap(conn)
+            await conn.execute(
+                f"INSERT INTO workers (id, started_at, lease_until) VALUES ($1, $2, {_NOW} + $3)",
+                self.worker,
+                time.time(),
+                self.lease_seconds,
+            )
+
+    async def _unregister(self) -> None:
+        """Leave the crawl: leases, claims and budget units go back at once."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._release(conn, dict.fromkeys(self.leased, 0.0))
+            await conn.execute(
+                "UPDATE urls SET claimed_by = NULL WHERE state = 'queued' AND claimed_by = $1",
+                self.worker,
+            )
+            taken = await conn.fetchval(
+                "DELETE FROM workers WHERE id = $1 RETURNING taken", self.worker
+            )
+            if taken:
+                await conn.execute(
+                    "UPDATE page_budget SET in_flight = in_flight - $1 WHERE id = 1", taken
+                )
+        self._units = 0
+
+    # ------------------------------------------------------------------ leases
+
+    async def lease_hosts(self, n: int) -> list[str]:
+        """Lease up to `n` hosts with queued work that no live lease holds and that may be
+        fetched now; their stale claims (a dead worker's) go back to the queue."""
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            await self._alive(conn)
+            await _reap(conn)
+            rows = await conn.fetch(
+                f"WITH now AS MATERIALIZED (SELECT {_NOW} AS t), "
+                "free AS (SELECT h.host FROM hosts AS h, now WHERE h.queued "
+                "AND h.next_start <= now.t AND (h.lease_owner IS NULL OR h.lease_until < now.t) "
+                "ORDER BY h.next_start LIMIT $2 FOR UPDATE OF h SKIP LOCKED) "
+                "UPDATE hosts SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3 "
+                "FROM free WHERE hosts.host = free.host RETURNING hosts.host",
+                self.worker,
+                n,
+                self.lease_seconds,
+            )
+            hosts = sorted(r[0] for r in rows)
+            if hosts:
+                await conn.execute(
+                    "UPDATE urls SET claimed_by = NULL WHERE host = ANY($1::text[]) "
+                    "AND state = 'queued' AND claimed_by IS NOT NULL",
+                    hosts,
+                )
+        self.leased.update(hosts)
+        return hosts
+
+    async def renew(self, hosts: Iterable[str] | None = None) -> list[str]:
+        """Extend this worker's leases (all it holds by default); the hosts it still holds.
+        LeaseLost when the worker's own row expired and was reaped."""
+        wanted = sorted(self.leased if hosts is None else set(hosts))
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            await self._alive(conn)
+            rows = await conn.fetch(
+                f"UPDATE hosts SET lease_until = {_NOW} + $3 "
+                "WHERE host = ANY($2::text[]) AND lease_owner = $1 RETURNING host",
+                self.worker,
+                wanted,
+                self.lease_seconds,
+            )
+        held = sorted(r[0] for r in rows)
+        self.leased.difference_update(set(wanted) - set(held))
+        return held
+
+    async def release_hosts(self, waits: Mapping[str, float]) -> None:
+        """Give hosts back, each with the seconds until it may be fetched again (its
+        politeness delay, Crawl-delay or Retry-After). Flush first: a URL in flight stays
+        queued, and the next holder would fetch it again."""
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            await self._release(conn, waits)
+
+    async def release_host(self, host: str, wait: float = 0.0) -> None:
+        await self.release_hosts({host: wait})
+
+    async def _release(self, conn: asyncpg.Connection, waits: Mapping[str, float]) -> None:
+        hosts = sorted(waits)
+        self.leased.difference_update(hosts)
+        if not hosts:
+            return
+        c = conn
+        # Lock the rows first: the next statement's snapshot then sees every URL a flush
+        # committed before, and a flush after us sees `queued` false and sets it again.
+        await c.execute(
+            "SELECT 1 FROM hosts WHERE host = ANY($1::text[]) AND lease_owner = $2 "
+            "ORDER BY host FOR UPDATE",
+            hosts,
+            self.worker,
+        )
+        await c.execute(
+            "UPDATE urls SET claimed_by = NULL WHERE host = ANY($1::text[]) "
+            "AND state = 'queued' AND claimed_by = $2",
+            hosts,
+            self.worker,
+        )
+        await c.execute(
+            "UPDATE hosts SET lease_owner = NULL, lease_until = 0, "
+            f"next_start = greatest(next_start, {_NOW} + w.wait), "
+            f"queued = {_HAS_QUEUED.format(h='hosts.host')} "
+            "FROM unnest($1::text[], $3::float8[]) AS w (host, wait) "
+            "WHERE hosts.host = w.host AND hosts.lease_owner = $2",
+            hosts,
+            self.worker,
+            [waits[h] for h in hosts],
+        )
+
+    async def any_leased(self) -> bool:
+        """Whether any worker holds a live lease (with `any_queued`: the crawl's end test)."""
+        async with self._writing(), self.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM hosts WHERE lease_owner IS NOT NULL "
+                    f"AND lease_until >= {_NOW})"
+                )
+            )
+
+    async def _alive(self, conn: asyncpg.Connection) -> None:
+        alive = await conn.fetchval(
+            f"UPDATE workers SET lease_until = greatest(lease_until, {_NOW} + $2) "
+            "WHERE id = $1 RETURNING true",
+            self.worker,
+            self.lease_seconds,
+        )
+        if not alive:
+            raise LeaseLost(
+                f"store failed: this worker was cut off from {self.name} longer than its "
+                "lease and its hosts went to other workers; what it committed is intact"
+            )
+
+    # ------------------------------------------------------------------ the page budget
+
+    async def take_pages(self, limit: int, n: int = 1) -> int:
+        """Reserve up to `n` pages of `limit` (stored + in flight, across every worker);
+        how many were granted (0: the budget is spent)."""
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            granted = await conn.fetchval(
+                "UPDATE page_budget SET "
+                "granted = least($2, $1 - stored - in_flight), "
+                "in_flight = in_flight + least($2, $1 - stored - in_flight) "
+                "WHERE id = 1 AND stored + in_flight < $1 RETURNING granted",
+                limit,
+                n,
+            )
+            if granted:
+                await self._hold(conn, granted)
+        self._units += granted or 0
+        return int(granted or 0)
+
+    async def take_page(self, limit: int) -> bool:
+        return await self.take_pages(limit, 1) == 1
+
+    async def add_pages(self, n: int) -> None:
+        """Count `n` pages as taken whatever the limit (a row stored without a fetch), or,
+        negative, give units back (fetches that stored nothing)."""
+        if n < 0:
+            n = -min(-n, self._units)
+        if not n:
+            return
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE page_budget SET in_flight = in_flight + $1 WHERE id = 1", n)
+            await self._hold(conn, n)
+        self._units += n
+
+    async def give_pages(self, n: int) -> None:
+        await self.add_pages(-n)
+
+    async def pages_left(self, limit: int) -> int:
+        async with self._writing(), self.pool.acquire() as conn:
+            used = await conn.fetchval("SELECT stored + in_flight FROM page_budget WHERE id = 1")
+        return limit - int(used)
+
+    async def _hold(self, conn: asyncpg.Connection, n: int) -> None:
+        held = await conn.fetchval(
+            "UPDATE workers SET taken = taken + $2 WHERE id = $1 RETURNING true", self.worker, n
+        )
+        if not held:
+            raise LeaseLost(
+                f"store failed: this worker was cut off from {self.name} longer than its "
+                "lease; what it committed is intact"
+            )
+
+
+async def _reap(conn: asyncpg.Connection) -> None:
+    """Workers whose row expired are gone: their claims and budget units come back."""
+    c = conn
+    dead = await c.fetch(f"DELETE FROM workers WHERE lease_until < {_NOW} RETURNING id, taken")
+    if not dead:
+        return
+    await c.execute(
+        "UPDATE urls SET claimed_by = NULL WHERE state = 'queued' AND claimed_by = ANY($1::uuid[])",
+        [r[0] for r in dead],
+    )
+    units = sum(r[1] for r in dead)
+    if units:
+        await c.execute("UPDATE page_budget SET in_flight = in_flight - $1 WHERE id = 1", units)

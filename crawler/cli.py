@@ -11,19 +11,16 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import click
 
 from crawler import __version__
-from crawler.config import SETTING_NAMES, Resolved, Settings, build_settings, resolve
+from crawler.cli_options import given_settings, output_options, run_output, settings_options
+from crawler.config import SETTING_NAMES, Resolved, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 from crawler.logs import setup_logging
-
-if TYPE_CHECKING:
-    from crawler.run import Output
 from crawler.store import open_reader
 
 log = logging.getLogger("crawler")
@@ -76,115 +73,6 @@ def _json_logs(argv: list[str]) -> bool:
     return False
 
 
-# Every crawl setting as a CLI flag with the same name (per_host -> --per-host). Defaults
-# are None so that "not given" can be told apart and config.toml can fill it.
-_HELP = {
-    "allow": "Only crawl URLs matching this regex (repeatable).",
-    "compress": "Store bodies zlib-compressed (body_codec = 'zlib').",
-    "concurrency": "Most requests in flight overall.",
-    "cookies": "Keep cookies between requests (default: off).",
-    "delay": "Least seconds between the starts of two requests to one host.",
-    "delay_factor": "Wait this many times a host's last response time before its next request.",
-    "deny": "Never crawl URLs matching this regex (repeatable).",
-    "host_budget": "Most pages fetched from one host (0: no limit).",
-    "host_failures": "Consecutive failures before a host's queue is dropped.",
-    "ignore_robots": "Do not fetch or obey robots.txt.",
-    "max_bytes": "Most body bytes read per response, after decompression.",
-    "max_crawl_delay": "Cap on a robots.txt Crawl-delay we honour, in seconds.",
-    "max_delay": "Cap, in seconds, on the wait --delay-factor asks for.",
-    "max_depth": "Most link hops from a seed (seeds are depth 0; -1: no limit).",
-    "max_links": "Most links kept from one page.",
-    "max_pages": "Stop after this many fetches are stored (0: no limit).",
-    "max_redirects": "Redirect hops followed from one requested URL.",
-    "max_url_length": "Longer URLs are dropped.",
-    "per_host": "Most simultaneous requests to one host (scheme+host+port).",
-    "processes": "Crawl in this many processes, each owning a share of the hosts.",
-    "repeat_segments": "A path segment repeated more often than this is a trap.",
-    "retries": "Extra attempts after a network error, 429 or 5xx.",
-    "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
-    "timeout": "Seconds per request, from the moment it is sent.",
-    "user_agent": "The User-Agent header, also matched against robots.txt.",
-}
-_BOOL_PAIRS = {
-    "compress": "--compress/--no-compress",
-    "cookies": "--cookies/--no-cookies",
-    "ignore_robots": "--ignore-robots/--obey-robots",
-}
-
-
-def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    defaults = Settings()
-    for name in reversed(SETTING_NAMES):
-        flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        help_text = _HELP[name]
-        if name in _BOOL_PAIRS:
-            opt = click.option(_BOOL_PAIRS[name], name, default=None, help=help_text)
-        elif name in ("allow", "deny"):
-            opt = click.option(flag, name, multiple=True, metavar="REGEX", help=help_text)
-        elif name == "scope":
-            opt = click.option(
-                flag, name, type=click.Choice(["host", "domain", "any"]), help=help_text
-            )
-        else:
-            kind = type(default)
-            opt = click.option(
-                flag,
-                name,
-                type=kind,
-                default=None,
-                help=f"{help_text} [default: {default}]",
-            )
-        func = opt(func)
-    return func
-
-
-def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "-q", "--quiet", is_flag=True, help="No progress and no summary: warnings and errors only."
-    )(func)
-    func = click.option(
-        "-v", "--verbose", is_flag=True, help="Debug logging: a line per fetched URL."
-    )(func)
-    func = click.option(
-        "--log-format",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        help="Log, progress and summary lines as text or as one JSON object per line.",
-    )(func)
-    func = click.option(
-        "--status-port",
-        type=click.IntRange(0, 65535),
-        default=None,
-        help="Serve the live report, /status (JSON) and /metrics (Prometheus) on this port.",
-    )(func)
-    func = click.option(
-        "--status-host",
-        default="127.0.0.1",
-        show_default=True,
-        help="Address of the status server (loopback unless widened, e.g. 0.0.0.0).",
-    )(func)
-    return func
-
-
-def _output(quiet: bool, log_format: str, status_host: str, status_port: int | None) -> Output:
-    from crawler.run import Output
-
-    status = (status_host, status_port) if status_port is not None else None
-    return Output(quiet=quiet, log_format=log_format, handle_signals=True, status=status)
-
-
-def _given(values: dict[str, Any]) -> dict[str, Any]:
-    """The settings the user actually passed on the command line."""
-    out = {}
-    for name in SETTING_NAMES:
-        value = values.get(name)
-        if value is None or (name in ("allow", "deny") and not value):
-            continue
-        out[name] = value
-    return out
-
-
 @click.group(cls=CrawlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crawler")
 def cli() -> None:
@@ -232,8 +120,8 @@ def crawl(
     all_seeds = _seed_list(seeds, seeds_file)
     if not all_seeds:
         raise UsageError("no seed URLs given (crawler crawl URL... or --seeds-file FILE)")
-    resolved = resolve({**_given(values), "db": db}, config_path)
-    out = _output(quiet, log_format, status_host, status_port)
+    resolved = resolve({**given_settings(values), "db": db}, config_path)
+    out = run_output(quiet, log_format, status_host, status_port)
     return run_crawl(resolved.db, resolved.settings, all_seeds, out)
 
 
@@ -267,11 +155,39 @@ def resume(
     from crawler.run import resume_crawl
 
     setup_logging(verbose, quiet, log_format)
-    given = _given(values)
+    given = given_settings(values)
     build_settings(given, source="command line")  # validate before touching the file
     added = _seed_list(seeds, seeds_file)
-    out = _output(quiet, log_format, status_host, status_port)
+    out = run_output(quiet, log_format, status_host, status_port)
     return resume_crawl(db, given, added, out)
+
+
+@cli.command()
+@click.option("--db", required=True, help="The shared store: postgresql://user@host:port/dbname.")
+@click.option("--concurrency", type=int, default=None, help="This worker's requests in flight.")
+@click.option("--processes", type=int, default=None, help="Worker processes on this machine.")
+@output_options
+def work(
+    db: str,
+    concurrency: int | None,
+    processes: int | None,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    status_host: str,
+    status_port: int | None,
+) -> int:
+    """Join a crawl in a shared store as one more worker, until the crawl is over.
+
+    The crawl's settings are the ones `crawler crawl` stored; a worker chooses only its
+    own concurrency and processes. SIGTERM or Ctrl-C gives its hosts back at once.
+    """
+    from crawler.run import work_crawl
+
+    setup_logging(verbose, quiet, log_format)
+    given = {k: v for k, v in {"concurrency": concurrency, "processes": processes}.items() if v}
+    build_settings(given, source="command line")  # validate before connecting
+    return work_crawl(db, given, run_output(quiet, log_format, status_host, status_port))
 
 
 def _seed_list(seeds: tuple[str, ...], seeds_file: TextIO | None) -> list[str]:
@@ -407,9 +323,9 @@ def show_config(config_path: Path | None, db: str | None, as_json: bool, **value
     crawl: the settings stored with it < flags, as `crawler resume` would use them.
     """
     if db is not None and Path(db).is_file():
-        resolved = _stored(db, _given(values))
+        resolved = _stored(db, given_settings(values))
     else:
-        resolved = resolve({**_given(values), "db": db}, config_path)
+        resolved = resolve({**given_settings(values), "db": db}, config_path)
     rows = [("db", resolved.db, resolved.sources["db"])]
     rows += [
         (name, getattr(resolved.settings, name), resolved.sources[name]) for name in SETTING_NAMES

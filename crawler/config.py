@@ -36,6 +36,7 @@ class Settings:
     host_budget: int = 0  # most pages fetched from one host (0: no limit); a trap guard
     host_failures: int = 10  # consecutive failed requests before a host's queue is dropped
     ignore_robots: bool = False  # do not fetch or obey robots.txt
+    lease: float = 30.0  # seconds a shared store's worker holds a host without renewing
     max_bytes: int = 10_000_000  # most body bytes read per response, after decompression
     max_crawl_delay: float = 30.0  # cap on a robots.txt Crawl-delay we honour, seconds
     max_delay: float = 30.0  # cap on the wait delay_factor asks for, seconds
@@ -116,6 +117,7 @@ def _validate(s: Settings) -> None:
         (s.delay >= 0, "delay must not be negative"),
         (s.delay_factor >= 0, "delay_factor must not be negative (0: off)"),
         (s.max_delay >= 0, "max_delay must not be negative"),
+        (s.lease >= 1, "lease must be at least 1 second"),
         (s.max_pages >= 0, "max_pages must not be negative (0: no limit)"),
         (s.max_depth >= -1, "max_depth must be -1 (no limit) or more"),
         (s.timeout > 0, "timeout must be positive"),

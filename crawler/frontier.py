@@ -11,11 +11,12 @@ work. The frontier wires them to the store and answers the engine's questions: `
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from crawler.admission import Admission
 from crawler.config import Settings
-from crawler.coordination import Partitioned, Solo
+from crawler.coordination import Leased, Partitioned, Solo
 from crawler.partition import PageBudget, Partition
 from crawler.reasons import Reason
 from crawler.records import Job, NewURL, Outcome, QueuedURL
@@ -51,10 +52,19 @@ class Frontier:
         self.budget = budget or PageBudget(settings.max_pages)
         self.seen = SeenSet()
         self.admission = Admission(settings, scope, self.seen)
-        self.coordination = Partitioned(partition, poll_interval) if partition else Solo()
+        self.coordination: Solo
+        if hasattr(store, "lease_hosts"):  # a store shared by workers on many machines
+            wanted = max(4, 2 * settings.concurrency // settings.per_host)
+            self.coordination = Leased(store, hosts_wanted=wanted)
+        elif partition is not None:
+            self.coordination = Partitioned(partition, poll_interval)
+        else:
+            self.coordination = Solo()
         self.on_fatal = on_fatal or _unhandled
-        if isinstance(self.coordination, Partitioned):
+        if isinstance(self.coordination, Partitioned | Leased):
             self.coordination.on_fatal = self._fatal
+        if isinstance(self.coordination, Leased):
+            self.coordination.idle = self._idle_hosts
         self.scheduler = Scheduler(
             settings,
             self.budget,
@@ -146,9 +156,10 @@ class Frontier:
         return n
 
     def _queue(self, n: NewURL) -> NewURL:
-        if self.coordination.owns(n.host):  # else a queued row, for the owner of the host
+        # A store that deduplicates itself says after the commit which URLs were new.
+        if not self.store.dedups and self.coordination.owns(n.host):
             self.window.offer(QueuedURL(0, n.url, n.host, n.depth, n.hops, n.origin))
-        return n
+        return n  # else a queued row, for whoever holds the host
 
     # ------------------------------------------------------------------ handing out work
 
@@ -237,8 +248,31 @@ class Frontier:
             self.scheduler.wake_all()
 
     def _committed(self, batch: list[Outcome], inserted: Sequence[str]) -> None:
+        if self.store.dedups and inserted:
+            new = set(inserted)
+            own = self.coordination.owns
+            for o in batch:
+                for n in o.new_urls:
+                    if n.url in new and own(n.host):
+                        # -1: committed, but not claimed (a claim skips it: pending).
+                        self.window.offer(QueuedURL(-1, n.url, n.host, n.depth, n.hops, n.origin))
         if self.window.committed(batch):
             self.scheduler.wake_one()
+
+    def _idle_hosts(self) -> dict[str, float]:
+        """Leased hosts with nothing queued, in flight or left in the store for this
+        worker, and the seconds until each may be fetched again."""
+        now = time.monotonic()
+        out = {}
+        for host in list(self.store.leased):  # type: ignore[attr-defined]
+            slot = self.scheduler.slots.get(host)
+            if self.window.holds(host):
+                continue
+            if slot is None:
+                out[host] = 0.0
+            elif not slot.queue and not slot.open and not slot.fetching_robots:
+                out[host] = max(0.0, slot.next_start - now)
+        return out
 
     def _fatal(self, exc: BaseException) -> None:
         self.on_fatal(exc)

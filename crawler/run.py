@@ -113,6 +113,47 @@ async def resume(
         await store.close()
 
 
+# What a worker may choose for itself; every other setting is the crawl's, stored once.
+WORKER_OWN = ("concurrency", "processes")
+
+
+def work_crawl(db: str, overrides: dict[str, Any], out: Output) -> int:
+    """`crawler work`: join the crawl in a shared store as one more worker."""
+    return _run(work(db, overrides, output=out), db, out)
+
+
+async def work(
+    db: str, overrides: dict[str, Any] | None = None, *, output: Output = Output()
+) -> Summary:
+    """Crawl the shared store `db` as one more worker, until its crawl is over.
+
+    Only `WORKER_OWN` settings may be given: the others (scope, limits, politeness) are
+    the crawl's, stored by `crawl`, so that every worker keeps to the same rules.
+    """
+    crawl_only = sorted(set(overrides or {}) - set(WORKER_OWN))
+    if crawl_only:
+        raise UsageError(
+            f"--{crawl_only[0].replace('_', '-')} is the crawl's setting, not a worker's: "
+            "set it on `crawler crawl` or `crawler resume`"
+        )
+    store = await open_store(db, create=False)
+    try:
+        if not hasattr(store, "lease_hosts"):
+            raise UsageError(
+                "crawler work needs a shared store (--db postgresql://...); "
+                "to use more cores on one SQLite file, give --processes N"
+            )
+        record = await store.load_crawl()
+        if record is None:
+            raise UsageError(f"{store.name} holds no crawl: start one with `crawler crawl`")
+        settings = record.settings
+        if overrides:
+            settings = build_settings(overrides, source="command line", base=settings)[0]
+        return await _go(store, settings, list(record.seeds), [], "work", output)
+    finally:
+        await store.close()
+
+
 async def _go(
     store: Store,
     settings: Settings,
@@ -121,6 +162,8 @@ async def _go(
     kind: str,
     out: Output,
 ) -> Summary:
+    if hasattr(store, "lease_seconds"):
+        store.lease_seconds = settings.lease
     run_id = await store.start_run(kind)
     if settings.processes > 1:
         summary = await run_partitioned(

@@ -84,6 +84,10 @@ class Window:
         self.scheduler.enqueue(item)
         return True
 
+    def holds(self, host: str) -> bool:
+        """Whether `host` has rows in the store that this window still means to claim."""
+        return host in self._spilled or host in self._uncommitted
+
     def spilled(self, host: str) -> None:
         """`host` has queued rows in the store (an earlier run's, another process's)."""
         self._spilled[host] = None

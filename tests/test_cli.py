@@ -233,7 +233,7 @@ COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 
 def test_the_commands_are_the_documented_ones() -> None:
-    assert COMMANDS == ["config", "crawl", "export", "report", "resume", "stats", "why"]
+    assert COMMANDS == ["config", "crawl", "export", "report", "resume", "stats", "why", "work"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -216,6 +216,7 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     ("delay", [0, 0.0], [-0.001], "delay must not be negative"),
     ("delay_factor", [0, 2.5], [-0.001], "delay_factor must not be negative (0: off)"),
     ("max_delay", [0, 60.0], [-0.001], "max_delay must not be negative"),
+    ("lease", [1, 1.0, 600], [0.999, 0], "lease must be at least 1 second"),
     ("max_pages", [0], [-1], "max_pages must not be negative (0: no limit)"),
     ("max_depth", [-1], [-2], "max_depth must be -1 (no limit) or more"),
     ("timeout", [0.001], [0, -1.0], "timeout must be positive"),

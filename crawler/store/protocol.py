@@ -61,7 +61,7 @@ class Store(Protocol):
     failure: StoreFailure | None  # set once the store could not write
     dedups: bool  # True: the store deduplicates URLs; `inserted` says which were new
     # (batch, inserted): called after each commit; `inserted` the URLs of the batch's
-    # `new_urls` that the commit added (all of them when `dedups` is False).
+    # `new_urls` that the commit added (empty when `dedups` is False: all were new).
     on_commit: Callable[[list[Outcome], Sequence[str]], None] | None
     backlog_bytes: int  # RAM held by outcomes not yet committed (back-pressure)
 

@@ -39,8 +39,8 @@ class BatchWriter:
         self.db = db
         self.path = path
         self.batch_size = batch_size
-        # (batch, inserted): every new URL a batch sends is new here (the frontier's
-        # seen-set deduplicates), so `inserted` is all of them.
+        # (batch, inserted): `inserted` stays empty here, since every new URL a batch
+        # sends is new (the frontier's seen-set deduplicates; `dedups` is False).
         self.on_commit: Callable[[list[Outcome], Sequence[str]], None] | None = None
         self._buffer: list[Outcome] = []
         self.backlog_bytes = 0
@@ -114,7 +114,7 @@ class BatchWriter:
                     raise self.failure from exc
                 raise
         if self.on_commit is not None:
-            self.on_commit(batch, [n.url for o in batch for n in o.new_urls])
+            self.on_commit(batch, ())  # not `dedups`: every new URL it was sent is new
         return len(batch)
 
     async def _commit(self, batch: list[Outcome]) -> None:

@@ -1,0 +1,124 @@
+"""The command line's options: every crawl setting as a flag of the same name, and the
+output flags of a running crawl (progress, logs, the status server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crawler.config import SETTING_NAMES, Settings
+
+if TYPE_CHECKING:
+    from crawler.run import Output
+
+
+# Every crawl setting as a CLI flag with the same name (per_host -> --per-host). Defaults
+# are None so that "not given" can be told apart and config.toml can fill it.
+_HELP = {
+    "allow": "Only crawl URLs matching this regex (repeatable).",
+    "compress": "Store bodies zlib-compressed (body_codec = 'zlib').",
+    "concurrency": "Most requests in flight overall.",
+    "cookies": "Keep cookies between requests (default: off).",
+    "delay": "Least seconds between the starts of two requests to one host.",
+    "delay_factor": "Wait this many times a host's last response time before its next request.",
+    "deny": "Never crawl URLs matching this regex (repeatable).",
+    "host_budget": "Most pages fetched from one host (0: no limit).",
+    "host_failures": "Consecutive failures before a host's queue is dropped.",
+    "ignore_robots": "Do not fetch or obey robots.txt.",
+    "lease": "Seconds a worker of a shared store holds a host without renewing its lease.",
+    "max_bytes": "Most body bytes read per response, after decompression.",
+    "max_crawl_delay": "Cap on a robots.txt Crawl-delay we honour, in seconds.",
+    "max_delay": "Cap, in seconds, on the wait --delay-factor asks for.",
+    "max_depth": "Most link hops from a seed (seeds are depth 0; -1: no limit).",
+    "max_links": "Most links kept from one page.",
+    "max_pages": "Stop after this many fetches are stored (0: no limit).",
+    "max_redirects": "Redirect hops followed from one requested URL.",
+    "max_url_length": "Longer URLs are dropped.",
+    "per_host": "Most simultaneous requests to one host (scheme+host+port).",
+    "processes": "Crawl in this many processes, each owning a share of the hosts.",
+    "repeat_segments": "A path segment repeated more often than this is a trap.",
+    "retries": "Extra attempts after a network error, 429 or 5xx.",
+    "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
+    "timeout": "Seconds per request, from the moment it is sent.",
+    "user_agent": "The User-Agent header, also matched against robots.txt.",
+}
+_BOOL_PAIRS = {
+    "compress": "--compress/--no-compress",
+    "cookies": "--cookies/--no-cookies",
+    "ignore_robots": "--ignore-robots/--obey-robots",
+}
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    defaults = Settings()
+    for name in reversed(SETTING_NAMES):
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        help_text = _HELP[name]
+        if name in _BOOL_PAIRS:
+            opt = click.option(_BOOL_PAIRS[name], name, default=None, help=help_text)
+        elif name in ("allow", "deny"):
+            opt = click.option(flag, name, multiple=True, metavar="REGEX", help=help_text)
+        elif name == "scope":
+            opt = click.option(
+                flag, name, type=click.Choice(["host", "domain", "any"]), help=help_text
+            )
+        else:
+            kind = type(default)
+            opt = click.option(
+                flag,
+                name,
+                type=kind,
+                default=None,
+                help=f"{help_text} [default: {default}]",
+            )
+        func = opt(func)
+    return func
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "-q", "--quiet", is_flag=True, help="No progress and no summary: warnings and errors only."
+    )(func)
+    func = click.option(
+        "-v", "--verbose", is_flag=True, help="Debug logging: a line per fetched URL."
+    )(func)
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        help="Log, progress and summary lines as text or as one JSON object per line.",
+    )(func)
+    func = click.option(
+        "--status-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve the live report, /status (JSON) and /metrics (Prometheus) on this port.",
+    )(func)
+    func = click.option(
+        "--status-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address of the status server (loopback unless widened, e.g. 0.0.0.0).",
+    )(func)
+    return func
+
+
+def run_output(quiet: bool, log_format: str, status_host: str, status_port: int | None) -> Output:
+    from crawler.run import Output
+
+    status = (status_host, status_port) if status_port is not None else None
+    return Output(quiet=quiet, log_format=log_format, handle_signals=True, status=status)
+
+
+def given_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings the user actually passed on the command line."""
+    out = {}
+    for name in SETTING_NAMES:
+        value = values.get(name)
+        if value is None or (name in ("allow", "deny") and not value):
+            continue
+        out[name] = value
+    return out

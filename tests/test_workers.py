@@ -1,0 +1,164 @@
+"""One crawl, many workers: `crawler crawl` and `crawler work` processes on one PostgreSQL
+store, against real local sites and a real server (tests/pg.py)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from pg import Cluster
+from support import Host, LoopThread, Site, rows, threaded_site
+
+DEADLINE = 60.0
+DELAY = 0.02
+PER_HOST = 1
+
+
+def crawler(*args: str) -> list[str]:
+    return [sys.executable, "-m", "crawler", *args]
+
+
+def build(site: Site, thread: LoopThread, n_hosts: int = 3, pages: int = 12) -> list[Host]:
+    hosts = [thread.call(site.host(f"127.0.5.{i + 1}")) for i in range(n_hosts)]
+    for k, host in enumerate(hosts):
+        host.robots("User-agent: *\nDisallow: /private\n")
+        other = hosts[(k + 1) % n_hosts]
+        host.page("/", [f"/p{i}" for i in range(pages)] + ["/private/x", other.url("/p0")])
+        for i in range(pages):
+            host.page(f"/p{i}", [f"/p{(i + 1) % pages}", f"/p{(i + 5) % pages}"])
+    return hosts
+
+
+@pytest.fixture
+def sites() -> Iterator[tuple[Site, LoopThread, list[Host]]]:
+    with threaded_site() as (site, thread):
+        yield site, thread, build(site, thread, n_hosts=8)
+
+
+def reset(hosts: list[Host]) -> None:
+    for host in hosts:
+        host.hits.clear()
+        host.max_open = 0
+
+
+def pg_rows(cluster: Cluster, dsn: str, sql: str) -> list[tuple[str, ...]]:
+    out = cluster.psql(sql, dsn.rsplit("/", 1)[1])
+    return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+
+def wait_for(condition: object, what: str) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def start_crawl(dsn: str, seeds: list[str], *extra: str) -> subprocess.Popen[str]:
+    args = ["crawl", *seeds, "--db", dsn, "-q", "--per-host", str(PER_HOST)]
+    args += ["--delay", str(DELAY), "--concurrency", "4", "--lease", "3", *extra]
+    return subprocess.Popen(crawler(*args), stderr=subprocess.PIPE, text=True)
+
+
+def start_worker(dsn: str) -> subprocess.Popen[str]:
+    args = crawler("work", "--db", dsn, "-q", "--concurrency", "1")
+    return subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str]) -> int:
+    _, err = proc.communicate(timeout=DEADLINE)
+    assert "Traceback" not in err, err
+    return proc.returncode
+
+
+def test_three_workers_store_what_one_sqlite_crawl_stores(
+    sites: tuple[Site, LoopThread, list[Host]], pg_cluster: Cluster, pg_dsn: str, tmp_path: object
+) -> None:
+    _, _, hosts = sites
+    seeds = [h.url("/") for h in hosts]
+    db = str(tmp_path) + "/one.db"  # type: ignore[operator]
+    args = ["crawl", *seeds, "--db", db, "-q", "--per-host", str(PER_HOST), "--delay", str(DELAY)]
+    assert subprocess.run(crawler(*args), timeout=DEADLINE).returncode == 0
+    want_pages = sorted(rows(db, "SELECT url, status FROM pages"))
+    want_links = sorted(rows(db, "SELECT src_url, dst_url FROM links"))
+    want_urls = sorted(rows(db, "SELECT url, state FROM urls"))
+    reset(hosts)
+
+    crawl = start_crawl(pg_dsn, seeds, "--concurrency", "1")  # 4 hosts leased at a time
+    wait_for(lambda: pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)]
+             if _has_schema(pg_cluster, pg_dsn) else False, "the crawl to start")  # fmt: skip
+    workers = [start_worker(pg_dsn) for _ in range(2)]
+    assert [finish(p) for p in (crawl, *workers)] == [0, 0, 0]
+
+    got_pages = sorted((u, int(s)) for u, s in pg_rows(pg_cluster, pg_dsn,
+                       "SELECT url, status FROM pages"))  # fmt: skip
+    assert got_pages == want_pages
+    twice = [(h.ip, p) for h in hosts for p, n in Counter(h.paths).items() if n > 1]
+    assert twice == []  # no URL fetched by two workers
+    assert sorted(pg_rows(pg_cluster, pg_dsn, "SELECT src_url, dst_url FROM links")) == want_links
+    assert sorted(pg_rows(pg_cluster, pg_dsn, "SELECT url, state FROM urls")) == want_urls
+    working = pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM runs WHERE pages > 0")
+    assert int(working[0][0]) >= 2  # the work was shared
+    # Politeness held across all workers, as each server saw it.
+    for host in hosts:
+        assert host.max_open <= PER_HOST, host.ip
+        starts = sorted(hit.start for hit in host.hits)
+        assert all(b - a >= DELAY - 0.010 for a, b in itertools.pairwise(starts)), host.ip
+        assert host.requests_for("/robots.txt") == 1  # once per host across workers
+
+
+def _has_schema(cluster: Cluster, dsn: str) -> bool:
+    found = pg_rows(cluster, dsn, "SELECT to_regclass('crawl') IS NOT NULL")
+    return found == [("t",)]
+
+
+def test_a_killed_worker_gives_its_hosts_back_when_its_leases_expire(
+    pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    with threaded_site() as (site, thread):
+        hosts = build(site, thread, n_hosts=8)
+        _killed_worker(pg_cluster, pg_dsn, hosts)
+
+
+def _killed_worker(pg_cluster: Cluster, pg_dsn: str, hosts: list[Host]) -> None:
+    seeds = [h.url("/") for h in hosts]
+    worker = None
+    # One connection each: each process leases 4 of the 8 hosts.
+    crawl = start_crawl(pg_dsn, seeds, "--concurrency", "1")
+    try:
+        wait_for(lambda: _has_schema(pg_cluster, pg_dsn)
+                 and pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)],
+                 "the crawl to start")  # fmt: skip
+        worker = start_worker(pg_dsn)
+        # Kill the worker once it holds leases too: its hosts wait for them to expire.
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn,
+                 "SELECT count(DISTINCT lease_owner) FROM hosts") == [("2",)],
+                 "two workers holding leases")  # fmt: skip
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=DEADLINE)
+        assert finish(crawl) == 0
+    finally:
+        for proc in (crawl, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    expected = {h.url(f"/p{i}") for h in hosts for i in range(12)} | set(seeds)
+    got = pg_rows(pg_cluster, pg_dsn, "SELECT url, status FROM pages")
+    assert sorted(u for u, _ in got) == sorted(expected)  # nothing lost, nothing twice
+    assert {s for _, s in got} == {"200"}
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM urls WHERE state = 'queued'") == [
+        ("0",)
+    ]
+
+
+def test_work_needs_a_shared_store(tmp_path: object) -> None:
+    db = str(tmp_path) + "/x.db"  # type: ignore[operator]
+    done = subprocess.run(crawler("work", "--db", db), capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "crawler: error:" in done.stderr and "Traceback" not in done.stderr

@@ -2,7 +2,7 @@
 # Mutation testing: how many small deliberate bugs in a module its own tests catch.
 # Not run in CI (minutes per module); run it by hand after changing a module or its tests.
 #
-#   scripts/mutation.sh                  # urls scope robots config parser
+#   scripts/mutation.sh                  # urls urlhosts scope robots config parser
 #   scripts/mutation.sh robots config    # only these
 #   MUTATION_KEEP=1 scripts/mutation.sh robots   # keep the work dir to inspect survivors
 #
@@ -41,7 +41,7 @@ python="${PYTHON:-$root/.venv/bin/python}"
 jobs="${MUTATION_JOBS:-$(nproc)}"
 equivalent="$root/scripts/mutation-equivalent.txt"
 modules=("$@")
-[ ${#modules[@]} -gt 0 ] || modules=(urls scope robots config parser)
+[ ${#modules[@]} -gt 0 ] || modules=(urls urlhosts scope robots config parser)
 
 "$python" -c "import mutmut" 2>/dev/null || {
     echo "mutation.sh: mutmut is not installed: $python -m pip install 'mutmut>=3,<4'" >&2
@@ -51,7 +51,7 @@ modules=("$@")
 # Each module's own tests: a mutant must be caught by the tests written for that module.
 module_tests() {
     case "$1" in
-        urls) echo tests/test_urls.py tests/test_url_wpt.py ;;
+        urls|urlhosts) echo tests/test_urls.py tests/test_url_wpt.py ;;
         *) echo "tests/test_$1.py" ;;
     esac
 }

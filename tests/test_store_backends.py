@@ -20,7 +20,17 @@ from pg import PASSWORD, Cluster
 from crawler.config import Settings
 from crawler.errors import StorageError, StoreFailure
 from crawler.reasons import Reason
-from crawler.records import ChainEnd, NewURL, Outcome, PageRow
+from crawler.records import (
+    STATUS_CLASSES,
+    BrokenLink,
+    Bucket,
+    ChainEnd,
+    HostRow,
+    NewURL,
+    Outcome,
+    PageRow,
+    ReportData,
+)
 from crawler.store import Store, open_reader, open_store
 from crawler.store.protocol import PAGE_FIELDS
 
@@ -421,6 +431,140 @@ def test_stats_keys_are_the_same_on_both_backends(tmp_path: Path, pg_dsn: str) -
     for name in keys[0]:
         if name not in ("duration_s", "pages_per_s", "started_at"):
             assert keys[0][name] == keys[1][name], name
+
+
+T0 = 1_700_000_001.0  # the report's clock: buckets start on multiples of their width
+
+
+def fetched(
+    host: str,
+    path: str,
+    at: float,
+    status: int | None = 200,
+    links: tuple[str, ...] = (),
+    **changes: Any,
+) -> Outcome:
+    """A page of `host` fetched `at` seconds after T0, linking to `links` (full URLs)."""
+    if status is None:
+        row = PageRow.failed(host + path, host, 0, "timeout: slow", attempts=2)
+    else:
+        row = page(path, status, host=host)
+    row = dataclasses.replace(row, fetched_at=T0 + at, **changes)
+    return Outcome(host + path, "done", page=row, links=[(host + path, d, 0) for d in links])
+
+
+async def test_the_report_is_the_same_on_every_backend(backend: Backend) -> None:
+    b, x, gone = HOST + "/b", HOST + "/x", OTHER + "/gone"
+    paths = ("/", "/a", "/b", "/c", "/r", "/x", "/q", "/d1", "/d2", "/deep", "/z")
+    async with opened(backend, seeds(*paths), seeds("/", "/gone", "/e", host=OTHER)) as store:
+        await store.save_crawl(Settings(), [HOST + "/"])
+        run = await store.start_run("crawl")
+        for o in (
+            fetched(
+                HOST,
+                "/",
+                0,
+                links=(HOST + "/a", b, x, HOST + "/r"),
+                elapsed=0.5,
+                size=100,
+                content_type="text/html",
+            ),
+            fetched(HOST, "/a", 1, links=(b, b), elapsed=0.25, size=300, content_type="text/html"),
+            fetched(HOST, "/b", 3, 404, elapsed=0.125, size=5),
+            fetched(HOST, "/c", 3, elapsed=0.375),
+            fetched(HOST, "/r", 12, 301, redirect_to=HOST + "/a", elapsed=0.5),
+            fetched(HOST, "/x", 12, None),
+            fetched(OTHER, "/", 239, links=(b, gone), elapsed=1.0, size=50),
+            fetched(OTHER, "/gone", 245, 500, elapsed=2.0, size=7),
+            fetched(OTHER, "/e", 250, links=(b,), elapsed=0.75, size=20),
+            Outcome(HOST + "/d1", "disallowed", "robots.txt"),
+            Outcome(HOST + "/d2", "disallowed", "robots.txt"),
+            Outcome(HOST + "/deep", "dropped", Reason.DEPTH),
+            Outcome(HOST + "/z", "dropped"),
+        ):
+            store.add(o)
+        await store.flush()
+        await store.end_run(run, 9, False)
+    for sql in (  # the clock's other readings, pinned
+        f"UPDATE crawl SET started_at = {T0 - 10}",
+        f"UPDATE runs SET started_at = {T0 - 2}, ended_at = {T0 + 254}",
+    ):
+        await backend.execute(sql)
+    reader = open_reader(backend.db)
+    try:
+        report = reader.report()
+    finally:
+        reader.close()
+
+    def bucket(pages: int = 0, size: int = 0, **by_class: int) -> Bucket:
+        return Bucket(0.0, pages, size, {c: by_class.get(f"c{c}", 0) for c in STATUS_CLASSES})
+
+    # T0 + 12 is 13 s past the first bucket's start (T0 - 1): bucket 2 of 5 s.
+    filled = {
+        0: bucket(4, 405, c2xx=3, c4xx=1),
+        2: bucket(2, 0, c3xx=1, cerror=1),
+        48: bucket(1, 50, c2xx=1),
+        49: bucket(1, 7, c5xx=1),
+        50: bucket(1, 20, c2xx=1),
+    }
+    buckets = [dataclasses.replace(filled.get(i, bucket()), start=T0 - 1 + 5 * i)
+               for i in range(51)]  # fmt: skip
+    stats = {
+        "pages": 9, "ok": 5, "redirects": 1, "http_errors": 2, "network_errors": 1, "failed": 3,
+        "hosts": 2, "bytes": 482, "links": 9, "queued": 1, "disallowed": 2, "dropped": 2,
+        "by_status_class": [{"class": c, "pages": n} for c, n in
+                            (("2xx", 5), ("3xx", 1), ("4xx", 1), ("5xx", 1), ("error", 1))],
+        "by_status": [{"status": c, "pages": n} for c, n in ((200, 5), (301, 1), (404, 1),
+                                                             (500, 1))],
+        "by_content_type": [{"content_type": "(none)", "pages": 7},
+                            {"content_type": "text/html", "pages": 2}],
+        "top_hosts": [{"host": HOST, "pages": 6, "failed": 2, "avg_elapsed_s": 0.35},
+                      {"host": OTHER, "pages": 3, "failed": 1, "avg_elapsed_s": 1.25}],
+        "error_reasons": [{"reason": r, "pages": 1} for r in ("HTTP 404", "HTTP 500", "timeout")],
+        "depths": [{"depth": 0, "pages": 9}], "skipped": [], "runs": 1, "duration_s": 256.0,
+        "pages_per_s": 0.04, "seeds": [HOST + "/"], "started_at": T0 - 10, "resumed_at": None,
+        "finished_at": None,
+    }  # fmt: skip
+    assert dataclasses.replace(report, generated_at=0.0) == ReportData(
+        stats=stats,
+        generated_at=0.0,
+        bucket_width=5,  # 250 s in at most 120 bars
+        buckets=buckets,
+        hosts=[
+            HostRow(HOST, 6, 2, 0.375, 0.5, 6 / 12),
+            HostRow(OTHER, 3, 1, 1.0, 2.0, 3 / 11),
+        ],
+        slowest=[
+            {"url": gone, "elapsed": 2.0, "status": 500},
+            {"url": OTHER + "/", "elapsed": 1.0, "status": 200},
+            {"url": OTHER + "/e", "elapsed": 0.75, "status": 200},
+            {"url": HOST + "/", "elapsed": 0.5, "status": 200},
+            {"url": HOST + "/r", "elapsed": 0.5, "status": 301},
+            {"url": HOST + "/c", "elapsed": 0.375, "status": 200},
+            {"url": HOST + "/a", "elapsed": 0.25, "status": 200},
+            {"url": b, "elapsed": 0.125, "status": 404},
+        ],
+        largest=[
+            {"url": HOST + "/a", "size": 300, "content_type": "text/html"},
+            {"url": HOST + "/", "size": 100, "content_type": "text/html"},
+            {"url": OTHER + "/", "size": 50, "content_type": None},
+            {"url": OTHER + "/e", "size": 20, "content_type": None},
+            {"url": gone, "size": 7, "content_type": None},
+            {"url": b, "size": 5, "content_type": None},
+        ],
+        broken=[
+            BrokenLink(b, 404, None, 5, [HOST + "/", HOST + "/a", OTHER + "/"]),
+            BrokenLink(x, None, "timeout: slow", 1, [HOST + "/"]),
+            BrokenLink(gone, 500, None, 1, [OTHER + "/"]),
+        ],
+        broken_pages=3,
+        broken_links=7,
+        not_followed=[
+            {"state": "disallowed", "reason": "robots.txt", "urls": 2, "example": HOST + "/d1"},
+            {"state": "dropped", "reason": "(no reason)", "urls": 1, "example": HOST + "/z"},
+            {"state": "dropped", "reason": "depth", "urls": 1, "example": HOST + "/deep"},
+        ],
+    )
 
 
 async def test_a_bad_where_filter_is_a_usage_error(backend: Backend) -> None:

@@ -135,8 +135,16 @@ class PostgresReader:
         return ua if isinstance(ua, str) else None
 
     def report(self, *, top: int = 20) -> ReportData:
-        """Not yet written for PostgreSQL: a clear error instead of a wrong page."""
-        raise UsageError(f"crawler report does not read PostgreSQL stores yet ({self.name})")
+        """What `crawler report` draws, aggregated in SQL (never every row in RAM), read in
+        one snapshot (repeatable read: workers keep writing while it reads)."""
+        from crawler.store.postgres_report import gather
+
+        transaction = self.db.transaction(isolation="repeatable_read", readonly=True)
+        self._run(transaction.start())
+        try:
+            return gather(self._fetch, self.stats(top=top), top=top)
+        finally:
+            self._run(transaction.rollback())
 
     def stats(self, *, top: int = 10) -> dict[str, Any]:
         """What `crawler stats` shows: the same keys as the SQLite reader's."""

@@ -99,8 +99,12 @@ def _timeline(db: sqlite3.Connection) -> tuple[int, list[Bucket]]:
         b: row
         for b, *row in db.execute(
             "SELECT CAST((fetched_at - ?) / ? AS INTEGER) AS b, count(*), coalesce(sum(size), 0), "
-            "sum(status BETWEEN 200 AND 299), sum(status BETWEEN 300 AND 399), "
-            "sum(status BETWEEN 400 AND 499), sum(status >= 500), sum(status IS NULL) "
+            # count(), not sum(): in a bucket of network errors only, every status is
+            # NULL, and sum() of only NULLs is NULL, not 0.
+            "count(CASE WHEN status BETWEEN 200 AND 299 THEN 1 END), "
+            "count(CASE WHEN status BETWEEN 300 AND 399 THEN 1 END), "
+            "count(CASE WHEN status BETWEEN 400 AND 499 THEN 1 END), "
+            "count(CASE WHEN status >= 500 THEN 1 END), count(CASE WHEN status IS NULL THEN 1 END) "
             "FROM pages GROUP BY b ORDER BY b",
             (origin, width),
         )

@@ -162,3 +162,38 @@ def test_work_needs_a_shared_store(tmp_path: object) -> None:
     done = subprocess.run(crawler("work", "--db", db), capture_output=True, text=True)
     assert done.returncode == 2
     assert "crawler: error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_worker_killed_then_resume_is_exact(pg_cluster: Cluster, pg_dsn: str) -> None:
+    with threaded_site() as (site, thread):
+        hosts = build(site, thread, n_hosts=8)
+        seeds = [h.url("/") for h in hosts]
+        crawl = start_crawl(pg_dsn, seeds, "--concurrency", "1")
+        worker = None
+        try:
+            wait_for(lambda: _has_schema(pg_cluster, pg_dsn)
+                     and pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)],
+                     "the crawl to start")  # fmt: skip
+            worker = start_worker(pg_dsn)
+            wait_for(lambda: int(pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM pages")[0][0])
+                     >= 20, "some pages")  # fmt: skip
+        finally:
+            for proc in (crawl, worker):
+                if proc is not None:
+                    proc.kill()
+                    proc.communicate()
+        before = int(pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM pages")[0][0])
+        assert before < 8 * 13  # killed mid-crawl
+        done = subprocess.run(
+            crawler("resume", "--db", pg_dsn, "-q"),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        assert done.returncode == 0, done.stderr
+    expected = {h.url(f"/p{i}") for h in hosts for i in range(12)} | set(seeds)
+    got = [u for (u,) in pg_rows(pg_cluster, pg_dsn, "SELECT url FROM pages")]
+    assert sorted(got) == sorted(expected)  # nothing lost, nothing stored twice
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM urls WHERE state = 'queued'") == [
+        ("0",)
+    ]

@@ -73,6 +73,10 @@ class Window:
 
     def offer(self, item: QueuedURL) -> bool:
         """Queue a URL in RAM; False (it stays in the store) when the window is full."""
+        if item.url in self.pending:
+            # Already here: a refill of a shared store may claim a row in the moment
+            # between its commit and the commit's report (which offers it too).
+            return True
         if self.scheduler.in_ram >= self.size or self.scheduler.queued_on(item.host) >= self.share:
             self._spilled[item.host] = None
             if item.id == 0:  # not in the store until its batch commits
@@ -165,6 +169,8 @@ class Window:
                     host, want, self.pending.__contains__, batch=self.scan_batch
                 )
                 for row in rows:
+                    if row.url in self.pending:
+                        continue  # offered meanwhile (see `offer`)
                     self.seen.add(row.url)  # another process may have admitted it
                     self.pending.add(row.url)
                     scheduler.enqueue(row)

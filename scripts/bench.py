@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py                 # 3 interleaved reps, table, profile
     .venv/bin/python scripts/bench.py --frontier      # a crawl whose frontier passes 1M URLs
     .venv/bin/python scripts/bench.py --broad         # 2,000 hosts, latency, --delay 1: bound
+    .venv/bin/python scripts/bench.py --postgres      # 1, 2, 4 PostgreSQL workers vs SQLite
 
 The site (bench_site.py: 40 hosts x 500 pages by default, on 127.0.0.2-41) is generated
 once into scripts/.bench/site and served by nginx when it is installed, by bench_server.py
@@ -15,6 +16,10 @@ the table shows medians. Every request goes to 127.0.0.0/8; every runner is kill
 Runners (--runners picks some, in this order):
   crawler        `crawler crawl` from this venv: robots obeyed, everything stored in SQLite
   crawler-p2     the same with --processes 2 (hosts split between two crawling processes)
+  crawler-b      --crawler-b CMD: a second crawler build (another tree, another venv), e.g.
+                 the tree before a refactor, crawled the same way (not in the default set)
+  crawler-metrics  `crawler crawl --status-port P` with a thread that GETs /metrics every
+                 second during the run (issue 15's overhead; not in the default set)
   aiohttp-loop   baselines/aiohttp_loop.py: aiohttp + selectolax, no robots, no storage
   scrapy-sqlite  baselines/scrapy_runner.py --db: Scrapy, pages stored by a SQLite pipeline
   scrapy         the same, storing nothing
@@ -27,12 +32,18 @@ the crawler and Scrapy (--runners crawler,scrapy) with --per-host 1 --delay 1 an
 --concurrency, each stopped by SIGINT --window seconds after its first request. The numbers
 (politeness bound, small hosts' finish, server-side gaps) are defined in bench_broad.py.
 
+--postgres: the standard site crawled by `crawler crawl` on SQLite (runner sqlite) and on a
+throwaway PostgreSQL cluster by 1, 2 and 4 workers (pg-1: `crawl` alone; pg-N: `crawl` and
+N-1 `crawler work`), interleaved; CPU is the workers' tree, srv/db CPU the cluster's
+(bench_postgres.py).
+
 Results: a table on stdout, everything (machine, versions, every run) in --json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -40,12 +51,14 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +67,7 @@ from urllib.parse import urlsplit
 
 import bench_broad as broad
 import bench_broad_site as broad_site
+import bench_postgres
 import bench_proc
 import bench_report as report
 import bench_site
@@ -78,7 +92,10 @@ DEFAULT_PORT = 18090
 SCRAPY_VENV = WORK / "venv"
 SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
 BASELINES = SCRIPTS / "baselines"
-RUNNERS = ("crawler", "crawler-p2", "aiohttp-loop", "scrapy-sqlite", "scrapy")
+RUNNERS = ("crawler", "crawler-p2", "crawler-b", "crawler-metrics", "aiohttp-loop",
+           "scrapy-sqlite", "scrapy")  # fmt: skip
+DEFAULT_RUNNERS = ("crawler", "crawler-p2", "aiohttp-loop", "scrapy-sqlite", "scrapy")
+METRICS_EVERY_S = 1.0  # crawler-metrics: one GET /metrics a second, as a Prometheus would
 FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
 BROAD_RUNNERS = ("crawler", "scrapy")
 BROAD_ALLOW = r"^http://127\.1\."  # scope: every broad host, the hidden ones included
@@ -155,19 +172,59 @@ def nginx_binary(install: bool) -> str | None:
 # ---------------------------------------------------------------- runners
 
 
-def crawler_cmd(args: argparse.Namespace) -> list[str]:
-    """--crawler, or the `crawler` script beside this interpreter."""
+def crawler_cmd(args: argparse.Namespace, *, build_b: bool = False) -> list[str]:
+    """--crawler (--crawler-b for the second build), or the `crawler` script beside this
+    interpreter."""
+    if build_b:
+        return shlex.split(args.crawler_b)
     if args.crawler:
         return shlex.split(args.crawler)
     script = Path(sys.executable).parent / "crawler"
     return [str(script)] if script.exists() else [sys.executable, "-m", "crawler"]
 
 
-def crawler_argv(args: argparse.Namespace, seeds: Path, db: Path, *extra: str) -> list[str]:
+def crawler_argv(
+    args: argparse.Namespace, seeds: Path, db: Path, *extra: str, build_b: bool = False
+) -> list[str]:
     """`crawler crawl` with the run's limits; robots.txt obeyed, everything stored (defaults)."""
     limits = ["--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
-    return [*crawler_cmd(args), "crawl", "--seeds-file", str(seeds), "--db", str(db), *limits,
-            "-q", *extra]  # fmt: skip
+    return [*crawler_cmd(args, build_b=build_b), "crawl", "--seeds-file", str(seeds),
+            "--db", str(db), *limits, "-q", *extra]  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class MetricsScraper(threading.Thread):
+    """GETs http://127.0.0.1:PORT/metrics every `every` seconds until `stop` is set, as a
+    Prometheus server would; counts the answers (refusals before the crawl listens and
+    after it ends are expected and counted apart)."""
+
+    def __init__(self, port: int, every: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every = f"http://127.0.0.1:{port}/metrics", every
+        self.stop = threading.Event()
+        self.ok = self.failed = 0
+        self.bytes = 0
+        self.max_ms = 0.0
+        # No proxy: the variables runner_env() strips must not route loopback elsewhere.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            t0 = time.perf_counter()
+            try:
+                with self.opener.open(self.url, timeout=5) as resp:
+                    self.bytes += len(resp.read())
+                self.ok += 1
+                self.max_ms = max(self.max_ms, 1000 * (time.perf_counter() - t0))
+            except OSError:  # URLError, refused, reset: the crawl is not up yet or gone
+                self.failed += 1
 
 
 @dataclass
@@ -192,9 +249,13 @@ class Bench:
             workers=self.args.server_workers,
         )
 
-    def argv(self, name: str, db: Path) -> list[str]:
+    def argv(self, name: str, db: Path, status_port: int = 0) -> list[str]:
         if name == "crawler":
             return crawler_argv(self.args, self.seeds, db)
+        if name == "crawler-b":
+            return crawler_argv(self.args, self.seeds, db, build_b=True)
+        if name == "crawler-metrics":
+            return crawler_argv(self.args, self.seeds, db, "--status-port", str(status_port))
         if name == "crawler-p2":
             return crawler_argv(self.args, self.seeds, db, "--processes", "2")
         c, k = str(self.args.concurrency), str(self.args.per_host)
@@ -213,19 +274,35 @@ class Bench:
         db = self.tmp / f"{name}.{rep}.db"
         offset = self.server.log.stat().st_size
         server_cpu = self.server.cpu_s()
-        m = measure(
-            self.argv(name, db),
-            cwd=self.tmp,  # no config.toml here: the crawler runs on its defaults and our flags
-            timeout=self.args.timeout,
-            out_dir=self.out_dir,
-            label=f"{name}.{rep}",
-        )
+        scraper = None
+        port = 0
+        if name == "crawler-metrics":
+            port = free_port()
+            scraper = MetricsScraper(port, METRICS_EVERY_S)
+            scraper.start()
+        try:
+            m = measure(
+                self.argv(name, db, port),
+                cwd=self.tmp,  # no config.toml here: the crawler runs on its defaults and flags
+                timeout=self.args.timeout,
+                out_dir=self.out_dir,
+                label=f"{name}.{rep}",
+            )
+        finally:
+            if scraper is not None:
+                scraper.stop.set()
+                scraper.join()
         time.sleep(0.3)  # bench_server.py flushes its log every 0.1 s
         died = self.server.proc.poll() is not None
         record: dict[str, Any] = {"name": name, "rep": rep, "exit": m.code}
         record.update(wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 2))
         record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
         record["server_cpu_s"] = round(self.server.cpu_s() - server_cpu, 2)
+        if scraper is not None:
+            record["metrics_scrapes"] = scraper.ok
+            record["metrics_refused"] = scraper.failed
+            record["metrics_max_ms"] = round(scraper.max_ms, 1)
+            record["metrics_bytes"] = scraper.bytes
         if name.startswith("crawler"):
             if db.exists():
                 record.update(crawler_db_check(db, self.expected))
@@ -637,6 +714,128 @@ def broad_benchmark(
     return 0 if all(r["runs"] and not r["failed"] for r in rows) else 1
 
 
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def postgres_benchmark(
+    args: argparse.Namespace, results: dict[str, Any], tmp: Path, out_dir: Path
+) -> int:
+    """The site on SQLite and on PostgreSQL with 1, 2 and 4 workers, interleaved."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import pg  # type: ignore[import-not-found]  # tests/pg.py: the tests' throwaway cluster
+
+    reason = pg.unavailable()
+    if reason is not None:
+        raise SystemExit(f"bench: --postgres: {reason}")
+    params = ensure_site(args)
+    site = site_dir(args)
+    expected_file = site / "expected.txt"
+    expected = set(expected_file.read_text().split())
+    bench = Bench(args, params, site / "seeds.txt", expected_file, expected, tmp, out_dir)
+    bench.server = bench.serve()
+    results["server"] = f"nginx {bench.server.version}" if bench.server.kind == "nginx" else (
+        "bench_server.py (asyncio)"
+    )  # fmt: skip
+    results["machine"] = report.machine(results["server"], None)
+    results["conditions"] = (
+        f"site: {params['hosts']} hosts x {params['pages']} pages; concurrency "
+        f"{args.concurrency} per worker, per host {args.per_host}; PostgreSQL "
+        f"{pg._bindir()} with fsync=off, synchronous_commit=off (tests/pg.py); medians of "
+        f"{args.reps} interleaved reps"
+    )
+    wanted = [n for n in bench_postgres.RUNNERS if n in args.runners or n == "sqlite"]
+    runs: list[dict[str, Any]] = []
+    try:
+        with pg.cluster() as cluster:
+            for rep in range(1, args.reps + 1):
+                for name in wanted:
+                    log(f"postgres rep {rep}/{args.reps}: {name}")
+                    if name == "sqlite":
+                        record = bench.run("crawler", rep)
+                        record["name"] = "sqlite"
+                    else:
+                        record = postgres_run(bench, cluster, name, rep)
+                    runs.append(record)
+                    log(
+                        f"{name}: {record.get('pages')} pages, {record.get('pages_per_s')} "
+                        f"pages/s, {record['cpu_s']} CPU s, db CPU {record.get('db_cpu_s')} s"
+                        + (f"; FAILED: {record['error'][-300:]}" if "error" in record else "")
+                    )
+    finally:
+        bench.server.stop()
+    rows = []
+    for name in wanted:
+        row = report.medians(runs, name)
+        good = [r for r in runs if r["name"] == name and "db_cpu_ms_per_page" in r]
+        if good:
+            row["db_cpu_ms_per_page"] = sorted(r["db_cpu_ms_per_page"] for r in good)[
+                len(good) // 2
+            ]
+        rows.append(row)
+    results["runs"], results["medians"] = runs, rows
+    results["table"] = report.render(rows)
+    sqlite_rate = rows[0].get("pages_per_s")
+    lines = []
+    for row in rows[1:]:
+        if sqlite_rate and row.get("pages_per_s"):
+            x = row["pages_per_s"] / sqlite_rate
+            db = row.get("db_cpu_ms_per_page")
+            goal = "   target >= 0.5   " + ("ok" if x >= 0.5 else "MISSED")
+            lines.append(
+                f"  {row['name']} / sqlite pages/s {x:6.2f}; db CPU ms/page {db}"
+                + (goal if row["name"] == "pg-1" else "")
+            )
+    results["targets"] = lines
+    parts = [report.machine_line(results["machine"]), results["conditions"], "", results["table"]]
+    parts += ["", "srv CPU s: nginx; db CPU: the PostgreSQL cluster's CPU per page", ""]
+    parts += ["targets (issue 12):", *lines]
+    print("\n" + "\n".join(parts))
+    return 0 if all(r["runs"] and not r["failed"] for r in rows) else 1
+
+
+def postgres_run(bench: Bench, cluster: Any, name: str, rep: int) -> dict[str, Any]:
+    """One PostgreSQL run: a fresh database, `crawl` plus N-1 `work`ers under measure()."""
+    assert bench.server is not None
+    args = bench.args
+    workers = int(name.split("-")[1])
+    dsn = cluster.dsn(cluster.new_database())
+    crawl = crawler_argv(args, bench.seeds, Path("unused"))
+    crawl[crawl.index("--db") + 1] = dsn
+    argv = [sys.executable, str(SCRIPTS / "bench_postgres.py"), dsn, str(workers),
+            str(args.concurrency), "--", *crawl]  # fmt: skip
+    offset = bench.server.log.stat().st_size
+    server_cpu = bench.server.cpu_s()
+    db_cpu = bench_postgres.cluster_cpu_s(cluster.data)
+    m = measure(argv, cwd=bench.tmp, timeout=args.timeout, out_dir=bench.out_dir,
+                label=f"{name}.{rep}")  # fmt: skip
+    time.sleep(0.3)
+    record: dict[str, Any] = {"name": name, "rep": rep, "exit": m.code}
+    record.update(wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 2))
+    record["peak_rss_mb"] = round(m.peak_rss_mb, 1)
+    record["server_cpu_s"] = round(bench.server.cpu_s() - server_cpu, 2)
+    record["db_cpu_s"] = round(bench_postgres.cluster_cpu_s(cluster.data) - db_cpu, 2)
+    try:
+        found = asyncio.run(bench_postgres.counts(dsn))
+    except (OSError, ImportError) as exc:
+        found = {"error": str(exc)}
+    fetched = found.pop("fetched", set())
+    record.update(found)
+    record.update(fetched_expected=len(fetched & bench.expected), expected=len(bench.expected))
+    record["unexpected"] = len(fetched - bench.expected)
+    record.update(server_check(read_from(bench.server.log, offset), bench.params["port"],
+                               bench.expected))  # fmt: skip
+    pages = record.get("pages")
+    if pages:
+        seconds = record.get("seconds") or m.wall_s
+        record["pages_per_s"] = round(pages / seconds, 1)
+        record["wall_pages_per_s"] = round(pages / m.wall_s, 1)
+        record["cpu_ms_per_page"] = round(1000 * m.cpu_s / pages, 3)
+        record["db_cpu_ms_per_page"] = round(1000 * record["db_cpu_s"] / pages, 3)
+    if m.code != 0 or not pages:
+        record["error"] = (m.stderr.strip() or m.stdout.strip() or f"exit {m.code}")[-1500:]
+    return record
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -650,9 +849,19 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
     ap.add_argument("--concurrency", type=int, help="default 64; --broad: 1000")
     ap.add_argument("--per-host", type=int, help="default 4; --broad: 1")
-    ap.add_argument("--runners", default=",".join(RUNNERS), help="comma-separated subset")
+    ap.add_argument(
+        "--runners",
+        default=",".join(DEFAULT_RUNNERS),
+        help=f"comma-separated, of {', '.join(RUNNERS)} (default {','.join(DEFAULT_RUNNERS)})",
+    )
     ap.add_argument("--scrapy-cap", type=int, default=2000, help="Scrapy's page cap (0: none)")
     ap.add_argument("--crawler", help="the crawler command (default: this venv's `crawler`)")
+    ap.add_argument(
+        "--crawler-b",
+        metavar="CMD",
+        help="a second crawler build's command, run as the runner crawler-b "
+        "(added to --runners when not named there)",
+    )
     ap.add_argument(
         "--server",
         choices=["auto", "nginx", "python"],
@@ -696,17 +905,29 @@ def parse_args() -> argparse.Namespace:
     wide.add_argument("--broad-big", type=int, default=20, help="hosts with huge queues")
     wide.add_argument("--broad-hidden", type=int, default=150, help="small hosts found by links")
     wide.add_argument("--broad-port", type=int, default=broad_site.PORT)
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="instead: the site on SQLite and on PostgreSQL with 1, 2 and 4 workers "
+        "(--runners picks of pg-1,pg-2,pg-4)",
+    )
     args = ap.parse_args()
     if args.concurrency is None:
         args.concurrency = 1000 if args.broad else 64
     if args.per_host is None:
         args.per_host = 1 if args.broad else 4
-    if args.broad and args.frontier:
-        ap.error("--broad or --frontier, not both")
+    if sum((args.broad, args.frontier, args.postgres)) > 1:
+        ap.error("one of --broad, --frontier, --postgres")
+    if args.postgres and args.runners == ",".join(DEFAULT_RUNNERS):
+        args.runners = ",".join(bench_postgres.RUNNERS)
     args.runners = [n.strip() for n in args.runners.split(",") if n.strip()]
-    unknown = set(args.runners) - set(RUNNERS)
+    unknown = set(args.runners) - set(RUNNERS) - set(bench_postgres.RUNNERS)
     if unknown:
         ap.error(f"unknown runner(s) {', '.join(sorted(unknown))}; have {', '.join(RUNNERS)}")
+    if args.crawler_b and "crawler-b" not in args.runners:
+        args.runners.append("crawler-b")
+    if "crawler-b" in args.runners and not args.crawler_b:
+        ap.error("the runner crawler-b needs --crawler-b CMD")
     if args.frontier_links < 2:
         ap.error("--frontier-links must be at least 2")
     return args
@@ -735,8 +956,12 @@ def main() -> int:
     code = 1
     try:
         with temp_dir() as tmp:
-            results["mode"] = "frontier" if args.frontier else "broad" if args.broad else "site"
-            modes = {"site": site_benchmark, "frontier": frontier_benchmark}
+            results["mode"] = (
+                "frontier" if args.frontier else "broad" if args.broad
+                else "postgres" if args.postgres else "site"
+            )  # fmt: skip
+            modes = {"site": site_benchmark, "frontier": frontier_benchmark,
+                     "postgres": postgres_benchmark}  # fmt: skip
             code = modes.get(results["mode"], broad_benchmark)(args, results, tmp, out_dir)
     finally:
         kill_current()

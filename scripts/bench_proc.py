@@ -197,6 +197,7 @@ def server_check(lines: list[str], port: int, expected: set[str]) -> dict[str, A
     """What the server saw during one run: requests, repeats, robots.txt and /private/ hits."""
     requests = robots = private = not_found = 0
     urls: set[str] = set()
+    repeated: list[str] = []
     for line in lines:
         parts = line.split(" ", 4)
         if len(parts) < 5:
@@ -207,7 +208,10 @@ def server_check(lines: list[str], port: int, expected: set[str]) -> dict[str, A
             robots += 1
             continue
         requests += 1
-        urls.add(f"http://{addr}:{port}{uri}")
+        url = f"http://{addr}:{port}{uri}"
+        if url in urls and len(repeated) < 10:
+            repeated.append(url)
+        urls.add(url)
         private += uri.startswith("/private/")
         not_found += status == "404"
     return {
@@ -217,6 +221,7 @@ def server_check(lines: list[str], port: int, expected: set[str]) -> dict[str, A
         "srv_private": private,
         "srv_robots": robots,
         "srv_404": not_found,
+        "srv_repeated_sample": repeated,  # the first few URLs requested again
     }
 
 

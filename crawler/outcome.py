@@ -87,7 +87,12 @@ class Outcomes:
                 skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
             if parsed.too_long:
                 skipped[Reason.TOO_LONG] = parsed.too_long
-        body, codec, digest = await self._body(resp)
+        # Plain bodies are hashed by the store, on its writer thread; a body stored
+        # compressed is compressed and hashed here, in a thread (off the event loop).
+        body: bytes | None = resp.body if resp.status is not None else None
+        codec = digest = None
+        if body and self.settings.compress:
+            body, codec, digest = await asyncio.to_thread(_compressed, body)
         page = PageRow(
             url=item.url,
             final_url=final_url,
@@ -142,15 +147,6 @@ class Outcomes:
                 hop.chain_error = f"redirect target not followed: {target.value}"
                 skipped[target] = 1
         return hop
-
-    async def _body(self, resp: Response) -> tuple[bytes | None, str | None, str | None]:
-        """(body to store, its codec, its hash): plain bodies are hashed by the store, on
-        its writer thread; a compressed one is compressed and hashed here, in a thread."""
-        if resp.status is None:
-            return None, None, None
-        if not (self.settings.compress and resp.body):
-            return resp.body, None, None
-        return await asyncio.to_thread(_compressed, resp.body)
 
 
 def _compressed(body: bytes) -> tuple[bytes, str, str]:

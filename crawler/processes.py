@@ -38,9 +38,8 @@ from crawler.errors import CrawlerError
 from crawler.eventloop import loop_factory
 from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
-from crawler.progress import shown
+from crawler.progress import shown, watched
 from crawler.records import Summary
-from crawler.status import watched
 from crawler.store import Store, open_store
 
 log = logging.getLogger(__name__)

@@ -127,3 +127,18 @@ async def _log_lines(source: Callable[[], dict[str, Any]], every: float, *, as_j
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
+
+
+def watched(
+    status: tuple[str, int] | None, source: Callable[[], dict[str, Any]], db: str
+) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The status server (`--status-port`) for the duration of the block, or nothing.
+
+    Imported only when asked for: the report's and Prometheus' modules would otherwise
+    cost every crawl's start-up CPU.
+    """
+    if status is None:
+        return contextlib.nullcontext()
+    from crawler.status import serve_status
+
+    return serve_status(status[0], status[1], source, db)

@@ -14,10 +14,9 @@ from crawler.engine import Engine
 from crawler.errors import UsageError
 from crawler.eventloop import loop_factory
 from crawler.processes import run_partitioned
-from crawler.progress import shown
+from crawler.progress import shown, watched
 from crawler.records import Summary
 from crawler.report import print_summary
-from crawler.status import watched
 from crawler.store import Store, open_store
 from crawler.urls import canonical_url
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import compress
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-_TOP = np.iinfo(np.int64).max  # closes the sorted array: every search lands on an element
+_TOP = (1 << 63) - 1  # closes the sorted array: every search lands on an element
 _MIN_RECENT = 1 << 16  # hashes `recent` may hold before a merge, at least
 _RECENT_SHARE = 32  # and at most 1/32 of the array: a merge copies it, so rarely
 
@@ -32,7 +33,9 @@ class SeenSet:
 
     def __init__(self, *, min_recent: int = _MIN_RECENT) -> None:
         self.recent: set[int] = set()
-        self._sorted: npt.NDArray[np.int64] = np.array([_TOP], dtype=np.int64)
+        # None until the first merge: a small crawl never imports numpy (its import
+        # costs more CPU than such a crawl's whole seen-set).
+        self._sorted: npt.NDArray[Any] | None = None
         self._min = min_recent
         self._cap = min_recent  # `recent` is merged when it holds this many
 
@@ -41,7 +44,7 @@ class SeenSet:
         if h in self.recent:
             return True
         a = self._sorted
-        return bool(a[a.searchsorted(h)] == h)
+        return a is not None and bool(a[a.searchsorted(h)] == h)
 
     def add(self, url: str) -> None:
         recent = self.recent
@@ -55,8 +58,10 @@ class SeenSet:
             self._merge()
         a = self._sorted
         recent = self.recent
-        if len(a) == 1:  # no merge yet (a small crawl): a plain set, as fast as it gets
+        if a is None:  # no merge yet (a small crawl): a plain set, as fast as it gets
             return [url for url in urls if hash(url) not in recent]
+        import numpy as np
+
         h = np.fromiter(map(hash, urls), np.int64, len(urls))
         out = list(compress(urls, (a[a.searchsorted(h)] != h).tolist()))
         if recent and out:
@@ -66,13 +71,17 @@ class SeenSet:
     def __len__(self) -> int:
         if self.recent:
             self._merge()  # `recent` may repeat hashes of the array: count once
-        return len(self._sorted) - 1
+        return 0 if self._sorted is None else len(self._sorted) - 1
 
     def _merge(self) -> None:
         """Move `recent` into the sorted array (one copy of it), dropping repeats."""
+        import numpy as np  # here: only a crawl this large needs it
+
         new = np.fromiter(self.recent, np.int64, len(self.recent))
         new.sort()
         a = self._sorted
+        if a is None:
+            a = np.array([_TOP], dtype=np.int64)
         at = a.searchsorted(new)
         fresh = a[at] != new
         self._sorted = a = np.insert(a, at[fresh], new[fresh])

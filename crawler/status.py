@@ -193,12 +193,3 @@ def _histogram(latency: dict[str, Any]) -> HistogramMetricFamily:
         buckets=buckets,
         sum_value=latency["sum"],
     )
-
-
-def watched(
-    status: tuple[str, int] | None, source: Source, db_path: str
-) -> contextlib.AbstractAsyncContextManager[Any]:
-    """`serve_status` when a (host, port) is given (`--status-port`), else nothing."""
-    if status is None:
-        return contextlib.nullcontext()
-    return serve_status(status[0], status[1], source, db_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from crawler.partition import Partition
@@ -47,7 +47,27 @@ class Solo:
         pass
 
 
-class Partitioned(Solo):
+class _Watched(Solo):
+    """A kind whose background task watches the store: its failure stops the crawl."""
+
+    _watching: asyncio.Task[None] | None = None
+    on_fatal: Callable[[BaseException], None] | None = None
+
+    def _start(self, watch: Coroutine[Any, Any, None]) -> None:
+        self._watching = asyncio.get_running_loop().create_task(watch)
+        self._watching.add_done_callback(self._watch_done)
+
+    def _watch_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            assert self.on_fatal is not None
+            self.on_fatal(exc)
+
+    def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+
+
+class Partitioned(_Watched):
     """One of N processes on one SQLite file, each owning a share of the hosts."""
 
     keep_cursors = True
@@ -78,15 +98,7 @@ class Partitioned(Solo):
         self, store: Store, on_hosts: Callable[[list[str]], None], done: Callable[[], bool]
     ) -> None:
         if self._watching is None:
-            self._watching = asyncio.get_running_loop().create_task(
-                self._watch(store, on_hosts, done)
-            )
-            self._watching.add_done_callback(self._watch_done)
-
-    def _watch_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            assert self.on_fatal is not None
-            self.on_fatal(exc)
+            self._start(self._watch(store, on_hosts, done))
 
     async def _watch(
         self, store: Store, on_hosts: Callable[[list[str]], None], done: Callable[[], bool]
@@ -107,12 +119,8 @@ class Partitioned(Solo):
         finally:
             self._watching = None
 
-    def close(self) -> None:
-        if self._watching is not None:
-            self._watching.cancel()
 
-
-class Leased(Solo):
+class Leased(_Watched):
     """One of many workers, on any machines, sharing a store that leases hosts
     (PostgreSQL): a worker crawls only the hosts it holds a lease on, so per-host limits,
     delays, Crawl-delay and Retry-After hold across all of them.
@@ -149,13 +157,7 @@ class Leased(Solo):
         self, store: Store, on_hosts: Callable[[list[str]], None], done: Callable[[], bool]
     ) -> None:
         if self._watching is None:
-            self._watching = asyncio.get_running_loop().create_task(self._watch(on_hosts, done))
-            self._watching.add_done_callback(self._watch_done)
-
-    def _watch_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            assert self.on_fatal is not None
-            self.on_fatal(exc)
+            self._start(self._watch(on_hosts, done))
 
     async def _watch(self, on_hosts: Callable[[list[str]], None], done: Callable[[], bool]) -> None:
         store = self.store
@@ -184,7 +186,3 @@ class Leased(Solo):
                 await asyncio.sleep(self.poll_interval)
         finally:
             self._watching = None
-
-    def close(self) -> None:
-        if self._watching is not None:
-            self._watching.cancel()

@@ -24,12 +24,13 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crawler.errors import StoreFailure
 from crawler.records import Outcome, PageRow, URLState
+from crawler.store.buffer import OutcomeBuffer
 from crawler.store.postgres_schema import driver
 from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved
 
@@ -45,46 +46,18 @@ class LeaseLost(StoreFailure):
     """This worker was cut off from the store longer than its lease: its hosts are others'."""
 
 
-class PostgresWriter:
+class PostgresWriter(OutcomeBuffer):
     """The write side of a PostgreSQL store: a connection pool, one batch at a time."""
 
     def __init__(
         self, pool: asyncpg.Pool, name: str, *, lease_seconds: float = 30.0, batch_size: int = 500
     ) -> None:
+        super().__init__(batch_size)
         self.pool = pool
         self.name = name
-        self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
-        self.on_commit: Callable[[list[Outcome], Sequence[str]], None] | None = None
-        self._buffer: list[Outcome] = []
-        self.backlog_bytes = 0
-        self._lock = asyncio.Lock()
-        self._full = asyncio.Event()
-        self.failure: StoreFailure | None = None
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
-
-    # ------------------------------------------------------------------ the buffer
-
-    def add(self, outcome: Outcome) -> None:
-        """Queue an outcome for the next batch (committed by `flush`)."""
-        self._buffer.append(outcome)
-        page = outcome.page
-        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
-            len(outcome.links) + len(outcome.new_urls) + 1
-        )
-        if len(self._buffer) >= self.batch_size:
-            self._full.set()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._buffer)
-
-    async def wait_full(self, interval: float) -> None:
-        """Wait until a batch is full or `interval` seconds passed, whichever comes first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), interval)
-        self._full.clear()
 
     async def flush(self) -> int:
         """Commit every queued outcome in one transaction; returns how many.

@@ -21,53 +21,27 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiosqlite
 
 from crawler.errors import StoreFailure
 from crawler.records import Outcome, PageRow, URLState
+from crawler.store.buffer import OutcomeBuffer
 
 log = logging.getLogger(__name__)
 
 
-class BatchWriter:
+class BatchWriter(OutcomeBuffer):
     """The write side of a SQLite store: one connection, one batch at a time."""
 
     def __init__(self, db: aiosqlite.Connection, path: str, *, batch_size: int = 500) -> None:
+        super().__init__(batch_size)
         self.db = db
         self.path = path
-        self.batch_size = batch_size
-        # (batch, inserted): `inserted` stays empty here, since every new URL a batch
-        # sends is new (the frontier's seen-set deduplicates; `dedups` is False).
-        self.on_commit: Callable[[list[Outcome], Sequence[str]], None] | None = None
-        self._buffer: list[Outcome] = []
-        self.backlog_bytes = 0
-        self._lock = asyncio.Lock()
-        self._full = asyncio.Event()
-        self.failure: StoreFailure | None = None  # set once the store could not write
-
-    def add(self, outcome: Outcome) -> None:
-        """Queue an outcome for the next batch (committed by `flush`)."""
-        self._buffer.append(outcome)
-        page = outcome.page
-        # A rough count of the RAM the outcome holds: its body and ~100 bytes per row.
-        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
-            len(outcome.links) + len(outcome.new_urls) + 1
-        )
-        if len(self._buffer) >= self.batch_size:
-            self._full.set()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._buffer)
-
-    async def wait_full(self, interval: float) -> None:
-        """Wait until a batch is full or `interval` seconds passed, whichever comes first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), interval)
-        self._full.clear()
+        # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
+        # (the frontier's seen-set deduplicates; `dedups` is False).
 
     async def flush(self) -> int:
         """Commit every queued outcome in one transaction; returns how many.

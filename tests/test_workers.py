@@ -3,6 +3,7 @@ store, against real local sites and a real server (tests/pg.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -13,8 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from aiohttp import web
 from pg import Cluster
-from support import Host, LoopThread, Site, rows, threaded_site
+from support import Handler, Host, LoopThread, Site, rows, threaded_site
 
 DEADLINE = 60.0
 DELAY = 0.02
@@ -25,7 +27,15 @@ def crawler(*args: str) -> list[str]:
     return [sys.executable, "-m", "crawler", *args]
 
 
-def build(site: Site, thread: LoopThread, n_hosts: int = 3, pages: int = 12) -> list[Host]:
+def build(
+    site: Site,
+    thread: LoopThread,
+    n_hosts: int = 3,
+    pages: int = 12,
+    gate: asyncio.Event | None = None,
+) -> list[Host]:
+    """`n_hosts` hosts linking to each other; with a `gate`, every home page is held until
+    the gate opens (so a test can see workers hold leases before any host is done)."""
     hosts = [thread.call(site.host(f"127.0.5.{i + 1}")) for i in range(n_hosts)]
     for k, host in enumerate(hosts):
         host.robots("User-agent: *\nDisallow: /private\n")
@@ -33,13 +43,33 @@ def build(site: Site, thread: LoopThread, n_hosts: int = 3, pages: int = 12) -> 
         host.page("/", [f"/p{i}" for i in range(pages)] + ["/private/x", other.url("/p0")])
         for i in range(pages):
             host.page(f"/p{i}", [f"/p{(i + 1) % pages}", f"/p{(i + 5) % pages}"])
+        if gate is not None:
+            host.handle("/", _held(gate, host.routes["/"]))
     return hosts
 
 
+def _held(gate: asyncio.Event, inner: Handler) -> Handler:
+    async def held(request: web.Request) -> web.StreamResponse:
+        await gate.wait()
+        return await inner(request)
+
+    return held
+
+
+async def _event() -> asyncio.Event:
+    return asyncio.Event()
+
+
 @pytest.fixture
-def sites() -> Iterator[tuple[Site, LoopThread, list[Host]]]:
+def sites() -> Iterator[tuple[LoopThread, asyncio.Event, list[Host]]]:
     with threaded_site() as (site, thread):
-        yield site, thread, build(site, thread, n_hosts=8)
+        gate = thread.call(_event())
+        yield thread, gate, build(site, thread, n_hosts=8, gate=gate)
+
+
+def two_lease_holders(cluster: Cluster, dsn: str) -> bool:
+    found = pg_rows(cluster, dsn, "SELECT count(DISTINCT lease_owner) FROM hosts")
+    return found == [("2",)]
 
 
 def reset(hosts: list[Host]) -> None:
@@ -78,23 +108,39 @@ def finish(proc: subprocess.Popen[str]) -> int:
 
 
 def test_three_workers_store_what_one_sqlite_crawl_stores(
-    sites: tuple[Site, LoopThread, list[Host]], pg_cluster: Cluster, pg_dsn: str, tmp_path: object
+    sites: tuple[LoopThread, asyncio.Event, list[Host]],
+    pg_cluster: Cluster,
+    pg_dsn: str,
+    tmp_path: object,
 ) -> None:
-    _, _, hosts = sites
+    thread, gate, hosts = sites
     seeds = [h.url("/") for h in hosts]
     db = str(tmp_path) + "/one.db"  # type: ignore[operator]
+    thread.loop.call_soon_threadsafe(gate.set)
     args = ["crawl", *seeds, "--db", db, "-q", "--per-host", str(PER_HOST), "--delay", str(DELAY)]
     assert subprocess.run(crawler(*args), timeout=DEADLINE).returncode == 0
     want_pages = sorted(rows(db, "SELECT url, status FROM pages"))
     want_links = sorted(rows(db, "SELECT src_url, dst_url FROM links"))
     want_urls = sorted(rows(db, "SELECT url, state FROM urls"))
     reset(hosts)
+    thread.loop.call_soon_threadsafe(gate.clear)
 
-    crawl = start_crawl(pg_dsn, seeds, "--concurrency", "1")  # 4 hosts leased at a time
-    wait_for(lambda: pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)]
-             if _has_schema(pg_cluster, pg_dsn) else False, "the crawl to start")  # fmt: skip
-    workers = [start_worker(pg_dsn) for _ in range(2)]
-    assert [finish(p) for p in (crawl, *workers)] == [0, 0, 0]
+    procs = [start_crawl(pg_dsn, seeds, "--concurrency", "1")]  # 4 hosts leased at a time
+    try:
+        wait_for(lambda: _has_schema(pg_cluster, pg_dsn)
+                 and pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)],
+                 "the crawl to start")  # fmt: skip
+        procs += [start_worker(pg_dsn) for _ in range(2)]
+        # Home pages are held until a worker too holds leases: the work is shared.
+        wait_for(lambda: two_lease_holders(pg_cluster, pg_dsn), "two workers holding leases")
+        thread.loop.call_soon_threadsafe(gate.set)
+        assert [finish(p) for p in procs] == [0, 0, 0]
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
 
     got_pages = sorted((u, int(s)) for u, s in pg_rows(pg_cluster, pg_dsn,
                        "SELECT url, status FROM pages"))  # fmt: skip
@@ -119,35 +165,29 @@ def _has_schema(cluster: Cluster, dsn: str) -> bool:
 
 
 def test_a_killed_worker_gives_its_hosts_back_when_its_leases_expire(
-    pg_cluster: Cluster, pg_dsn: str
+    sites: tuple[LoopThread, asyncio.Event, list[Host]], pg_cluster: Cluster, pg_dsn: str
 ) -> None:
-    with threaded_site() as (site, thread):
-        hosts = build(site, thread, n_hosts=8)
-        _killed_worker(pg_cluster, pg_dsn, hosts)
-
-
-def _killed_worker(pg_cluster: Cluster, pg_dsn: str, hosts: list[Host]) -> None:
+    thread, gate, hosts = sites
     seeds = [h.url("/") for h in hosts]
-    worker = None
     # One connection each: each process leases 4 of the 8 hosts.
-    crawl = start_crawl(pg_dsn, seeds, "--concurrency", "1")
+    procs = [start_crawl(pg_dsn, seeds, "--concurrency", "1")]
     try:
         wait_for(lambda: _has_schema(pg_cluster, pg_dsn)
                  and pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM crawl") == [("1",)],
                  "the crawl to start")  # fmt: skip
-        worker = start_worker(pg_dsn)
-        # Kill the worker once it holds leases too: its hosts wait for them to expire.
-        wait_for(lambda: pg_rows(pg_cluster, pg_dsn,
-                 "SELECT count(DISTINCT lease_owner) FROM hosts") == [("2",)],
-                 "two workers holding leases")  # fmt: skip
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.communicate(timeout=DEADLINE)
-        assert finish(crawl) == 0
+        procs.append(start_worker(pg_dsn))
+        # Kill the worker once it holds leases: its hosts wait for them to expire.
+        wait_for(lambda: two_lease_holders(pg_cluster, pg_dsn), "two workers holding leases")
+        os.kill(procs[1].pid, signal.SIGKILL)
+        procs[1].communicate(timeout=DEADLINE)
+        thread.loop.call_soon_threadsafe(gate.set)
+        assert finish(procs[0]) == 0
     finally:
-        for proc in (crawl, worker):
-            if proc is not None and proc.poll() is None:
+        thread.loop.call_soon_threadsafe(gate.set)
+        for proc in procs:
+            if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+            proc.communicate()
     expected = {h.url(f"/p{i}") for h in hosts for i in range(12)} | set(seeds)
     got = pg_rows(pg_cluster, pg_dsn, "SELECT url, status FROM pages")
     assert sorted(u for u, _ in got) == sorted(expected)  # nothing lost, nothing twice

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
+from click.testing import CliRunner, Result
 
+from crawler.cli import cli
 from crawler.config import Settings
 from crawler.records import Summary
 from crawler.run import crawl, resume
@@ -232,3 +234,10 @@ def assert_one_line_error(result: Any, *fragments: str, code: int = 2) -> str:
         assert fragment in lines[0]
     assert "Traceback" not in result.stdout + result.stderr
     return str(lines[0])
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    """The CLI run in-process by click's CliRunner, as `crawler ARGS...`."""
+    return CliRunner().invoke(
+        cli, list(args), input=input, catch_exceptions=False, prog_name="crawler"
+    )

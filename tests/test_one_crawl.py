@@ -6,36 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from click.testing import CliRunner, Result
-from support import assert_one_line_error, rows, threaded_site
-
-from crawler.cli import cli
+from support import assert_one_line_error, invoke, rows, threaded_site
 
 DEADLINE = 15.0
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield tmp_path
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="crawler")
+pytestmark = pytest.mark.usefixtures("in_tmp")  # tests/conftest.py
 
 
 def crawler(*args: str) -> list[str]:

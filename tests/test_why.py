@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from support import Host, assert_one_line_error, threaded_site
+from support import Host, assert_one_line_error, invoke, threaded_site
 
-from crawler.cli import cli
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield tmp_path
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="crawler")
+pytestmark = pytest.mark.usefixtures("in_tmp")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from crawler.errors import StoreFailure
 from crawler.records import Outcome
@@ -16,6 +16,8 @@ class OutcomeBuffer:
     `backlog_bytes` is a rough count of the RAM they hold (bodies, ~100 bytes a row), so
     that workers can wait for the writer instead of piling outcomes up (back-pressure).
     """
+
+    name: str  # the store, for messages (a path, or a URL without its password)
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
@@ -46,3 +48,34 @@ class OutcomeBuffer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._full.wait(), interval)
         self._full.clear()
+
+    @staticmethod
+    def is_store_failure(exc: BaseException) -> bool:
+        """Whether `exc` is the store's fault (disk, I/O, connection), not a row's."""
+        raise NotImplementedError
+
+    def _failure(self, exc: BaseException) -> StoreFailure:
+        if isinstance(exc, StoreFailure):
+            return exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return StoreFailure(
+            f"store failed: {one_line(reason) or type(exc).__name__} ({self.name}); everything "
+            "committed before is intact: `crawler resume` continues"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """A write outside the batches: a store that cannot write raises StoreFailure."""
+        try:
+            yield
+        except Exception as exc:
+            if not self.is_store_failure(exc):
+                raise
+            self.failure = self.failure or self._failure(exc)
+            raise self.failure from exc
+
+
+def one_line(value: object) -> str:
+    """A value as one bounded line of valid UTF-8, for a message or an error row."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return " ".join(text.split())[:300]

@@ -19,12 +19,10 @@ serialization failure nonetheless retries the batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -197,25 +195,9 @@ class PostgresWriter(OutcomeBuffer):
             )
         return used
 
-    def _failure(self, exc: BaseException) -> StoreFailure:
-        if isinstance(exc, StoreFailure):
-            return exc
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return StoreFailure(
-            f"store failed: {_one_line(reason) or type(exc).__name__} ({self.name}); everything "
-            "committed before is intact: `crawler resume` continues"
-        )
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """A write outside the batches: a store that cannot write raises StoreFailure."""
-        try:
-            yield
-        except Exception as exc:
-            if not is_store_failure(exc):
-                raise
-            self.failure = self.failure or self._failure(exc)
-            raise self.failure from exc
+    @staticmethod
+    def is_store_failure(exc: BaseException) -> bool:
+        return is_store_failure(exc)
 
 
 # ---------------------------------------------------------------------- statements

@@ -37,7 +37,6 @@ class SQLiteStore(BatchWriter):
 
     def __init__(self, db: aiosqlite.Connection, path: str, *, batch_size: int = 500) -> None:
         super().__init__(db, path, batch_size=batch_size)
-        self.name = path
         # Per host, the newest row id `claim` has looked at: rows at or below it are in
         # RAM, being fetched or done. And the newest id `new_work` has looked at.
         self._cursors: dict[str, int] = {}

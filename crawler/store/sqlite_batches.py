@@ -21,14 +21,12 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiosqlite
 
-from crawler.errors import StoreFailure
 from crawler.records import Outcome, PageRow, URLState
-from crawler.store.buffer import OutcomeBuffer
+from crawler.store.buffer import OutcomeBuffer, one_line
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class BatchWriter(OutcomeBuffer):
     def __init__(self, db: aiosqlite.Connection, path: str, *, batch_size: int = 500) -> None:
         super().__init__(batch_size)
         self.db = db
-        self.path = path
+        self.path = self.name = path
         # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
         # (the frontier's seen-set deduplicates; `dedups` is False).
 
@@ -191,23 +189,9 @@ class BatchWriter(OutcomeBuffer):
                 rows.skipped.items(),
             )
 
-    def _failure(self, exc: BaseException) -> StoreFailure:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return StoreFailure(
-            f"store failed: {_one_line(reason)} ({self.path}); everything committed before "
-            "is intact: `crawler resume` continues"
-        )
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """A write outside the batches: a store that cannot write raises StoreFailure."""
-        try:
-            yield
-        except Exception as exc:
-            if not _is_store_failure(exc):
-                raise
-            self.failure = self.failure or self._failure(exc)
-            raise self.failure from exc
+    @staticmethod
+    def is_store_failure(exc: BaseException) -> bool:
+        return isinstance(exc, Exception) and _is_store_failure(exc)
 
 
 _PAGE_COLUMNS = (
@@ -253,9 +237,7 @@ async def _rollback(db: aiosqlite.Connection) -> None:
         await asyncio.shield(db.rollback())
 
 
-def _one_line(value: object) -> str:
-    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
-    return " ".join(text.split())[:300]
+_one_line = one_line
 
 
 def _error_row(outcome: Outcome, exc: Exception) -> PageRow | None:

@@ -280,8 +280,12 @@ class SQLiteStore(BatchWriter):
 
     async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
         """(status, body, fetched_at) of `host`'s robots.txt if it answered (2xx, or 4xx
-        but 429) at or after `since`: a copy the crawl may use again (RFC 9309 2.4)."""
-        async with self.db.execute(
+        but 429) at or after `since`: a copy the crawl may use again (RFC 9309 2.4).
+
+        Under the write lock, as `claim` is: a read left open on this connection while a
+        batch begins would make that batch's write fail at once ("database is locked")
+        when another process has committed in between (--processes)."""
+        async with self._lock, self.db.execute(
             "SELECT status, body, fetched_at FROM robots WHERE host = ? AND fetched_at >= ? "
             "AND status >= 200 AND status < 500 AND status <> 429",
             (host, since),

@@ -36,7 +36,9 @@ _HELP = {
     "max_pages": "Stop after this many fetches are stored (0: no limit).",
     "max_redirects": "Redirect hops followed from one requested URL.",
     "max_url_length": "Longer URLs are dropped.",
-    "per_host": "Most simultaneous requests to one host (scheme+host+port).",
+    "per_host": "Most simultaneous requests to one server: the host name, plus its port when "
+    "not the scheme's default (http and https of one name share it).",
+    "per_ip": "Most simultaneous requests to hosts on one IP address (0: no cap).",
     "processes": "Crawl in this many processes, each owning a share of the hosts.",
     "repeat_segments": "A path segment repeated more often than this is a trap.",
     "retries": "Extra attempts after a network error, 429 or 5xx.",

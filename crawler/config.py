@@ -45,7 +45,8 @@ class Settings:
     max_pages: int = 0  # stop after this many fetches are stored; 0: no limit
     max_redirects: int = 5  # redirect hops followed from one requested URL
     max_url_length: int = 2048  # longer URLs are dropped (a trap guard)
-    per_host: int = 2  # most simultaneous requests to one host (scheme + host + port)
+    per_host: int = 2  # most simultaneous requests to one server (host, + port if not default)
+    per_ip: int = 0  # most simultaneous requests to the hosts on one IP address (0: no cap)
     processes: int = 1  # processes crawling at once, each owning a share of the hosts
     repeat_segments: int = 3  # a path segment repeated more often than this is a trap
     retries: int = 2  # extra attempts after a network error, 429 or 5xx
@@ -113,6 +114,7 @@ def _validate(s: Settings) -> None:
     checks: list[tuple[bool, str]] = [
         (s.concurrency >= 1, "concurrency must be at least 1"),
         (s.per_host >= 1, "per_host must be at least 1"),
+        (s.per_ip >= 0, "per_ip must not be negative (0: off)"),
         (1 <= s.processes <= 64, "processes must be between 1 and 64"),
         (s.delay >= 0, "delay must not be negative"),
         (s.delay_factor >= 0, "delay_factor must not be negative (0: off)"),

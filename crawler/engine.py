@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from crawler import robots
+from crawler.addresses import Addresses
 from crawler.config import Settings
 from crawler.counters import Counters
 from crawler.errors import InternalError, StoreFailure
@@ -53,7 +54,10 @@ class Engine:
         self.store = store
         self.settings = settings
         self.seeds = seeds
-        self.resolver = resolver  # None: aiohttp's own name resolution
+        # None: aiohttp's own name resolution. --per-ip resolves each name once per crawl
+        # and groups hosts by the address the connector then uses.
+        self.addresses = Addresses(resolver) if settings.per_ip else None
+        self.resolver = self.addresses or resolver
         self.counters = Counters()
         self.scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
         self.partition = partition  # None: this process crawls every host (processes.py)
@@ -66,6 +70,7 @@ class Engine:
             budget=budget,
             on_fatal=self._fatal,
             on_failed_row=self.counters.failed_row,
+            addresses=self.addresses,
         )
         self.outcomes = Outcomes(settings, self.frontier)
         self._session: aiohttp.ClientSession | None = None

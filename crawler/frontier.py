@@ -10,10 +10,13 @@ work. The frontier wires them to the store and answers the engine's questions: `
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from crawler.addresses import Addresses
 from crawler.admission import Admission
 from crawler.config import Settings
 from crawler.coordination import Leased, Partitioned, Solo
@@ -46,8 +49,11 @@ class Frontier:
         poll_interval: float = 0.05,
         on_fatal: Callable[[BaseException], None] | None = None,
         on_failed_row: Callable[[str], None] = lambda reason: None,
+        addresses: Addresses | None = None,
     ) -> None:
         self.settings = settings
+        self.addresses = addresses  # --per-ip: the crawl's resolved names
+        self._lookups: set[asyncio.Task[None]] = set()
         self.store = store
         self.budget = budget or PageBudget(settings.max_pages)
         self.seen = SeenSet()
@@ -72,6 +78,8 @@ class Frontier:
             emit=store.add,
             on_failed_row=on_failed_row,
             on_taken=self._taken,
+            address=addresses.address if addresses else lambda host: None,
+            resolve=self._resolve,
         )
         self.window = Window(
             store,
@@ -285,7 +293,22 @@ class Frontier:
         self.window.stopping = True
         self.scheduler.wake_all()
 
+    def _resolve(self, name: str) -> None:
+        """Look `name` up for --per-ip, off the scheduler's path; its slots wait meanwhile."""
+        task = asyncio.get_running_loop().create_task(self._lookup(name))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _lookup(self, name: str) -> None:
+        if self.addresses is not None:
+            # A name that does not resolve fails its fetches, with the resolver's error.
+            with contextlib.suppress(Exception):
+                await self.addresses.resolve(name.strip("[]"))
+        self.scheduler.resolved(name)
+
     def close(self) -> None:
+        for task in self._lookups:
+            task.cancel()
         self.scheduler.close()
         self.window.close()
         self.coordination.close()

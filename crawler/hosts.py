@@ -1,9 +1,13 @@
 """Per-host politeness slots: how many requests are open, when the next may start.
 
-Scrapy's downloader keeps one slot per host; so do we. A slot answers one question,
-`wait_time()`: how long until this host may start another request (0 = now, None =
-not until a request finishes). The frontier keeps a slot only while its host has URLs
-queued, requests open or a delay still running, so memory follows active hosts only.
+Scrapy's downloader keeps one slot per host; so do we. A slot (one origin: its queue,
+robots.txt rules, failures) answers one question, `wait_time()`: how long until it may
+start another request (0 = now, None = not until a request finishes). The limits it
+obeys live in `Gate`s it shares: one per server (host name, plus the port when not the
+scheme's default, so http and https of one name share a limit and a delay, as in
+Heritrix), and with `--per-ip` one per IP address. The scheduler keeps a slot only while
+its origin has URLs queued, requests open or a delay still running, so memory follows
+active hosts only.
 """
 
 from __future__ import annotations
@@ -18,13 +22,31 @@ from crawler.robots import Rules
 
 
 @dataclass(slots=True, eq=False)
+class Gate:
+    """A limit shared by the slots behind it: at most `limit` requests open at once and,
+    for a server, no start before `next_start`. Slots that found it full wait in
+    `blocked` and are reconsidered one at a time as requests end."""
+
+    key: str
+    limit: int
+    open: int = 0
+    next_start: float = 0.0  # loop time before which no request may start (servers only)
+    members: int = 0  # slots using it: the scheduler forgets it at 0
+    blocked: deque[HostSlot] = field(default_factory=deque)
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit
+
+
+@dataclass(slots=True, eq=False)
 class HostSlot:
     key: str  # scheme://host:port
-    per_host: int
+    server: Gate  # per_host and the delay, shared by the origins of one server
     delay: float  # the effective least gap between starts: max(--delay, Crawl-delay)
+    ip: Gate | None = None  # --per-ip: shared by every server on one address
     queue: deque[Job] = field(default_factory=deque)
-    open: int = 0  # requests in flight
-    next_start: float = 0.0  # loop time before which no request may start
+    open: int = 0  # requests in flight from this origin
     rules: Rules | None = None
     fetching_robots: bool = False
     robots_failures: int = 0  # robots.txt attempts that found the host unreachable
@@ -32,30 +54,66 @@ class HostSlot:
     dead: str | None = None  # reason the host's queue is being dropped
     fetched: int = 0  # pages handed out this run (for host_budget)
     in_ready: bool = False
+    in_blocked: bool = False  # waiting in a full gate's `blocked`
+    resolving: bool = False  # --per-ip: its address is being looked up
     timer: asyncio.TimerHandle | None = None
+
+    @property
+    def next_start(self) -> float:
+        return self.server.next_start
+
+    @next_start.setter
+    def next_start(self, at: float) -> None:
+        self.server.next_start = at
+
+    def has_work(self, needs_robots: bool) -> bool:
+        if self.dead or self.fetching_robots or self.resolving:
+            return False  # a dead host's URLs get their error rows as they arrive
+        return bool(self.queue) or (needs_robots and self.rules is None)
+
+    def full_gate(self) -> Gate | None:
+        """The shared limit that keeps this slot from starting a request, if any."""
+        if self.server.full:
+            return self.server
+        if self.ip is not None and self.ip.full:
+            return self.ip
+        return None
 
     def wait_time(self, now: float, needs_robots: bool) -> float | None:
         """Seconds until a job may start here; None when there is nothing to start."""
-        if self.dead or self.fetching_robots or self.open >= self.per_host:
-            return None  # a dead host's URLs get their error rows as they arrive
-        if not self.queue and not (needs_robots and self.rules is None):
+        if not self.has_work(needs_robots) or self.full_gate() is not None:
             return None
-        return max(0.0, self.next_start - now)
+        return max(0.0, self.server.next_start - now)
 
     def started(self, now: float) -> None:
         self.open += 1
-        self.next_start = now + self.delay
+        self.server.open += 1
+        if self.ip is not None:
+            self.ip.open += 1
+        self.server.next_start = max(self.server.next_start, now + self.delay)
+
+    def ended(self) -> list[Gate]:
+        """A request is over; the gates it freed (their blocked slots may go now)."""
+        self.open -= 1
+        freed = []
+        for gate in (self.server, self.ip):
+            if gate is not None:
+                gate.open -= 1
+                if gate.blocked:
+                    freed.append(gate)
+        return freed
 
     def back_off(self, now: float, seconds: float) -> None:
-        """Keep the whole host quiet for `seconds` (Retry-After, or after failures)."""
-        self.next_start = max(self.next_start, now + seconds)
+        """Keep the whole server quiet for `seconds` (Retry-After, or after failures)."""
+        self.server.next_start = max(self.server.next_start, now + seconds)
 
     def idle(self, now: float) -> bool:
         return (
             not self.queue
             and self.open == 0
             and not self.fetching_robots
-            and (self.next_start <= now)
+            and not self.resolving
+            and (self.server.next_start <= now)
         )
 
 

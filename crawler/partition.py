@@ -1,6 +1,7 @@
 """One crawl split across processes: which process owns a host, and the page budget they share.
 
-Each host belongs to exactly one process (a stable hash of its politeness key), so
+Each host belongs to exactly one process (a stable hash of its server, the politeness
+key: http and https of one name go to one process), so
 per-host limits, delays, robots.txt and failure counts stay local to that process and
 need no coordination. URLs found for another process's host go to the database as
 queued rows; their owner picks them up from there (`Frontier` watches for them).
@@ -16,10 +17,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from crawler.urls import server_key
+
 
 def owner(host: str, count: int) -> int:
-    """The process (0 .. count-1) that crawls `host`; the same in every process and run."""
-    return zlib.crc32(host.encode()) % count
+    """The process (0 .. count-1) that crawls origin `host`; the same in every process and run."""
+    return zlib.crc32(server_key(host).encode()) % count
 
 
 @dataclass(frozen=True, slots=True)

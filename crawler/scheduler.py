@@ -17,12 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from crawler.addresses import origin_host
 from crawler.config import Settings
-from crawler.hosts import HostSlot
+from crawler.hosts import Gate, HostSlot
 from crawler.partition import PageBudget
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, URLState
 from crawler.robots import RobotsCache, Rules
+from crawler.urls import server_key
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class Scheduler:
         emit: Callable[[Outcome], None],
         on_failed_row: Callable[[str], None] = lambda reason: None,
         on_taken: Callable[[str, int], None] = lambda host, left: None,
+        address: Callable[[str], str | None] = lambda host: None,
+        resolve: Callable[[str], None] = lambda host: None,
     ) -> None:
         self.settings = settings
         self.budget = budget
@@ -50,7 +54,11 @@ class Scheduler:
         self.emit = emit  # an outcome for the store: a URL given up on
         self.on_failed_row = on_failed_row  # an error row written without a fetch
         self.on_taken = on_taken  # a host's RAM queue shrank to `left` URLs
+        self.address = address  # --per-ip: a host name's address, None until resolved
+        self.resolve = resolve  # --per-ip: look a name up, then call `resolved`
+        self._resolving: dict[str, list[HostSlot]] = {}  # name -> slots waiting for it
         self.slots: dict[str, HostSlot] = {}
+        self.gates: dict[str, Gate] = {}  # servers (and IP addresses) of the live slots
         self.in_ram = 0  # URLs in the hosts' queues
         self.open = 0  # jobs handed out and not finished (robots.txt included)
         self.stored = 0  # pages in the store: at start, plus those stored since
@@ -95,7 +103,19 @@ class Scheduler:
         return taken
 
     def _slot(self, key: str) -> HostSlot:
-        slot = HostSlot(key=key, per_host=self.settings.per_host, delay=self.settings.delay)
+        server = self._gate(server_key(key), self.settings.per_host)
+        slot = HostSlot(key=key, server=server, delay=self.settings.delay)
+        if self.settings.per_ip:
+            name = origin_host(key)
+            address = self.address(name)
+            if address is not None:
+                slot.ip = self._gate(f"ip {address}", self.settings.per_ip)
+            else:
+                slot.resolving = True
+                waiting = self._resolving.setdefault(name, [])
+                waiting.append(slot)
+                if len(waiting) == 1:
+                    self.resolve(name)
         slot.dead = self._dead.get(key)
         slot.fetched = self.host_pages.get(key, 0)
         rules = self.robots.get(key) if self.needs_robots else None
@@ -103,6 +123,49 @@ class Scheduler:
             self._apply_rules(slot, rules)
         self.slots[key] = slot
         return slot
+
+    def _gate(self, key: str, limit: int) -> Gate:
+        gate = self.gates.get(key)
+        if gate is None:
+            gate = self.gates[key] = Gate(key, limit)
+        gate.members += 1
+        return gate
+
+    def _forget(self, slot: HostSlot) -> None:
+        del self.slots[slot.key]
+        for gate in (slot.server, slot.ip):
+            if gate is not None:
+                self._drop_member(gate)
+
+    def _drop_member(self, gate: Gate) -> None:
+        gate.members -= 1
+        if gate.members == 0:
+            del self.gates[gate.key]
+
+    def resolved(self, name: str) -> None:
+        """`name` was looked up (or failed to be: its fetches will say why): the slots
+        that waited for it join its address's gate and may start."""
+        address = self.address(name)
+        for slot in self._resolving.pop(name, []):
+            slot.resolving = False
+            if address is not None:
+                slot.ip = self._gate(f"ip {address}", self.settings.per_ip)
+            if self.slots.get(slot.key) is slot:
+                self._consider(slot)
+            elif slot.ip is not None:  # forgotten meanwhile: it holds no gate
+                self._drop_member(slot.ip)
+
+    def _release(self, gate: Gate, ended: HostSlot) -> None:
+        """A request of `ended` through `gate` is over: let the first other slot it kept
+        waiting try again (`ended` itself is considered after, so origins take turns)."""
+        while gate.blocked and not gate.full:
+            slot = gate.blocked.popleft()
+            slot.in_blocked = False
+            if slot is ended:
+                continue
+            self._consider(slot)
+            if slot.in_ready or slot.timer is not None:
+                return
 
     # ------------------------------------------------------------------ handing out work
 
@@ -186,7 +249,7 @@ class Scheduler:
         """A job is over: free its slot; `failed` counts towards the host's failure limit;
         `elapsed` (the response time) spaces the next request when --delay-factor asks."""
         slot = self.slots[job.host]
-        slot.open -= 1
+        freed = slot.ended()
         self.open -= 1
         factor = self.settings.delay_factor
         if factor and elapsed is not None:
@@ -205,12 +268,14 @@ class Scheduler:
             if slot.failures >= self.settings.host_failures and not slot.dead:
                 reason = f"host dropped after {slot.failures} failures in a row: {failed}"
                 self._kill(slot, reason)
+        for gate in freed:  # the origins kept waiting go first: fair to http and https
+            self._release(gate, slot)
         self._consider(slot)
 
     def retry(self, job: Job, after: float) -> None:
         """Queue `job` again at the front of its host, keeping the whole host quiet `after` s."""
         slot = self.slots[job.host]
-        slot.open -= 1
+        freed = slot.ended()
         self.open -= 1
         self.budget.add(-1)
         slot.fetched -= 1
@@ -219,6 +284,8 @@ class Scheduler:
         self.in_ram += 1
         if slot.dead:  # the host died while this request was out: no new attempt
             self._drain_dead(slot)
+        for gate in freed:
+            self._release(gate, slot)
         self._consider(slot)
 
     def back_off(self, host: str, seconds: float) -> None:
@@ -292,13 +359,19 @@ class Scheduler:
 
     def _consider(self, slot: HostSlot) -> None:
         """Put `slot` on the ready list, on a timer, or forget it when idle."""
-        if slot.in_ready:
-            return
+        if slot.in_ready or self.slots.get(slot.key) is not slot:
+            return  # already on the ready list, or forgotten (a freed gate looked first)
         now = time.monotonic()
         wait = slot.wait_time(now, self.needs_robots)
         if wait is None:
+            gate = slot.full_gate()
+            if gate is not None and slot.has_work(self.needs_robots):
+                if not slot.in_blocked:
+                    slot.in_blocked = True
+                    gate.blocked.append(slot)
+                return
             if slot.idle(now) and slot.timer is None:
-                del self.slots[slot.key]
+                self._forget(slot)
             elif not slot.queue and slot.open == 0 and slot.timer is None:
                 self._set_timer(slot, slot.next_start - now)  # forget it once its delay passed
             return

@@ -152,7 +152,8 @@ def canonical_url(url: str, base: str | None = None, *, max_length: int = 2048) 
 
 
 def host_key(url: str) -> str:
-    """The politeness key of a canonical URL: scheme, host and an explicit port.
+    """The origin of a canonical URL: scheme, host and an explicit port (`pages.host`,
+    robots.txt, the frontier's queues).
 
     >>> host_key("http://127.0.0.2/x")
     'http://127.0.0.2:80'
@@ -164,6 +165,22 @@ def host_key(url: str) -> str:
     if ":" not in authority or authority.endswith("]"):
         return f"{scheme}://{authority}:{DEFAULT_PORTS[scheme]}"
     return f"{scheme}://{authority}"
+
+
+def server_key(origin: str) -> str:
+    """The politeness key of an origin (`host_key`): its host, plus the port when that is
+    not the scheme's default, so http and https of one name are one server.
+
+    >>> server_key("https://example.com:443")
+    'example.com'
+    >>> server_key("http://127.0.0.2:8080")
+    '127.0.0.2:8080'
+    """
+    scheme, _, authority = origin.partition("://")
+    host, _, port = authority.rpartition(":")
+    if not host or not port.isdigit():
+        return authority  # no port (an IPv6 literal's colons are not one)
+    return host if str(DEFAULT_PORTS.get(scheme)) == port else authority
 
 
 def url_host(url: str) -> str:

@@ -212,6 +212,7 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     # setting, the values at the edges that are accepted, the first rejected one(s), message
     ("concurrency", [1], [0], "concurrency must be at least 1"),
     ("per_host", [1], [0], "per_host must be at least 1"),
+    ("per_ip", [0, 3], [-1], "per_ip must not be negative (0: off)"),
     ("processes", [1, 64], [0, 65], "processes must be between 1 and 64"),
     ("delay", [0, 0.0], [-0.001], "delay must not be negative"),
     ("delay_factor", [0, 2.5], [-0.001], "delay_factor must not be negative (0: off)"),

@@ -143,3 +143,77 @@ async def test_robots_unreachable_holds_then_gives_up() -> None:
         None,
         "robots.txt unreachable: HTTP 503",
     )
+
+
+HTTP, HTTPS, OTHER_PORT = "http://a.example:80", "https://a.example:443", "https://a.example:8443"
+
+
+async def test_http_and_https_of_one_name_share_a_slot() -> None:
+    s, _ = make(per_host=1)
+    queue(s, HTTP, "/1")
+    queue(s, HTTPS, "/1")
+    queue(s, OTHER_PORT, "/1")  # another port is another server
+    first, second = s.next_job(), s.next_job()
+    assert [url(first), url(second)] == [HTTP + "/1", OTHER_PORT + "/1"]
+    assert s.next_job() is None  # https://a.example waits for http://a.example's request
+    assert first is not None
+    s.finish(first, stored=True)
+    assert url(s.next_job()) == HTTPS + "/1"
+
+
+async def test_http_and_https_of_one_name_share_the_delay() -> None:
+    s, _ = make(per_host=2, delay=0.05)
+    queue(s, HTTP, "/1")
+    queue(s, HTTPS, "/1")
+    loop = asyncio.get_running_loop()
+    assert url(s.next_job()) == HTTP + "/1"
+    started = loop.time()
+    assert s.next_job() is None  # a slot is free on the server, its delay is not over
+    while (second := s.next_job()) is None:
+        await s.wait()
+    assert url(second) == HTTPS + "/1"
+    assert loop.time() - started >= 0.05 - 0.005
+
+
+async def test_a_full_server_wakes_its_waiting_origin_when_a_request_ends() -> None:
+    s, _ = make(per_host=1)
+    queue(s, HTTP, "/1", "/2")
+    queue(s, HTTPS, "/1")
+    first = s.next_job()
+    assert first is not None and s.next_job() is None
+    waiting = asyncio.ensure_future(s.wait())
+    await asyncio.sleep(0)  # one turn of the loop: the worker is now waiting
+    s.finish(first, stored=True)  # frees the server: a waiting worker is woken
+    await waiting
+    assert [url(s.next_job()), url(s.next_job())] == [HTTPS + "/1", None]
+    assert len(s.gates) == 1
+
+
+def test_one_process_owns_both_schemes_of_a_server() -> None:
+    from crawler.partition import owner
+
+    for name in ("a.example", "b.example", "127.0.0.9", "x.test"):
+        assert owner(f"http://{name}:80", 7) == owner(f"https://{name}:443", 7)
+
+
+async def test_per_ip_waits_for_the_lookup_then_shares_the_address() -> None:
+    answers: dict[str, str] = {}
+    asked: list[str] = []
+    settings = Settings(ignore_robots=True, per_host=2, delay=0.0, per_ip=1)
+    s = Scheduler(
+        settings, PageBudget(0), RobotsCache(), emit=lambda o: None,
+        address=answers.get, resolve=asked.append,
+    )  # fmt: skip
+    queue(s, A, "/1")
+    queue(s, B, "/1")
+    assert asked == ["a.example", "b.example"]
+    assert s.next_job() is None  # nothing starts before its address is known
+    answers.update({"a.example": "192.0.2.1", "b.example": "192.0.2.1"})
+    s.resolved("a.example")
+    s.resolved("b.example")
+    first = s.next_job()
+    assert url(first) == A + "/1"
+    assert s.next_job() is None  # b.example is on the same address
+    assert first is not None
+    s.finish(first, stored=True)
+    assert url(s.next_job()) == B + "/1"

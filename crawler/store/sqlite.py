@@ -285,11 +285,14 @@ class SQLiteStore(BatchWriter):
         Under the write lock, as `claim` is: a read left open on this connection while a
         batch begins would make that batch's write fail at once ("database is locked")
         when another process has committed in between (--processes)."""
-        async with self._lock, self.db.execute(
-            "SELECT status, body, fetched_at FROM robots WHERE host = ? AND fetched_at >= ? "
-            "AND status >= 200 AND status < 500 AND status <> 429",
-            (host, since),
-        ) as cur:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT status, body, fetched_at FROM robots WHERE host = ? AND fetched_at >= ? "
+                "AND status >= 200 AND status < 500 AND status <> 429",
+                (host, since),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return (row[0], row[1], row[2]) if row else None
 

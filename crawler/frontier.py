@@ -111,14 +111,18 @@ class Frontier:
             if own(host):
                 self.window.spilled(host)  # queued rows from an earlier run
         new = []
+        refused: dict[str, int] = {}
         for url in seeds:
             n = self.admission.admit(url, depth=0)
             if isinstance(n, NewURL):
                 new.append(self._queue(n))
-            elif n is not None:
+            elif n is not None:  # counted in `skipped`, so `stats` shows it too
                 log.warning("seed %s is not crawled: %s", url, n.value)
-        if new:
-            self.store.add(Outcome(url="", state=None, new_urls=new))
+                refused[n.value] = refused.get(n.value, 0) + 1
+        if new or refused:
+            self.store.add(
+                Outcome(url="", state=None, new_urls=new, skipped=tuple(refused.items()))
+            )
         await self.coordination.committed_seeds(self.store)
 
     # ------------------------------------------------------------------ numbers

@@ -9,14 +9,18 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crawler.admission import Admission
 from crawler.config import SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine
 from crawler.errors import UsageError
 from crawler.eventloop import loop_factory
 from crawler.processes import run_partitioned
 from crawler.progress import shown, watched
+from crawler.reasons import Reason
 from crawler.records import Summary
 from crawler.report import print_summary
+from crawler.scope import Scope
+from crawler.seen import SeenSet
 from crawler.store import Store, open_store
 from crawler.urls import canonical_url
 
@@ -65,6 +69,7 @@ async def crawl(
     over the process' signals.
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
+    _some_seed_admitted(settings, seeds)
     store = await open_store(db, create=True)
     try:
         with store.lock():
@@ -188,6 +193,18 @@ async def _go(
     # The run's duration as stored, so that the summary and `stats` agree.
     elapsed = await store.end_run(run_id, summary.pages, summary.interrupted)
     return dataclasses.replace(summary, elapsed=elapsed)
+
+
+def _some_seed_admitted(settings: Settings, seeds: list[str]) -> None:
+    """A UsageError when the crawl's own rules (--deny, --allow, trap guards) refuse every
+    seed: such a crawl would end at once, "done" with nothing fetched."""
+    scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
+    admission = Admission(settings, scope, SeenSet())
+    refusals = [(seed, admission.admit(seed, depth=0)) for seed in seeds]
+    if seeds and all(isinstance(r, Reason) for _, r in refusals):
+        seed, reason = refusals[0]
+        more = f" (and {len(seeds) - 1} more)" if len(seeds) > 1 else ""
+        raise UsageError(f"no seed can be crawled: {seed} is refused ({reason}){more}")
 
 
 def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:

@@ -39,6 +39,28 @@ class Gate:
         return self.open >= self.limit
 
 
+class Gates:
+    """The live gates by key: each made with its first slot, forgotten with its last."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Gate] = {}
+
+    def join(self, key: str, limit: int) -> Gate:
+        gate = self._by_key.get(key)
+        if gate is None:
+            gate = self._by_key[key] = Gate(key, limit)
+        gate.members += 1
+        return gate
+
+    def leave(self, gate: Gate) -> None:
+        gate.members -= 1
+        if gate.members == 0:
+            del self._by_key[gate.key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
 @dataclass(slots=True, eq=False)
 class HostSlot:
     key: str  # scheme://host:port

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from crawler.addresses import origin_host
 from crawler.config import Settings
-from crawler.hosts import Gate, HostSlot
+from crawler.hosts import Gate, Gates, HostSlot
 from crawler.partition import PageBudget
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, URLState
@@ -58,7 +58,7 @@ class Scheduler:
         self.resolve = resolve  # --per-ip: look a name up, then call `resolved`
         self._resolving: dict[str, list[HostSlot]] = {}  # name -> slots waiting for it
         self.slots: dict[str, HostSlot] = {}
-        self.gates: dict[str, Gate] = {}  # servers (and IP addresses) of the live slots
+        self.gates = Gates()  # servers (and IP addresses) of the live slots
         self.in_ram = 0  # URLs in the hosts' queues
         self.open = 0  # jobs handed out and not finished (robots.txt included)
         self.stored = 0  # pages in the store: at start, plus those stored since
@@ -103,13 +103,13 @@ class Scheduler:
         return taken
 
     def _slot(self, key: str) -> HostSlot:
-        server = self._gate(server_key(key), self.settings.per_host)
+        server = self.gates.join(server_key(key), self.settings.per_host)
         slot = HostSlot(key=key, server=server, delay=self.settings.delay)
         if self.settings.per_ip:
             name = origin_host(key)
             address = self.address(name)
             if address is not None:
-                slot.ip = self._gate(f"ip {address}", self.settings.per_ip)
+                slot.ip = self.gates.join(f"ip {address}", self.settings.per_ip)
             else:
                 slot.resolving = True
                 waiting = self._resolving.setdefault(name, [])
@@ -124,23 +124,11 @@ class Scheduler:
         self.slots[key] = slot
         return slot
 
-    def _gate(self, key: str, limit: int) -> Gate:
-        gate = self.gates.get(key)
-        if gate is None:
-            gate = self.gates[key] = Gate(key, limit)
-        gate.members += 1
-        return gate
-
     def _forget(self, slot: HostSlot) -> None:
         del self.slots[slot.key]
         for gate in (slot.server, slot.ip):
             if gate is not None:
-                self._drop_member(gate)
-
-    def _drop_member(self, gate: Gate) -> None:
-        gate.members -= 1
-        if gate.members == 0:
-            del self.gates[gate.key]
+                self.gates.leave(gate)
 
     def resolved(self, name: str) -> None:
         """`name` was looked up (or failed to be: its fetches will say why): the slots
@@ -149,11 +137,11 @@ class Scheduler:
         for slot in self._resolving.pop(name, []):
             slot.resolving = False
             if address is not None:
-                slot.ip = self._gate(f"ip {address}", self.settings.per_ip)
+                slot.ip = self.gates.join(f"ip {address}", self.settings.per_ip)
             if self.slots.get(slot.key) is slot:
                 self._consider(slot)
             elif slot.ip is not None:  # forgotten meanwhile: it holds no gate
-                self._drop_member(slot.ip)
+                self.gates.leave(slot.ip)
 
     def _release(self, gate: Gate, ended: HostSlot) -> None:
         """A request of `ended` through `gate` is over: let the first other slot it kept

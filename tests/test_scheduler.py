@@ -55,8 +55,8 @@ async def test_delay_is_kept_between_starts() -> None:
     s, _ = make(per_host=2, delay=0.05)
     queue(s, A, "/1", "/2")
     loop = asyncio.get_running_loop()
+    started = loop.time()  # before the start: the delay runs from a moment after this
     first = s.next_job()
-    started = loop.time()
     assert first is not None
     assert s.next_job() is None  # a slot is free, but the delay is not over
     while (second := s.next_job()) is None:
@@ -166,8 +166,8 @@ async def test_http_and_https_of_one_name_share_the_delay() -> None:
     queue(s, HTTP, "/1")
     queue(s, HTTPS, "/1")
     loop = asyncio.get_running_loop()
-    assert url(s.next_job()) == HTTP + "/1"
     started = loop.time()
+    assert url(s.next_job()) == HTTP + "/1"
     assert s.next_job() is None  # a slot is free on the server, its delay is not over
     while (second := s.next_job()) is None:
         await s.wait()

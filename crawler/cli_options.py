@@ -43,6 +43,8 @@ _HELP = {
     "repeat_segments": "A path segment repeated more often than this is a trap.",
     "retries": "Extra attempts after a network error, 429 or 5xx.",
     "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
+    "sitemap_probe": "Also try /sitemap.xml when robots.txt names no sitemap (default: off).",
+    "sitemaps": "Fetch the sitemaps robots.txt names and crawl the URLs they list (default: on).",
     "timeout": "Seconds per request, from the moment it is sent.",
     "user_agent": "The User-Agent header, also matched against robots.txt.",
 }
@@ -50,6 +52,8 @@ _BOOL_PAIRS = {
     "compress": "--compress/--no-compress",
     "cookies": "--cookies/--no-cookies",
     "ignore_robots": "--ignore-robots/--obey-robots",
+    "sitemap_probe": "--sitemap-probe/--no-sitemap-probe",
+    "sitemaps": "--sitemaps/--no-sitemaps",
 }
 
 

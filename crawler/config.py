@@ -51,6 +51,8 @@ class Settings:
     repeat_segments: int = 3  # a path segment repeated more often than this is a trap
     retries: int = 2  # extra attempts after a network error, 429 or 5xx
     scope: str = "host"  # host: the seeds' hosts; domain: their registered domains; any
+    sitemap_probe: bool = False  # also try /sitemap.xml when robots.txt names no sitemap
+    sitemaps: bool = True  # fetch the sitemaps robots.txt names and crawl what they list
     timeout: float = 30.0  # seconds per request, from the moment it is sent
     user_agent: str = "crawler/0.1 (+https://github.com/crawler/crawler)"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from crawler import robots
+from crawler import robots, sitemaps
 from crawler.addresses import Addresses
 from crawler.config import Settings
 from crawler.counters import Counters
@@ -27,12 +27,15 @@ from crawler.errors import InternalError, StoreFailure
 from crawler.fetcher import fetch, make_session
 from crawler.frontier import Frontier
 from crawler.hosts import MAX_RETRY_AFTER, backoff_seconds
+from crawler.netbytes import location_url
 from crawler.outcome import Outcomes
 from crawler.partition import PageBudget, Partition
 from crawler.records import Job, Outcome, PageRow, Summary, URLState
 from crawler.robots import RobotsCache, fetch_rules
 from crawler.scope import Scope
+from crawler.sitemaps import SitemapReader
 from crawler.store import Store
+from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +219,8 @@ class Engine:
             try:
                 if job.robots:
                     await self._robots(job)
+                elif job.sitemap is not None:
+                    await self._sitemap(job)
                 else:
                     await self._page(job)
             except (StoreFailure, asyncio.CancelledError):
@@ -229,6 +234,9 @@ class Engine:
     def _internal_error(self, job: Job, reason: str) -> None:
         if job.robots:
             self.frontier.robots_failed(job, f"robots.txt unreachable: {reason}")
+            return
+        if job.sitemap is not None:
+            self.frontier.sitemap_read(job, status=None, error=f"sitemap: {reason}")
             return
         item = job.item
         assert item is not None
@@ -272,6 +280,45 @@ class Engine:
             return
         await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
         self.frontier.robots_loaded(job, rules)
+
+    async def _sitemap(self, job: Job) -> None:
+        """Fetch a sitemap on its host's slot, streamed into a `SitemapReader` (50 MB
+        whatever --max-bytes says); its row and entries go to the frontier. One attempt:
+        a failure is its row's error, not a retry."""
+        assert self._session is not None and job.sitemap is not None
+        url = job.sitemap.url
+        reader = SitemapReader()
+        try:
+            resp = await fetch(
+                self._session,
+                url,
+                timeout=self.settings.timeout,
+                max_bytes=sitemaps.MAX_BYTES,
+                on_sent=self.frontier.sent(job),
+                consume=reader.take,
+            )
+        except BaseException:
+            self.frontier.finish(job, stored=False)  # cancelled: queued again on resume
+            raise
+        status, error, target = resp.status, resp.error, None
+        if status is not None and 200 <= status < 300:
+            reader.finish(truncated=resp.truncated)
+            error = reader.error
+        elif status is not None and 300 <= status < 400:
+            location = resp.header("Location")
+            target = canonical_url(location_url(location), url) if location else None
+            if target is None:
+                error = "sitemap: redirect to an unusable URL"
+        elif status is not None:
+            error = f"sitemap: HTTP {status}"
+        self.frontier.sitemap_read(
+            job,
+            status=status,
+            error=error,
+            kind=reader.kind,
+            entries=reader.entries,
+            redirect=target,
+        )
 
     async def _page(self, job: Job) -> None:
         assert self._session is not None and job.item is not None

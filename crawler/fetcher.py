@@ -166,12 +166,15 @@ async def fetch(
     timeout: float,
     max_bytes: int,
     on_sent: Callable[[float], None] | None = None,
+    consume: Callable[[bytes], bool] | None = None,
 ) -> Response:
     """GET `url` once, without following redirects, keeping at most `max_bytes` of body.
 
     The timeout covers the whole exchange from the moment the request is sent: the
     frontier hands out a URL only when a connection slot is free, so no time is spent
-    queued inside the connector.
+    queued inside the connector. With `consume`, a 2xx body is streamed to it chunk by
+    chunk instead of kept (a sitemap of 50 MB is never held whole); it returns False to
+    stop reading (the body then counts as truncated). Other statuses' bodies are dropped.
     """
     started = time.monotonic()
     try:
@@ -181,7 +184,10 @@ async def fetch(
                 headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
                 try:
                     with _failing_on_parser_error(resp):
-                        body, truncated = await _read_body(resp, max_bytes)
+                        if consume is not None and not 200 <= resp.status < 300:
+                            body, truncated = b"", True
+                        else:
+                            body, truncated = await _read_body(resp, max_bytes, consume)
                 except aiohttp.ClientPayloadError:
                     resp.close()  # the rest of a broken body is of no use
                     raise
@@ -282,8 +288,13 @@ def _retrieve(closed: asyncio.Future[None]) -> None:
         closed.exception()
 
 
-async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, bool]:
-    """Up to `max_bytes` of the decoded body, and whether more was there.
+async def _read_body(
+    resp: aiohttp.ClientResponse,
+    max_bytes: int,
+    consume: Callable[[bytes], bool] | None = None,
+) -> tuple[bytes, bool]:
+    """Up to `max_bytes` of the decoded body (none when `consume` takes it), and whether
+    more was there.
 
     Raises `aiohttp.ClientPayloadError` when the body cannot be decoded to its end.
     """
@@ -295,9 +306,16 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[byte
         chunk = raw if decoder is None else decoder.decode(raw, max_bytes - size + 1)
         size += len(chunk)
         if size > max_bytes:
-            parts.append(chunk[: len(chunk) - (size - max_bytes)])
+            chunk = chunk[: len(chunk) - (size - max_bytes)]
+            if consume is not None:
+                consume(chunk)
+            else:
+                parts.append(chunk)
             return b"".join(parts), True
-        parts.append(chunk)
+        if consume is None:
+            parts.append(chunk)
+        elif not consume(chunk):
+            return b"", True
     if decoder is not None and not decoder.complete:
         raise aiohttp.ClientPayloadError(f"{decoder.name} stream cut short")
     return b"".join(parts), False

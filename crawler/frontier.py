@@ -27,6 +27,8 @@ from crawler.robots import RobotsCache, Rules
 from crawler.scheduler import Scheduler
 from crawler.scope import Scope
 from crawler.seen import SeenSet
+from crawler.sitemap_queue import SitemapQueue
+from crawler.sitemaps import Entry
 from crawler.store import Store
 from crawler.window import Window
 
@@ -92,6 +94,7 @@ class Frontier:
             keep_cursors=self.coordination.keep_cursors,
             on_fatal=self._fatal,
         )
+        self.sitemaps = SitemapQueue(settings, store, self.scheduler, self.admission, self._queue)
         self._stopping = False
         store.on_commit = self._committed
 
@@ -110,6 +113,7 @@ class Frontier:
         for host in await self.store.queued_hosts():
             if own(host):
                 self.window.spilled(host)  # queued rows from an earlier run
+        await self.sitemaps.load(own)
         new = []
         refused: dict[str, int] = {}
         for url in seeds:
@@ -194,7 +198,7 @@ class Frontier:
             return False
         if self.budget.left() <= 0:
             return True
-        if self.scheduler.in_ram or self.window.busy:
+        if self.scheduler.in_ram or self.scheduler.sitemaps or self.window.busy:
             return False
         return not self.coordination.others_busy
 
@@ -239,7 +243,26 @@ class Frontier:
         """The server asked us to wait (Retry-After): the whole host waits."""
         self.scheduler.back_off(job.host, seconds)
 
+    def sitemap_read(
+        self,
+        job: Job,
+        *,
+        status: int | None,
+        error: str | None,
+        kind: str | None = None,
+        entries: Sequence[Entry] = (),
+        redirect: str | None = None,
+    ) -> None:
+        """A sitemap's fetch is over: its row, and what it lists (`SitemapQueue.read`)."""
+        assert job.sitemap is not None
+        self.sitemaps.read(
+            job.sitemap, status=status, error=error, kind=kind, entries=entries, redirect=redirect
+        )
+        self.finish(job, stored=False)
+
     def robots_loaded(self, job: Job, rules: Rules) -> None:
+        # The sitemaps it names are queued first: the crawl must not end in between.
+        self.sitemaps.named(job.host, rules)
         self.scheduler.robots_loaded(job, rules)
         self._wake_if_finished()
 
@@ -282,7 +305,7 @@ class Frontier:
                 continue
             if slot is None:
                 out[host] = 0.0
-            elif not slot.queue and not slot.open and not slot.fetching_robots:
+            elif not (slot.queue or slot.sitemaps or slot.open or slot.fetching_robots):
                 out[host] = max(0.0, slot.next_start - now)
         return out
 

@@ -68,6 +68,7 @@ class HostSlot:
     delay: float  # the effective least gap between starts: max(--delay, Crawl-delay)
     ip: Gate | None = None  # --per-ip: shared by every server on one address
     queue: deque[Job] = field(default_factory=deque)
+    sitemaps: deque[Job] = field(default_factory=deque)  # sitemap fetches: no page budget
     open: int = 0  # requests in flight from this origin
     rules: Rules | None = None
     fetching_robots: bool = False
@@ -91,7 +92,7 @@ class HostSlot:
     def has_work(self, needs_robots: bool) -> bool:
         if self.dead or self.fetching_robots or self.resolving:
             return False  # a dead host's URLs get their error rows as they arrive
-        return bool(self.queue) or (needs_robots and self.rules is None)
+        return bool(self.queue or self.sitemaps) or (needs_robots and self.rules is None)
 
     def full_gate(self) -> Gate | None:
         """The shared limit that keeps this slot from starting a request, if any."""
@@ -132,6 +133,7 @@ class HostSlot:
     def idle(self, now: float) -> bool:
         return (
             not self.queue
+            and not self.sitemaps
             and self.open == 0
             and not self.fetching_robots
             and not self.resolving

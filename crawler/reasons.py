@@ -20,3 +20,6 @@ class Reason(StrEnum):
     NOFOLLOW = "nofollow"  # rel=nofollow on the link, or meta robots nofollow
     ROBOTS = "robots"  # disallowed by the host's robots.txt
     HOST_BUDGET = "host budget"  # the host's --host-budget of pages was reached
+    SITEMAP_HOST = "sitemap host"  # listed by a sitemap of another host (nor its robots.txt's)
+    SITEMAP_URL = "sitemap invalid url"  # a sitemap entry that is no usable http(s) URL
+    SITEMAP_NESTING = "sitemap nesting"  # a sitemap index nested deeper than the cap

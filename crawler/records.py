@@ -76,16 +76,35 @@ class QueuedURL:
 
 
 @dataclass(frozen=True, slots=True)
+class Sitemap:
+    """A `sitemaps` row: queued when found, done (with what its fetch gave) when read."""
+
+    url: str
+    host: str  # the politeness key of the sitemap's own host: its fetch waits there
+    robots_host: str  # whose robots.txt named it (or its index): that host's URLs count too
+    source: str  # the robots.txt or the sitemap index that named it
+    level: int = 0  # 0: named by robots.txt; n: listed n indexes below
+    state: str = "queued"  # queued | done
+    kind: str | None = None  # urlset | sitemapindex | text
+    status: int | None = None
+    error: str | None = None
+    urls: int | None = None  # entries read
+    fetched_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
-    """A URL handed to a worker (or, with `item` None, its host's robots.txt)."""
+    """A URL handed to a worker (or, with `item` None, its host's robots.txt, or the
+    `sitemap` named)."""
 
     host: str  # the politeness key of the host slot that handed it out
     item: QueuedURL | None
     attempt: int = 1
+    sitemap: Sitemap | None = None
 
     @property
     def robots(self) -> bool:
-        return self.item is None
+        return self.item is None and self.sitemap is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +168,9 @@ class Outcome:
     new_urls: Sequence[NewURL] = ()
     chain_end: ChainEnd | None = None
     skipped: Sequence[tuple[str, int]] = ()  # (crawler.reasons.Reason value, links) not followed
+    sitemaps: Sequence[Sitemap] = ()  # rows to add (queued) or to mark done
+    # (url, sitemap, lastmod, changefreq, priority): what a sitemap says of a URL it lists
+    sitemap_urls: Sequence[tuple[str, str, str | None, str | None, float | None]] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ def print_stats(data: dict[str, Any]) -> None:
         ("queued", f"{data['queued']:,}"),
         ("robots-disallowed", f"{data['disallowed']:,}"),
         ("dropped", f"{data['dropped']:,}"),
+        *_sitemap_rows(data.get("sitemaps")),
         ("runs", f"{data.get('runs', 0):,}"),
         ("duration", f"{data['duration_s']:,.1f}s"),
         ("pages/s", f"{rate:,.1f}" if rate is not None else "-"),
@@ -102,6 +103,18 @@ def print_stats(data: dict[str, Any]) -> None:
         for row in rows:
             table.add_row(*(_cell(row[name]) for name in names))
         console.print(table)
+
+
+def _sitemap_rows(counts: dict[str, int] | None) -> list[tuple[str, str]]:
+    """The sitemap lines of `stats`: none for a crawl that found no sitemap."""
+    if not counts or not any(counts.values()):
+        return []
+    return [
+        ("sitemaps fetched", f"{counts['fetched']:,}"),
+        ("sitemaps failed", f"{counts['failed']:,}"),
+        ("sitemaps queued", f"{counts['queued']:,}"),
+        ("sitemap URLs", f"{counts['urls']:,}"),
+    ]
 
 
 def _cell(value: Any) -> str:

@@ -22,7 +22,7 @@ from crawler.config import Settings
 from crawler.hosts import Gate, Gates, HostSlot
 from crawler.partition import PageBudget
 from crawler.reasons import Reason
-from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, URLState
+from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, Sitemap, URLState
 from crawler.robots import RobotsCache, Rules
 from crawler.urls import server_key
 
@@ -61,6 +61,7 @@ class Scheduler:
         self.gates = Gates()  # servers (and IP addresses) of the live slots
         self.in_ram = 0  # URLs in the hosts' queues
         self.open = 0  # jobs handed out and not finished (robots.txt included)
+        self.sitemaps = 0  # sitemap fetches queued on the hosts
         self.stored = 0  # pages in the store: at start, plus those stored since
         self.dropped = 0  # URLs given up on: robots.txt, dead host, budget
         self.host_pages: dict[str, int] = {}  # pages stored per host at start (host_budget)
@@ -75,6 +76,16 @@ class Scheduler:
         slot = self.slots.get(item.host) or self._slot(item.host)
         self.in_ram += 1
         slot.queue.append(Job(slot.key, item))
+        if slot.dead:
+            self._drain_dead(slot)
+        else:
+            self._consider(slot)
+
+    def enqueue_sitemap(self, sitemap: Sitemap) -> None:
+        """Queue a sitemap's fetch on its host: polite as a page, outside the page budget."""
+        slot = self.slots.get(sitemap.host) or self._slot(sitemap.host)
+        self.sitemaps += 1
+        slot.sitemaps.append(Job(slot.key, None, sitemap=sitemap))
         if slot.dead:
             self._drain_dead(slot)
         else:
@@ -197,6 +208,22 @@ class Scheduler:
                 return Job(slot.key, None)
             self._apply_rules(slot, cached)
         job = None
+        while slot.sitemaps and job is None:
+            candidate = slot.sitemaps.popleft()
+            self.sitemaps -= 1
+            sitemap = candidate.sitemap
+            assert sitemap is not None
+            if slot.rules is not None and not slot.rules.allows(
+                sitemap.url, self.settings.user_agent
+            ):
+                self._sitemap_failed(sitemap, "sitemap: disallowed by robots.txt")
+            else:
+                job = candidate
+        if job is not None:
+            slot.started(now)
+            self.open += 1
+            self._consider(slot)
+            return job
         while slot.queue and job is None:
             if not self.budget.take():
                 break
@@ -245,6 +272,8 @@ class Scheduler:
             slot.next_start = max(slot.next_start, time.monotonic() + wait)
         if job.robots:
             slot.fetching_robots = False
+        elif job.sitemap is not None:
+            pass  # no page: nothing to give back to the budget
         elif not stored:
             self.budget.add(-1)  # the page was not fetched after all
         if stored:
@@ -323,6 +352,11 @@ class Scheduler:
             Outcome(url=item.url, state=state, reason=text, skipped=((reason, 1),), chain_end=chain)
         )
 
+    def _sitemap_failed(self, sitemap: Sitemap, error: str) -> None:
+        """A sitemap given up on before its fetch: its row says why."""
+        done = dataclasses.replace(sitemap, state="done", error=error, fetched_at=time.time())
+        self.emit(Outcome(url="", state=None, sitemaps=(done,)))
+
     def _kill(self, slot: HostSlot, reason: str) -> None:
         slot.dead = reason
         self._dead[slot.key] = reason
@@ -330,8 +364,13 @@ class Scheduler:
         self._drain_dead(slot)
 
     def _drain_dead(self, slot: HostSlot) -> None:
-        """One error row per queued URL of a host we stopped trying."""
+        """One error row per queued URL (and sitemap) of a host we stopped trying."""
         assert slot.dead is not None
+        while slot.sitemaps:
+            sitemap = slot.sitemaps.popleft().sitemap
+            self.sitemaps -= 1
+            assert sitemap is not None
+            self._sitemap_failed(sitemap, f"sitemap: {slot.dead}")
         while slot.queue:
             item = slot.queue.popleft().item
             self.in_ram -= 1

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from crawler.config import Settings
-from crawler.records import CrawlRecord, QueuedURL
+from crawler.records import CrawlRecord, QueuedURL, Sitemap
 from crawler.store.postgres_batches import is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
@@ -269,6 +269,14 @@ class PostgresStore(Leases):
                 since,
             )
         return (row[0], row[1], row[2]) if row else None
+
+    async def sitemaps(self) -> list[Sitemap]:
+        """Every sitemap the crawl found (the queued ones are fetched on resume)."""
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT url, host, robots_host, source, level, state FROM sitemaps"
+            )
+        return [Sitemap(*row) for row in rows]
 
     async def stored_robots(
         self, since: float

@@ -272,6 +272,26 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
             reasons_,
             counts,
         )
+    if rows.sitemaps:
+        # Every row is added when found; a done one is then marked with its fetch.
+        await conn.executemany(
+            "INSERT INTO sitemaps (url, host, robots_host, source, level, discovered_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (url) DO NOTHING",
+            sorted(rows.sitemaps),
+        )
+    if rows.sitemaps_done:
+        await conn.executemany(
+            "UPDATE sitemaps SET state = 'done', kind = $1, status = $2, error = $3, "
+            "urls = $4, fetched_at = $5 WHERE url = $6",
+            rows.sitemaps_done,
+        )
+    if rows.sitemap_urls:
+        await conn.execute(
+            "INSERT INTO sitemap_urls (url, sitemap, lastmod, changefreq, priority) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+            "$5::float8[]) ORDER BY 1, 2 ON CONFLICT (url, sitemap) DO NOTHING",
+            *zip(*rows.sitemap_urls, strict=True),
+        )
     return inserted, int(pages)
 
 
@@ -313,6 +333,9 @@ class _Rows:
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     chains: list[tuple[Any, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    sitemaps: list[tuple[Any, ...]] = field(default_factory=list)
+    sitemaps_done: list[tuple[Any, ...]] = field(default_factory=list)
+    sitemap_urls: list[tuple[Any, ...]] = field(default_factory=list)
     pages_sent: int = 0  # page rows in the batch, inserted or not (budget units spent)
 
 
@@ -335,6 +358,12 @@ def _rows(batch: list[Outcome]) -> _Rows:
             r.chains.append((c.final_url, c.final_status, c.error, c.origin))
         for reason, count in o.skipped:
             r.skipped[reason] = r.skipped.get(reason, 0) + count
+        now = time.time()
+        for m in o.sitemaps:
+            r.sitemaps.append((m.url, m.host, m.robots_host, m.source, m.level, now))
+            if m.state == "done":
+                r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
+        r.sitemap_urls.extend(o.sitemap_urls)
     return r
 
 

@@ -22,6 +22,7 @@ from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData
 from crawler.store.postgres_schema import connect_error, driver, public_name
 from crawler.store.protocol import PAGE_FIELDS
+from crawler.store.sqlite_stats import sitemap_counts
 
 T = TypeVar("T")
 
@@ -211,6 +212,7 @@ class PostgresReader:
                 "SELECT reason, count FROM skipped ORDER BY count DESC, reason",
                 ("reason", "links"),
             ),
+            "sitemaps": sitemap_counts(one),
             "runs": int(runs),
             "duration_s": round(duration, 3),
             "pages_per_s": round(pages / duration, 2) if duration > 0 else None,

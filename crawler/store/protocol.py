@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from crawler.config import Settings
 from crawler.errors import StoreFailure
-from crawler.records import CrawlRecord, Outcome, QueuedURL, ReportData
+from crawler.records import CrawlRecord, Outcome, QueuedURL, ReportData, Sitemap
 
 # The columns of an exported page, in order (jsonl keys, csv header).
 PAGE_FIELDS = (
@@ -113,6 +113,10 @@ class Store(Protocol):
 
     async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
         """(status, body, fetched_at) of a usable robots.txt of `host` fetched since `since`."""
+        ...
+
+    async def sitemaps(self) -> list[Sitemap]:
+        """Every sitemap the crawl found: queued ones are fetched again, done ones never."""
         ...
 
     def stored_robots(self, since: float) -> AsyncIterator[tuple[str, int, str | None, float]]:

@@ -24,7 +24,7 @@ import aiosqlite
 
 from crawler.config import Settings
 from crawler.errors import StorageError
-from crawler.records import CrawlRecord, QueuedURL
+from crawler.records import CrawlRecord, QueuedURL, Sitemap
 from crawler.store import lock
 from crawler.store.sqlite_batches import BatchWriter, _rollback, _sha1, log
 from crawler.store.sqlite_schema import check_and_migrate
@@ -308,6 +308,16 @@ class SQLiteStore(BatchWriter):
                 "VALUES (?, ?, ?, ?, ?)",
                 (host, status, error, body, time.time()),
             )
+
+    async def sitemaps(self) -> list[Sitemap]:
+        """Every sitemap the crawl found (the queued ones are fetched on resume)."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT url, host, robots_host, source, level, state FROM sitemaps"
+            ) as cur,
+        ):
+            return [Sitemap(*row) for row in await cur.fetchall()]
 
     async def stored_robots(
         self, since: float

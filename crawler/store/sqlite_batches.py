@@ -188,6 +188,25 @@ class BatchWriter(OutcomeBuffer):
                 "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
                 rows.skipped.items(),
             )
+        if rows.sitemaps:
+            # Every row is added when found; a done one is then marked with its fetch.
+            await db.executemany(
+                "INSERT INTO sitemaps (url, host, robots_host, source, level, discovered_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (url) DO NOTHING",
+                rows.sitemaps,
+            )
+        if rows.sitemaps_done:
+            await db.executemany(
+                "UPDATE sitemaps SET state = 'done', kind = ?, status = ?, error = ?, urls = ?, "
+                "fetched_at = ? WHERE url = ?",
+                rows.sitemaps_done,
+            )
+        if rows.sitemap_urls:
+            await db.executemany(
+                "INSERT INTO sitemap_urls (url, sitemap, lastmod, changefreq, priority) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (url, sitemap) DO NOTHING",
+                rows.sitemap_urls,
+            )
 
     @staticmethod
     def is_store_failure(exc: BaseException) -> bool:
@@ -270,6 +289,9 @@ class _Rows:
     states: list[tuple[object, ...]] = field(default_factory=list)
     chains: list[tuple[object, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    sitemaps: list[tuple[object, ...]] = field(default_factory=list)
+    sitemaps_done: list[tuple[object, ...]] = field(default_factory=list)
+    sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
     last_id: int = 0
 
 
@@ -302,5 +324,10 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
             r.chains.append((c.final_url, c.final_status, c.error, c.origin))
         for reason, count in o.skipped:
             r.skipped[reason] = r.skipped.get(reason, 0) + count
+        for m in o.sitemaps:
+            r.sitemaps.append((m.url, m.host, m.robots_host, m.source, m.level, now))
+            if m.state == "done":
+                r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
+        r.sitemap_urls.extend(o.sitemap_urls)
     r.last_id = last_id
     return r

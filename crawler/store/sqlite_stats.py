@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 # The media type of a Content-Type header, lower-cased: "text/html; charset=utf-8" -> "text/html".
@@ -41,6 +42,7 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         if "skipped" in tables
         else []
     )
+    sitemaps = sitemap_counts(one) if "sitemaps" in tables else dict.fromkeys(SITEMAP_KEYS, 0)
     return {
         "pages": pages,
         "ok": one("SELECT count(*) FROM pages WHERE status BETWEEN 200 AND 299"),
@@ -86,6 +88,7 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
             "SELECT depth, count(*) FROM pages GROUP BY depth ORDER BY depth", ("depth", "pages")
         ),
         "skipped": skipped,
+        "sitemaps": sitemaps,
         "runs": runs,
         "duration_s": round(duration, 3),
         "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
@@ -93,6 +96,20 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         "started_at": crawl[1] if crawl else None,
         "resumed_at": crawl[2] if crawl else None,
         "finished_at": crawl[3] if crawl else None,
+    }
+
+
+SITEMAP_KEYS = ("fetched", "failed", "queued", "urls")
+
+
+def sitemap_counts(one: Callable[[str], Any]) -> dict[str, int]:
+    """Sitemaps fetched (done), failed (with an error), queued, and the URLs they listed
+    on hosts they may speak for: the same SQL on both backends."""
+    return {
+        "fetched": int(one("SELECT count(*) FROM sitemaps WHERE state = 'done'")),
+        "failed": int(one("SELECT count(*) FROM sitemaps WHERE error IS NOT NULL")),
+        "queued": int(one("SELECT count(*) FROM sitemaps WHERE state = 'queued'")),
+        "urls": int(one("SELECT count(DISTINCT url) FROM sitemap_urls")),
     }
 
 

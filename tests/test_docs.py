@@ -53,7 +53,9 @@ async def _crawl(db: str) -> Crawled:
     try:
         a = await site.host()
         b = await site.host()
-        a.robots("User-agent: *\nDisallow: /private/\n")
+        a.robots("User-agent: *\nDisallow: /private/\nSitemap: /sitemap.xml\nSitemap: /gone.xml\n")
+        listed = "".join(f"<url><loc>{a.url(p)}</loc></url>" for p in ("/about", "/new"))
+        a.page("/sitemap.xml", body=f"<urlset>{listed}</urlset>", content_type="application/xml")
         a.page(
             "/",
             [
@@ -187,7 +189,15 @@ def check_left_to_do(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     assert result == [("disallowed", c.a, 1)]  # a finished crawl: nothing queued
 
 
+def check_sitemaps(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    assert result == [
+        (f"{c.a}/gone.xml", None, 404, "sitemap: HTTP 404", 0, 0, 0),  # failures first
+        (f"{c.a}/sitemap.xml", "urlset", 200, None, 2, 2, 2),
+    ]
+
+
 CHECKS = {
+    "Sitemaps:": check_sitemaps,
     "Broken links and": check_broken_links,
     "with their final status": check_final_status,
     "Links not followed": check_skipped,

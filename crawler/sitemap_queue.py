@@ -47,10 +47,12 @@ class SitemapQueue:
         self.queue = queue  # the frontier's: a new URL to its host's RAM queue
         self.known: set[str] = set()  # every sitemap found, in any run
         self.pending: dict[str, list[Sitemap]] = {}  # queued in an earlier run, by robots host
+        self.owns: Callable[[str], bool] = lambda host: True  # this process's hosts (`load`)
 
     async def load(self, owns: Callable[[str], bool]) -> None:
         """Sitemaps of earlier runs: done ones are never fetched again, queued ones are
         (at once when their robots host is this process's, else with its robots.txt)."""
+        self.owns = owns
         if not self.on:
             return
         for sitemap in await self.store.sitemaps():
@@ -63,8 +65,10 @@ class SitemapQueue:
 
     def named(self, host: str, rules: Rules) -> None:
         """Queue the sitemaps `host`'s robots.txt names (or /sitemap.xml, with
-        --sitemap-probe, when it names none)."""
-        if not self.on:
+        --sitemap-probe, when it names none). Only for this process's hosts: a host
+        fetched here for a sitemap of another's robots.txt has its own sitemaps read by
+        the process (or worker) that crawls it."""
+        if not self.on or not self.owns(host):
             return
         for sitemap in self.pending.pop(host, []):
             self.scheduler.enqueue_sitemap(sitemap)

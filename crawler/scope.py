@@ -64,6 +64,23 @@ class Scope:
         """
         return self.verdict(url) is None
 
+    def host_in_scope(self, url: str) -> bool:
+        """Whether canonical `url`'s host is one the crawl covers (--allow/--deny aside):
+        a host whose robots.txt sitemaps are worth reading."""
+        if self.mode == "any":
+            return True
+        netloc = _netloc(url)
+        ok = self._seen.get(netloc)
+        if ok is None:
+            if self.mode == "host":
+                ok = netloc in self.keys
+            else:
+                ok = registered_domain(url_host(url)) in self.keys
+            if len(self._seen) >= _CACHE_SIZE:
+                self._seen.clear()
+            self._seen[netloc] = ok
+        return ok
+
     def verdict(self, url: str) -> Reason | None:
         """Why the crawl does not follow canonical `url`, or None when it does.
 
@@ -74,19 +91,8 @@ class Scope:
         >>> scope.verdict("http://b.example/"), scope.verdict("http://a.example/x.pdf")
         (<Reason.OUT_OF_SCOPE: 'out of scope'>, <Reason.DENY: 'deny'>)
         """
-        if self.mode != "any":
-            netloc = _netloc(url)
-            ok = self._seen.get(netloc)
-            if ok is None:
-                if self.mode == "host":
-                    ok = netloc in self.keys
-                else:
-                    ok = registered_domain(url_host(url)) in self.keys
-                if len(self._seen) >= _CACHE_SIZE:
-                    self._seen.clear()
-                self._seen[netloc] = ok
-            if not ok:
-                return Reason.OUT_OF_SCOPE
+        if not self.host_in_scope(url):
+            return Reason.OUT_OF_SCOPE
         if self.allow:
             for pattern in self.allow:
                 if pattern.search(url):

@@ -67,8 +67,11 @@ class SitemapQueue:
         """Queue the sitemaps `host`'s robots.txt names (or /sitemap.xml, with
         --sitemap-probe, when it names none). Only for this process's hosts: a host
         fetched here for a sitemap of another's robots.txt has its own sitemaps read by
-        the process (or worker) that crawls it."""
+        the process (or worker) that crawls it; and a host out of scope has none read."""
         if not self.on or not self.owns(host):
+            return
+        home = canonical_url(host + "/")
+        if home is None or not self.admission.scope.host_in_scope(home):
             return
         for sitemap in self.pending.pop(host, []):
             self.scheduler.enqueue_sitemap(sitemap)

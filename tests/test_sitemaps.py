@@ -250,6 +250,8 @@ async def test_a_sitemap_on_another_host_speaks_for_the_host_whose_robots_named_
     body = urlset(a.url("/cross"), maps.url("/own"), "mailto:x@example.com")
     maps.page("/for-a.xml", body=body, content_type="application/xml")
     maps.page("/own")
+    maps.robots("Sitemap: /own-map.xml\n")  # a host out of scope: its sitemaps are not read
+    maps.page("/own-map.xml", body=urlset(maps.url("/own")), content_type="application/xml")
 
     await run(db, [a.url("/")])
 

@@ -207,23 +207,17 @@ class Scheduler:
                 self.open += 1
                 return Job(slot.key, None)
             self._apply_rules(slot, cached)
-        job = None
-        while slot.sitemaps and job is None:
-            candidate = slot.sitemaps.popleft()
+        while slot.sitemaps:  # outside the page budget: a sitemap is no page
+            fetch = slot.sitemaps.popleft()
             self.sitemaps -= 1
-            sitemap = candidate.sitemap
-            assert sitemap is not None
-            if slot.rules is not None and not slot.rules.allows(
-                sitemap.url, self.settings.user_agent
-            ):
-                self._sitemap_failed(sitemap, "sitemap: disallowed by robots.txt")
-            else:
-                job = candidate
-        if job is not None:
-            slot.started(now)
-            self.open += 1
-            self._consider(slot)
-            return job
+            assert fetch.sitemap is not None
+            if slot.rules is None or slot.rules.allows(fetch.sitemap.url, self.settings.user_agent):
+                slot.started(now)
+                self.open += 1
+                self._consider(slot)
+                return fetch
+            self._sitemap_failed(fetch, "sitemap: disallowed by robots.txt")
+        job = None
         while slot.queue and job is None:
             if not self.budget.take():
                 break
@@ -352,9 +346,10 @@ class Scheduler:
             Outcome(url=item.url, state=state, reason=text, skipped=((reason, 1),), chain_end=chain)
         )
 
-    def _sitemap_failed(self, sitemap: Sitemap, error: str) -> None:
+    def _sitemap_failed(self, job: Job, error: str) -> None:
         """A sitemap given up on before its fetch: its row says why."""
-        done = dataclasses.replace(sitemap, state="done", error=error, fetched_at=time.time())
+        assert job.sitemap is not None
+        done = dataclasses.replace(job.sitemap, state="done", error=error, fetched_at=time.time())
         self.emit(Outcome(url="", state=None, sitemaps=(done,)))
 
     def _kill(self, slot: HostSlot, reason: str) -> None:
@@ -367,10 +362,8 @@ class Scheduler:
         """One error row per queued URL (and sitemap) of a host we stopped trying."""
         assert slot.dead is not None
         while slot.sitemaps:
-            sitemap = slot.sitemaps.popleft().sitemap
             self.sitemaps -= 1
-            assert sitemap is not None
-            self._sitemap_failed(sitemap, f"sitemap: {slot.dead}")
+            self._sitemap_failed(slot.sitemaps.popleft(), f"sitemap: {slot.dead}")
         while slot.queue:
             item = slot.queue.popleft().item
             self.in_ram -= 1

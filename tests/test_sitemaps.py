@@ -120,7 +120,10 @@ async def test_a_60_mb_sitemap_and_an_entity_bomb_cost_one_error_row_each(
     site: Site, store: DB
 ) -> None:
     a = await site.host()
-    a.robots("Sitemap: /huge.xml\nSitemap: /bomb.xml\nSitemap: /missing.xml\nSitemap: /list.txt\n")
+    a.robots(
+        "User-agent: *\nDisallow: /blocked/\nSitemap: /blocked/map.xml\n"
+        "Sitemap: /huge.xml\nSitemap: /bomb.xml\nSitemap: /missing.xml\nSitemap: /list.txt\n"
+    )
     a.page("/")
     a.page("/t1")
     a.page("/h1")
@@ -158,8 +161,10 @@ async def test_a_60_mb_sitemap_and_an_entity_bomb_cost_one_error_row_each(
     assert (kind, urls) == ("urlset", 1)  # what came before the limit is kept
     assert error.startswith("sitemap: larger than 52,428,800 bytes")
     assert found["/bomb.xml"] == (None, "sitemap: unsafe XML refused (EntitiesForbidden)", 0)
-    assert len(found) == 4
-    assert await store.one("SELECT count(*) FROM sitemaps WHERE error IS NOT NULL") == 3
+    assert found["/blocked/map.xml"] == (None, "sitemap: disallowed by robots.txt", None)
+    assert a.requests_for("/blocked/map.xml") == 0
+    assert len(found) == 5
+    assert await store.one("SELECT count(*) FROM sitemaps WHERE error IS NOT NULL") == 4
 
 
 async def test_sitemap_fetches_do_not_count_against_max_pages(site: Site, store: DB) -> None:

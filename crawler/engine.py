@@ -283,8 +283,8 @@ class Engine:
 
     async def _sitemap(self, job: Job) -> None:
         """Fetch a sitemap on its host's slot, streamed into a `SitemapReader` (50 MB
-        whatever --max-bytes says); its row and entries go to the frontier. One attempt:
-        a failure is its row's error, not a retry."""
+        whatever --max-bytes says); its row and entries go to the frontier. A network
+        error, 429 or 5xx is tried again as a page is (--retries), then is the row's error."""
         assert self._session is not None and job.sitemap is not None
         url = job.sitemap.url
         reader = SitemapReader()
@@ -301,6 +301,14 @@ class Engine:
             self.frontier.finish(job, stored=False)  # cancelled: queued again on resume
             raise
         status, error, target = resp.status, resp.error, None
+        if (status is None and resp.retryable) or status == 429 or (status or 0) >= 500:
+            wait = resp.retry_after if status is not None else None
+            if wait is not None:  # the server asked the whole host to wait, as for a page
+                self.frontier.back_off(job, min(wait, MAX_RETRY_AFTER))
+            if job.attempt <= self.settings.retries and (wait or 0) <= MAX_RETRY_AFTER:
+                self.counters.retries += 1
+                self.frontier.retry(job, wait if wait is not None else backoff_seconds(job.attempt))
+                return
         if status is not None and 200 <= status < 300:
             reader.finish(truncated=resp.truncated)
             error = reader.error

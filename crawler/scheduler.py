@@ -288,11 +288,16 @@ class Scheduler:
         slot = self.slots[job.host]
         freed = slot.ended()
         self.open -= 1
-        self.budget.add(-1)
-        slot.fetched -= 1
         slot.back_off(time.monotonic(), after)
-        slot.queue.appendleft(dataclasses.replace(job, attempt=job.attempt + 1))
-        self.in_ram += 1
+        again = dataclasses.replace(job, attempt=job.attempt + 1)
+        if job.sitemap is not None:  # no page: nothing to give back to the budget
+            slot.sitemaps.appendleft(again)
+            self.sitemaps += 1
+        else:
+            self.budget.add(-1)
+            slot.fetched -= 1
+            slot.queue.appendleft(again)
+            self.in_ram += 1
         if slot.dead:  # the host died while this request was out: no new attempt
             self._drain_dead(slot)
         for gate in freed:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from pg import Cluster
-from support import Host, Site, run, run_resume
+from support import Host, Site, rows, run, run_resume
 
 from crawler.sitemaps import MAX_BYTES, MAX_URLS, Entry, SitemapError, SitemapReader
 
@@ -265,6 +265,31 @@ async def test_a_sitemap_on_another_host_speaks_for_the_host_whose_robots_named_
     got = await skipped(DB("sqlite", db))
     assert got == {"out of scope": 1, "sitemap invalid url": 1}
     assert maps.paths == ["/robots.txt", "/for-a.xml"]  # fetched politely: robots.txt first
+
+
+async def test_a_sitemap_that_fails_with_503_is_tried_again_under_retries(
+    site: Site, db: str
+) -> None:
+    a = await site.host()
+    a.robots("Sitemap: /flaky.xml\n")
+    a.page("/")
+    a.page("/f")
+    answers = [web.Response(status=503)]
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        if answers:
+            return answers.pop()
+        return web.Response(text=urlset(a.url("/f")), content_type="application/xml")
+
+    a.handle("/flaky.xml", flaky)
+    await run(db, [a.url("/")], retries=1)
+    assert a.requests_for("/flaky.xml") == 2
+    assert set(await pages(DB("sqlite", db))) == {a.url("/"), a.url("/f")}
+    assert rows(db, "SELECT status, error, urls FROM sitemaps") == [(200, None, 1)]
+
+    answers.append(web.Response(status=503))
+    await run(db + "2", [a.url("/")], retries=0)  # no retry: the row keeps the failure
+    assert rows(db + "2", "SELECT status, error FROM sitemaps") == [(503, "sitemap: HTTP 503")]
 
 
 async def test_sitemaps_show_in_stats(site: Site, db: str) -> None:

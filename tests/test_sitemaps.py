@@ -391,3 +391,30 @@ def test_a_gzip_bomb_stops_at_the_uncompressed_limit() -> None:
     assert reader.take(bomb) is False
     assert reader.error is not None and "larger than" in reader.error
     assert reader.size <= MAX_BYTES + 1
+
+
+async def test_processes_read_each_sitemap_once_and_crawl_what_they_list(
+    site: Site, tmp_path: Path
+) -> None:
+    hosts = [await site.host() for _ in range(4)]
+    for k, host in enumerate(hosts):
+        keeper = hosts[(k + 1) % 4]  # each host's sitemap lives on the next host
+        host.robots(f"Sitemap: {keeper.url(f'/for-{k}.xml')}\nSitemap: /own.xml\n")
+        host.page("/")
+        host.page("/orphan-a")
+        host.page("/orphan-b")
+        body = urlset(host.url("/orphan-a"))
+        keeper.page(f"/for-{k}.xml", body=body, content_type="application/xml")
+        host.page("/own.xml", body=urlset(host.url("/orphan-b")), content_type="text/xml")
+    db = str(tmp_path / "crawl.db")
+
+    summary = await run(db, [h.url("/") for h in hosts], processes=2)
+
+    assert summary.total_pages == 4 * 3
+    assert set(await pages(DB("sqlite", db))) == {
+        h.url(p) for h in hosts for p in ("/", "/orphan-a", "/orphan-b")
+    }
+    for k, host in enumerate(hosts):
+        assert host.requests_for("/own.xml") == 1
+        assert host.requests_for(f"/for-{(k - 1) % 4}.xml") == 1
+    assert rows(db, "SELECT count(*), count(error) FROM sitemaps WHERE state = 'done'") == [(8, 0)]

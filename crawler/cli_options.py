@@ -24,8 +24,11 @@ _HELP = {
     "delay": "Least seconds between the starts of two requests to one host.",
     "delay_factor": "Wait this many times a host's last response time before its next request.",
     "deny": "Never crawl URLs matching this regex (repeatable).",
+    "extract": "NAME=CSS: store the text of the selector's first match in pages.data "
+    "(repeatable).",
     "host_budget": "Most pages fetched from one host (0: no limit).",
     "host_failures": "Consecutive failures before a host's queue is dropped.",
+    "hooks": "module:function to call with every stored page (repeatable; see README).",
     "ignore_robots": "Do not fetch or obey robots.txt.",
     "lease": "Seconds a worker of a shared store holds a host without renewing its lease.",
     "max_bytes": "Most body bytes read per response, after decompression.",
@@ -48,6 +51,9 @@ _HELP = {
     "timeout": "Seconds per request, from the moment it is sent.",
     "user_agent": "The User-Agent header, also matched against robots.txt.",
 }
+# Repeatable flags. `--hook a:f --hook b:g` fills the setting `hooks` (--hooks works too).
+_LISTS = {"allow": ("REGEX",), "deny": ("REGEX",), "extract": ("NAME=CSS",),
+          "hooks": ("MODULE:FUNCTION", "--hook")}  # fmt: skip
 _BOOL_PAIRS = {
     "compress": "--compress/--no-compress",
     "cookies": "--cookies/--no-cookies",
@@ -65,8 +71,9 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help_text = _HELP[name]
         if name in _BOOL_PAIRS:
             opt = click.option(_BOOL_PAIRS[name], name, default=None, help=help_text)
-        elif name in ("allow", "deny"):
-            opt = click.option(flag, name, multiple=True, metavar="REGEX", help=help_text)
+        elif name in _LISTS:
+            metavar, *alias = _LISTS[name]
+            opt = click.option(*alias, flag, name, multiple=True, metavar=metavar, help=help_text)
         elif name == "scope":
             opt = click.option(
                 flag, name, type=click.Choice(["host", "domain", "any"]), help=help_text
@@ -124,7 +131,7 @@ def given_settings(values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name in SETTING_NAMES:
         value = values.get(name)
-        if value is None or (name in ("allow", "deny") and not value):
+        if value is None or (name in _LISTS and not value):
             continue
         out[name] = value
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crawler.errors import UsageError
+from crawler.errors import SettingError, UsageError
 
 DEFAULT_CONFIG = Path("config.toml")
 SCOPES = ("host", "domain", "any")
@@ -33,8 +34,10 @@ class Settings:
     delay: float = 0.0  # least seconds between the starts of two requests to one host
     delay_factor: float = 0.0  # wait this many times a host's last response time (0: off)
     deny: tuple[str, ...] = ()  # regexes; a URL matching any of them is not crawled
+    extract: tuple[str, ...] = ()  # NAME=CSS: the first match's text goes to pages.data NAME
     host_budget: int = 0  # most pages fetched from one host (0: no limit); a trap guard
     host_failures: int = 10  # consecutive failed requests before a host's queue is dropped
+    hooks: tuple[str, ...] = ()  # module:function called with every stored page (crawler.hooks)
     ignore_robots: bool = False  # do not fetch or obey robots.txt
     lease: float = 30.0  # seconds a shared store's worker holds a host without renewing
     max_bytes: int = 10_000_000  # most body bytes read per response, after decompression
@@ -56,6 +59,16 @@ class Settings:
     timeout: float = 30.0  # seconds per request, from the moment it is sent
     user_agent: str = "crawler/0.1 (+https://github.com/crawler/crawler)"
 
+    def __post_init__(self) -> None:
+        # Checked here, not by whoever builds one: Settings(per_host=0) from Python, a
+        # config.toml, a flag and a stored crawl all meet the same checks and messages.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            coerced = _coerce(f.name, value)
+            if coerced is not value:
+                object.__setattr__(self, f.name, coerced)
+        _validate(self)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -68,36 +81,33 @@ class Settings:
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings))
-_FIELDS = {f.name: f for f in fields(Settings)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """Check one value's type (TOML and JSON are typed; CLI values arrive typed from click)."""
-    default = getattr(Settings(), name)
-    bad = UsageError(f"{source}: setting '{name}' must be {_type_name(default)}, got {value!r}")
+def _coerce(name: str, value: Any) -> Any:
+    """One value as its setting's type (TOML, JSON and Python values arrive typed), or a
+    SettingError naming the setting: an int is a number, a string a one-item list."""
+    default = _DEFAULTS[name]
     if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if isinstance(default, tuple):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return value if type(value) is float else float(value)
+            raise SettingError(f"setting '{name}' must be a finite number, got {value!r}")
+    elif isinstance(default, str):
         if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise bad
-        return tuple(value)
-    raise bad  # pragma: no cover - every field has one of the types above
+            return value
+    elif isinstance(default, tuple):
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return value if type(value) is tuple else tuple(value)
+    raise SettingError(f"setting '{name}' must be {_type_name(default)}, got {value!r}")
 
 
 def _type_name(default: Any) -> str:
@@ -136,15 +146,53 @@ def _validate(s: Settings) -> None:
         (s.repeat_segments >= 1, "repeat_segments must be at least 1"),
         (s.scope in SCOPES, f"scope must be one of {', '.join(SCOPES)}, got {s.scope!r}"),
         (bool(s.user_agent.strip()), "user_agent must not be empty"),
+        (s.user_agent.isprintable(), "user_agent must not hold control characters"),
     ]
     for ok, message in checks:
         if not ok:
-            raise UsageError(message)
-    for pattern in (*s.allow, *s.deny):
+            raise SettingError(message)
+    for name in ("allow", "deny"):
+        for pattern in getattr(s, name):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise SettingError(f"{name}: invalid regex {pattern!r}: {exc}") from None
+    for hook in s.hooks:
+        if not _HOOK_NAME.fullmatch(hook):
+            raise SettingError(f"hooks: {hook!r} is not module:function (e.g. mypkg.hooks:on_page)")
+    _check_extract(s.extract)
+
+
+_HOOK_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def extract_rules(extract: tuple[str, ...]) -> list[tuple[str, str]]:
+    """`extract` entries as (name, css): "title=h1 span" -> ("title", "h1 span")."""
+    return [(name.strip(), css.strip()) for name, _, css in (e.partition("=") for e in extract)]
+
+
+def _check_extract(extract: tuple[str, ...]) -> None:
+    if not extract:
+        return
+    # Lexbor compiles a selector when it is first used: try each on an empty document, so
+    # a typo is a usage error at start, not an error note on every page.
+    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+    empty = LexborHTMLParser("")
+    seen: set[str] = set()
+    for entry, (name, css) in zip(extract, extract_rules(extract), strict=True):
+        if "=" not in entry or not _FIELD_NAME.fullmatch(name):
+            raise SettingError(
+                f"extract: {entry!r} is not NAME=CSS (NAME: letters, digits, _; e.g. title=h1)"
+            )
+        if name in seen or name == "hook_error":
+            raise SettingError(f"extract: the name {name!r} is given twice or is reserved")
+        seen.add(name)
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise UsageError(f"invalid regex {pattern!r}: {exc}") from None
+            empty.css_first(css)
+        except SelectolaxError:
+            raise SettingError(f"extract: invalid CSS selector {css!r} for {name!r}") from None
 
 
 def build_settings(
@@ -154,10 +202,12 @@ def build_settings(
     base = base or Settings()
     unknown = sorted(set(values) - set(SETTING_NAMES))
     if unknown:
-        raise UsageError(f"{source}: unknown setting '{unknown[0]}'")
-    coerced = {k: _coerce(k, v, source) for k, v in values.items()}
-    settings = dataclasses.replace(base, **coerced)
-    _validate(settings)
+        raise SettingError(f"{source}: unknown setting '{unknown[0]}'")
+    try:
+        coerced = {k: _coerce(k, v) for k, v in values.items()}
+    except SettingError as exc:  # a type: say which file (or flag, or database) gave it
+        raise SettingError(f"{source}: {exc}") from None
+    settings = dataclasses.replace(base, **coerced)  # checked by Settings itself
     return settings, dict.fromkeys(coerced, source)
 
 

@@ -26,6 +26,7 @@ from crawler.counters import Counters
 from crawler.errors import InternalError, StoreFailure
 from crawler.fetcher import fetch, make_session
 from crawler.frontier import Frontier
+from crawler.hooks import Hooks
 from crawler.hosts import MAX_RETRY_AFTER, backoff_seconds
 from crawler.netbytes import location_url
 from crawler.outcome import Outcomes
@@ -53,6 +54,7 @@ class Engine:
         resolver: aiohttp.abc.AbstractResolver | None = None,
         partition: Partition | None = None,
         budget: PageBudget | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -75,7 +77,7 @@ class Engine:
             on_failed_row=self.counters.failed_row,
             addresses=self.addresses,
         )
-        self.outcomes = Outcomes(settings, self.frontier)
+        self.outcomes = Outcomes(settings, self.frontier, hooks)
         self._session: aiohttp.ClientSession | None = None
         self._stops = 0
         self._workers: list[asyncio.Task[None]] = []

@@ -2,6 +2,7 @@
 
 CrawlerError                 exit 1 unless a subclass says otherwise
 ├── UsageError               exit 2: bad seeds, flags or config.toml
+│   └── SettingError         a setting's value (also a ValueError, for Python callers)
 ├── StorageError             exit 2: --db is not a crawl database we can use
 ├── StoreFailure             exit 1: a write to the store failed (disk full, I/O, lock)
 └── InternalError            exit 1: a bug stopped the crawl (a background task failed)
@@ -23,6 +24,14 @@ class UsageError(CrawlerError):
     """The user asked for something that cannot be done as asked."""
 
     exit_code = 2
+
+
+class SettingError(UsageError, ValueError):
+    """A setting has a value it cannot take; the message names the setting.
+
+    Raised when a `Settings` is built, whether from Python, config.toml, the command line
+    or a stored crawl: a bad value never reaches a crawl (where it could make it hang).
+    """
 
 
 class StorageError(CrawlerError):

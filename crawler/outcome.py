@@ -14,11 +14,13 @@ import hashlib
 import json
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from crawler.config import Settings
 from crawler.fetcher import Response
 from crawler.frontier import Frontier
+from crawler.hooks import Hooks, Page
 from crawler.netbytes import location_url
 from crawler.parser import ParsedPage, extract_links, is_html
 from crawler.reasons import Reason
@@ -38,9 +40,10 @@ class _Redirect:
 
 
 class Outcomes:
-    def __init__(self, settings: Settings, frontier: Frontier) -> None:
+    def __init__(self, settings: Settings, frontier: Frontier, hooks: Hooks | None = None) -> None:
         self.settings = settings
         self.frontier = frontier
+        self.hooks = hooks  # None: no hook and no --extract, nothing to pay per page
 
     async def build(self, job: Job, resp: Response) -> Outcome:
         """The outcome of `job`'s final response (retries are the engine's business)."""
@@ -79,10 +82,15 @@ class Outcomes:
                 max_links=settings.max_links,
                 max_url_length=settings.max_url_length,
             )
+        data = None
+        follow: Sequence[str] = parsed.links if parsed is not None else ()
+        if self.hooks is not None:
+            data, follow = await self._hooks(job, resp, parsed, skipped)
+        if parsed is not None:
             src = item.url
             links = [(src, dst, 0) for dst in parsed.links]
             links.extend((src, dst, 1) for dst in parsed.nofollow)
-            new = self.frontier.discover(job, parsed.links, skipped)
+            new = self.frontier.discover(job, follow, skipped)
             if parsed.nofollow:
                 skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
             if parsed.too_long:
@@ -115,6 +123,7 @@ class Outcomes:
             content_hash=digest,
             title=parsed.title if parsed is not None else None,
             final_status=final_status,
+            data=data,
         )
         return Outcome(
             url=item.url,
@@ -125,6 +134,27 @@ class Outcomes:
             chain_end=chain_end,
             skipped=tuple(skipped.items()),
         )
+
+    async def _hooks(
+        self, job: Job, resp: Response, parsed: ParsedPage | None, skipped: dict[str, int]
+    ) -> tuple[str | None, Sequence[str]]:
+        """pages.data and the links to follow, as the hooks decided."""
+        assert self.hooks is not None and job.item is not None
+        offered = list(parsed.links) if parsed is not None else []
+        page = Page(
+            url=job.item.url,
+            status=resp.status,
+            error=resp.error,
+            headers=resp.headers,
+            body=resp.body,
+            document=parsed.document if parsed is not None else None,
+            links=offered.copy(),
+            depth=job.item.depth,
+        )
+        data, follow = await self.hooks.run(page)
+        if len(follow) < len(offered):
+            skipped[Reason.HOOK] = len(offered) - len(follow)
+        return data, follow
 
     def _redirect(
         self, job: Job, item: QueuedURL, location: str, skipped: dict[str, int]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
@@ -32,6 +32,8 @@ class ParsedPage:
     truncated: bool  # a link was dropped because max_links was reached
     title: str | None  # <title> text with whitespace collapsed, None when absent or blank
     too_long: int = 0  # distinct links dropped: canonical URL longer than max_url_length
+    # The parsed tree, for hooks (crawler.hooks): a page is parsed once.
+    document: LexborHTMLParser | None = field(default=None, compare=False, repr=False)
 
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -305,4 +307,5 @@ def extract_links(
         truncated=truncated,
         title=title,
         too_long=len(too_long),
+        document=tree,
     )

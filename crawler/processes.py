@@ -36,6 +36,7 @@ from crawler.config import Settings
 from crawler.engine import Engine
 from crawler.errors import CrawlerError
 from crawler.eventloop import loop_factory
+from crawler.hooks import load_hooks
 from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
 from crawler.progress import shown, watched
@@ -333,6 +334,7 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
             spec.seeds,
             partition=Partition(index, count),
             budget=PageBudget(settings.max_pages, shared=spec.budget, lock_path=spec.budget_lock),
+            hooks=load_hooks(settings),  # by name: the parent checked they import
         )
         loop = asyncio.get_running_loop()
 

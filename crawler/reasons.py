@@ -23,3 +23,4 @@ class Reason(StrEnum):
     SITEMAP_HOST = "sitemap host"  # listed by a sitemap of another host (nor its robots.txt's)
     SITEMAP_URL = "sitemap invalid url"  # a sitemap entry that is no usable http(s) URL
     SITEMAP_NESTING = "sitemap nesting"  # a sitemap index nested deeper than the cap
+    HOOK = "hook"  # an on_page hook removed it from page.links

@@ -132,6 +132,7 @@ class PageRow:
     content_hash: str | None  # None: the store hashes the plain body itself
     title: str | None
     final_status: int | None = None  # None: `status` unless a 3xx (a chain's end sets it)
+    data: str | None = None  # JSON of the fields hooks and --extract stored (crawler.hooks)
 
     @classmethod
     def failed(cls, url: str, host: str, depth: int, reason: str, *, attempts: int) -> PageRow:

@@ -14,6 +14,7 @@ from crawler.config import SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine
 from crawler.errors import UsageError
 from crawler.eventloop import loop_factory
+from crawler.hooks import Hook, Hooks, hook_name, load_hooks
 from crawler.processes import run_partitioned
 from crawler.progress import shown, watched
 from crawler.reasons import Reason
@@ -61,15 +62,18 @@ async def crawl(
     seeds: list[str],
     *,
     output: Output = Output(),
+    hooks: Sequence[Hook] = (),
 ) -> Summary:
-    """Crawl `seeds` into a new crawl in `db` (the library entry point; the CLI wraps it).
+    """Crawl `seeds` into a new crawl in `db` (crawler.api and the CLI wrap it).
 
     A file that already holds a crawl is refused (UsageError): `resume` continues it.
     `output.handle_signals` is off by default so that embedding the crawler does not take
-    over the process' signals.
+    over the process' signals. `hooks`: callables run with `settings.hooks` in this
+    process only (they are not stored with the crawl).
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     _some_seed_admitted(settings, seeds)
+    settings, page_hooks = _hooks(settings, hooks)  # one that cannot be imported: before the file
     store = await open_store(db, create=True)
     try:
         with store.lock():
@@ -79,7 +83,7 @@ async def crawl(
                     "(add seeds with --seed URL), or crawl into another file"
                 )
             await store.save_crawl(settings, seeds)
-            return await _go(store, settings, seeds, seeds, "crawl", output)
+            return await _go(store, settings, seeds, seeds, "crawl", output, page_hooks)
     finally:
         await store.close()
 
@@ -90,9 +94,10 @@ async def resume(
     seeds: Sequence[str] = (),
     *,
     output: Output = Output(),
+    hooks: Sequence[Hook] = (),
 ) -> Summary:
     """Continue the crawl stored in `db`; `overrides` replace stored settings (and are
-    stored), `seeds` are added to the crawl."""
+    stored), `seeds` are added to the crawl, `hooks` run in this process only."""
     store = await open_store(db, create=False)
     try:
         with store.lock():
@@ -107,12 +112,13 @@ async def resume(
                     if old != new:
                         log.warning("resume: %s is now %r (was %r)", name, new, old)
             added = canonical_seeds(list(seeds), settings.max_url_length)
+            settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
             all_seeds = list(dict.fromkeys([*record.seeds, *added]))
-            if overrides or added:
+            if settings != record.settings or added:
                 await store.save_crawl(settings, all_seeds)
             # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
             # (the frontier skips the ones it already holds).
-            return await _go(store, settings, all_seeds, all_seeds, "resume", output)
+            return await _go(store, settings, all_seeds, all_seeds, "resume", output, page_hooks)
     finally:
         await store.close()
 
@@ -153,7 +159,8 @@ async def work(
         settings = record.settings
         if overrides:
             settings = build_settings(overrides, source="command line", base=settings)[0]
-        return await _go(store, settings, list(record.seeds), [], "work", output)
+        page_hooks = _hooks(settings, ())[1]
+        return await _go(store, settings, list(record.seeds), [], "work", output, page_hooks)
     finally:
         await store.close()
 
@@ -165,6 +172,7 @@ async def _go(
     new_seeds: list[str],
     kind: str,
     out: Output,
+    hooks: Hooks | None,
 ) -> Summary:
     if hasattr(store, "lease_seconds"):
         store.lease_seconds = settings.lease
@@ -181,7 +189,7 @@ async def _go(
             status=out.status,
         )
     else:
-        engine = Engine(store, settings, seeds)
+        engine = Engine(store, settings, seeds, hooks=hooks)
         async with (
             store.deferred_indexes(),
             shown(engine.snapshot, quiet=out.quiet, log_format=out.log_format),
@@ -205,6 +213,26 @@ def _some_seed_admitted(settings: Settings, seeds: list[str]) -> None:
         seed, reason = refusals[0]
         more = f" (and {len(seeds) - 1} more)" if len(seeds) > 1 else ""
         raise UsageError(f"no seed can be crawled: {seed} is refused ({reason}){more}")
+
+
+def _hooks(settings: Settings, extra: Sequence[Hook]) -> tuple[Settings, Hooks | None]:
+    """The crawl's hooks, imported. A callable that other processes can import by name
+    joins `settings.hooks` (stored with the crawl: children, workers and `resume` load
+    it); any other runs in this process only. UsageError when a hook cannot be imported,
+    or when a callable without a name meets processes > 1."""
+    local: list[Hook] = []
+    for fn in extra:
+        name = hook_name(fn)
+        if name is None:
+            local.append(fn)
+        elif name not in settings.hooks:
+            settings = dataclasses.replace(settings, hooks=(*settings.hooks, name))
+    if local and settings.processes > 1:
+        raise UsageError(
+            f"hook {local[0]!r} cannot run in other processes (processes > 1): make it a "
+            "function of an importable module, or name it in the setting hooks"
+        )
+    return settings, load_hooks(settings, local)
 
 
 def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:

@@ -70,6 +70,8 @@ def _not_admitted(
         return verdict.value
     if has_repeated_segments(url, settings.repeat_segments):
         return Reason.TRAP.value
+    if settings.hooks:  # a hook may remove a page's links; only it knows which
+        return f"{Reason.HOOK.value} (a hook of {', '.join(settings.hooks)} did not follow it?)"
     return "not admitted for a reason the stored rules do not show (settings changed since?)"
 
 

@@ -247,6 +247,15 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
         columns = list(zip(*rows.pages.values(), strict=True))
         bodies = [list(c) for c in zip(*rows.bodies, strict=True)] or [[], [], []]
         pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies)
+    if rows.data:
+        # Apart from the INSERT, so that a crawl without hooks sends no extra column.
+        urls, data = zip(*rows.data, strict=True)
+        await conn.execute(
+            "UPDATE page_rows SET data = d.data::jsonb "
+            "FROM unnest($1::text[], $2::text[]) AS d (url, data) WHERE page_rows.url = d.url",
+            urls,
+            data,
+        )
     if rows.links:
         await conn.copy_records_to_table(
             "links", records=rows.links, columns=("src_url", "dst_url", "nofollow")
@@ -336,6 +345,7 @@ class _Rows:
     sitemaps: list[tuple[Any, ...]] = field(default_factory=list)
     sitemaps_done: list[tuple[Any, ...]] = field(default_factory=list)
     sitemap_urls: list[tuple[Any, ...]] = field(default_factory=list)
+    data: list[tuple[str, str]] = field(default_factory=list)  # (url, pages.data)
     pages_sent: int = 0  # page rows in the batch, inserted or not (budget units spent)
 
 
@@ -351,6 +361,8 @@ def _rows(batch: list[Outcome]) -> _Rows:
                 r.pages[p.url] = _page(p)
                 if p.body is not None:
                     r.bodies.append((p.url, p.body, p.body_codec))
+                if p.data is not None:
+                    r.data.append((p.url, p.data))
         r.links.extend(o.links)
         if o.state is not None:
             r.states[o.url] = (o.state, o.reason)

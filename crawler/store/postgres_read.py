@@ -229,6 +229,7 @@ class PostgresReader:
         since: float | None = None,
         with_body: bool = False,
         with_headers: bool = False,
+        with_data: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Pages one at a time, in crawl order, through a server-side cursor.
 
@@ -239,6 +240,8 @@ class PostgresReader:
         cols = list(PAGE_FIELDS)
         if with_headers:
             cols.append("headers")
+        if with_data:
+            cols.append("data")
         if with_body:
             cols += ["body", "body_codec"]
         sql = f"SELECT {', '.join(cols)} FROM pages"
@@ -281,6 +284,8 @@ class PostgresReader:
                             rec["body"] = zlib.decompress(rec["body"])
                     if rec.get("headers"):
                         rec["headers"] = json.loads(rec["headers"])
+                    if rec.get("data") is not None:
+                        rec["data"] = json.loads(rec["data"])
                     yield rec
         except apg.PostgresError as exc:
             if filtered:
@@ -308,6 +313,11 @@ class PostgresReader:
         )
         n = self._one("SELECT count(*) FROM links WHERE dst_url = $1", url)
         return [(r[0], bool(r[1])) for r in rows], int(n)
+
+    def links_on(self, url: str) -> list[tuple[str, bool]]:
+        """(target, nofollow) of every link on the page `url`; a scan of `links`."""
+        rows = self._fetch("SELECT dst_url, nofollow FROM links WHERE src_url = $1", url)
+        return [(r[0], bool(r[1])) for r in rows]
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self._fetch("SELECT url FROM page_rows WHERE redirect_to = $1 LIMIT $2", url, limit)

@@ -174,6 +174,9 @@ class BatchWriter(OutcomeBuffer):
                 "SELECT id, ?, ? FROM page_rows WHERE id = ?",
                 rows.bodies,
             )
+        if rows.data:
+            # Apart from the INSERT, so that a crawl without hooks binds no extra column.
+            await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
         if rows.links:
             await db.executemany(
                 "INSERT INTO links (src_url, dst_url, nofollow) VALUES (?,?,?)", rows.links
@@ -292,6 +295,7 @@ class _Rows:
     sitemaps: list[tuple[object, ...]] = field(default_factory=list)
     sitemaps_done: list[tuple[object, ...]] = field(default_factory=list)
     sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
+    data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
     last_id: int = 0
 
 
@@ -317,6 +321,8 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
             )  # fmt: skip
             if p.body is not None:
                 r.bodies.append((p.body, p.body_codec, last_id))
+            if p.data is not None:
+                r.data.append((p.data, last_id))
         r.links.extend(o.links)
         if o.state is not None:
             r.states.append((o.state, o.reason, o.url))

@@ -89,9 +89,15 @@ class SQLiteReader:
         since: float | None = None,
         with_body: bool = False,
         with_headers: bool = False,
+        with_data: bool = False,
     ) -> Iterator[dict[str, Any]]:
         return iter_pages(
-            self.db, where=where, since=since, with_body=with_body, with_headers=with_headers
+            self.db,
+            where=where,
+            since=since,
+            with_body=with_body,
+            with_headers=with_headers,
+            with_data=with_data,
         )
 
     # ------------------------------------------------------------------ one URL (`why`)
@@ -113,6 +119,13 @@ class SQLiteReader:
         ).fetchall()
         n = self.db.execute("SELECT count(*) FROM links WHERE dst_url = ?", (url,)).fetchone()[0]
         return [(src, bool(nf)) for src, nf in rows], int(n)
+
+    def links_on(self, url: str) -> list[tuple[str, bool]]:
+        """(target, nofollow) of every link on the page `url`; a scan of `links`."""
+        rows = self.db.execute(
+            "SELECT dst_url, nofollow FROM links WHERE src_url = ? ORDER BY rowid", (url,)
+        ).fetchall()
+        return [(dst, bool(nf)) for dst, nf in rows]
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self.db.execute(
@@ -145,6 +158,7 @@ def iter_pages(
     since: float | None = None,
     with_body: bool = False,
     with_headers: bool = False,
+    with_data: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Pages one at a time, in crawl order, in constant memory however large the database.
 
@@ -154,6 +168,8 @@ def iter_pages(
     cols = list(PAGE_FIELDS)
     if with_headers:
         cols.append("headers")
+    if with_data:
+        cols.append("data")
     if with_body:
         cols += ["body", "body_codec"]
     sql = f"SELECT {', '.join(cols)} FROM pages"
@@ -188,6 +204,8 @@ def _records(
                         rec["body"] = zlib.decompress(rec["body"])
                 if rec.get("headers"):
                     rec["headers"] = json.loads(rec["headers"])
+                if rec.get("data") is not None:
+                    rec["data"] = json.loads(rec["data"])
                 yield rec
     except sqlite3.Error as exc:  # e.g. a filter that fails on some rows only
         if filtered:

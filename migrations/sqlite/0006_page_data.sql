@@ -1,0 +1,59 @@
+-- pages.data: the fields that hooks and --extract stored for a page, as a JSON object
+-- (crawler/hooks.py); NULL when none did. Read with json_extract(data, '$.name').
+ALTER TABLE page_rows ADD COLUMN data TEXT;
+
+-- The view and its triggers again, with `data` (dropping the view drops its triggers).
+DROP VIEW pages;
+
+CREATE VIEW pages AS
+SELECT id, url, final_url, status, final_status, error, content_type, depth, fetched_at,
+       (SELECT body FROM bodies WHERE page_id = page_rows.id) AS body,
+       host, headers, elapsed, size, truncated, links_found, links_truncated, redirect_to,
+       attempts,
+       (SELECT body_codec FROM bodies WHERE page_id = page_rows.id) AS body_codec,
+       content_hash, title, data
+FROM page_rows;
+
+CREATE TRIGGER pages_insert INSTEAD OF INSERT ON pages
+BEGIN
+    INSERT INTO page_rows (
+        id, url, final_url, status, final_status, error, content_type, depth, fetched_at, host,
+        headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts,
+        content_hash, title, data
+    ) VALUES (
+        NEW.id, NEW.url, NEW.final_url, NEW.status,
+        coalesce(NEW.final_status, CASE WHEN NEW.status NOT BETWEEN 300 AND 399 THEN NEW.status END),
+        NEW.error, NEW.content_type, NEW.depth, NEW.fetched_at, NEW.host, NEW.headers,
+        NEW.elapsed, NEW.size, coalesce(NEW.truncated, 0), NEW.links_found,
+        coalesce(NEW.links_truncated, 0), NEW.redirect_to, coalesce(NEW.attempts, 1),
+        NEW.content_hash, NEW.title, NEW.data
+    );
+    -- Only when the row above was inserted (INSERT OR IGNORE may have skipped it).
+    INSERT INTO bodies (page_id, body, body_codec)
+    SELECT id, NEW.body, NEW.body_codec FROM page_rows
+    WHERE NEW.body IS NOT NULL AND id = last_insert_rowid() AND url = NEW.url;
+END;
+
+CREATE TRIGGER pages_update INSTEAD OF UPDATE ON pages
+BEGIN
+    UPDATE page_rows SET
+        url = NEW.url, final_url = NEW.final_url, status = NEW.status,
+        final_status = NEW.final_status, error = NEW.error, content_type = NEW.content_type,
+        depth = NEW.depth, fetched_at = NEW.fetched_at, host = NEW.host, headers = NEW.headers,
+        elapsed = NEW.elapsed, size = NEW.size, truncated = NEW.truncated,
+        links_found = NEW.links_found, links_truncated = NEW.links_truncated,
+        redirect_to = NEW.redirect_to, attempts = NEW.attempts,
+        content_hash = NEW.content_hash, title = NEW.title, data = NEW.data
+    WHERE id = OLD.id;
+    DELETE FROM bodies WHERE page_id = OLD.id AND NEW.body IS NULL;
+    INSERT OR REPLACE INTO bodies (page_id, body, body_codec)
+    SELECT OLD.id, NEW.body, NEW.body_codec
+    WHERE NEW.body IS NOT NULL
+      AND (NEW.body IS NOT OLD.body OR NEW.body_codec IS NOT OLD.body_codec);
+END;
+
+CREATE TRIGGER pages_delete INSTEAD OF DELETE ON pages
+BEGIN
+    DELETE FROM bodies WHERE page_id = OLD.id;
+    DELETE FROM page_rows WHERE id = OLD.id;
+END;

@@ -226,4 +226,3 @@ def open_crawl(db: str = "crawl.db") -> StoredCrawl:
     """Open the crawl in `db` for reading (also while a crawl writes it); UsageError or
     StorageError when `db` holds no crawl."""
     return StoredCrawl(db)
-

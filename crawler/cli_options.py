@@ -24,8 +24,7 @@ _HELP = {
     "delay": "Least seconds between the starts of two requests to one host.",
     "delay_factor": "Wait this many times a host's last response time before its next request.",
     "deny": "Never crawl URLs matching this regex (repeatable).",
-    "extract": "NAME=CSS: store the text of the selector's first match in pages.data "
-    "(repeatable).",
+    "extract": "NAME=CSS: store the text of the selector's first match in pages.data (repeatable).",
     "host_budget": "Most pages fetched from one host (0: no limit).",
     "host_failures": "Consecutive failures before a host's queue is dropped.",
     "hooks": "module:function to call with every stored page (repeatable; see README).",

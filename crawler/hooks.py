@@ -59,7 +59,7 @@ class Page:
 
 
 # A hook: a plain or async function of a Page returning a dict of fields, or None.
-Hook = Callable[[Page], Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None]]
+Hook = Callable[[Page], Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None]
 
 
 def load_hook(name: str) -> Hook:

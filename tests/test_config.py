@@ -231,8 +231,18 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     ("host_failures", [1], [0], "host_failures must be at least 1"),
     ("repeat_segments", [1], [0], "repeat_segments must be at least 1"),
     ("user_agent", ["x"], ["", " \t"], "user_agent must not be empty"),
-    ("extract", [("t=h1",), ("a_1 = h1 > span",)], [("t=p[",)], "extract: invalid CSS selector 'p[' for 't'"),
-    ("hooks", [("m:f",), ("a.b:c.d",)], [("m",)], "hooks: 'm' is not module:function (e.g. mypkg.hooks:on_page)"),
+    (
+        "extract",
+        [("t=h1",), ("a_1 = h1 > span",)],
+        [("t=p[",)],
+        "extract: invalid CSS selector 'p[' for 't'",
+    ),
+    (
+        "hooks",
+        [("m:f",), ("a.b:c.d",)],
+        [("m",)],
+        "hooks: 'm' is not module:function (e.g. mypkg.hooks:on_page)",
+    ),
 ]
 
 

@@ -71,7 +71,7 @@ def test_crawl_inside_an_event_loop_points_to_acrawl(tmp_path: Path) -> None:
     async def inside() -> None:
         crawler.crawl("http://127.0.0.2:9/", db=str(tmp_path / "x.db"))
 
-    with pytest.raises(RuntimeError, match="await crawler.acrawl"):
+    with pytest.raises(RuntimeError, match=r"await crawler\.acrawl"):
         asyncio.run(inside())
     assert not (tmp_path / "x.db").exists()
 
@@ -228,9 +228,7 @@ async def test_a_raising_hook_costs_its_page_a_note_not_the_crawl(site: Site, db
     assert summary.pages == 4 and summary.finished
     got = dict(rows(db, "SELECT url, data FROM pages"))
     bad = host.url("/bad")
-    assert got.pop(bad) == (
-        '{"hook_error": "hookfns:boom: ValueError: no good at all"}'
-    )
+    assert got.pop(bad) == ('{"hook_error": "hookfns:boom: ValueError: no good at all"}')
     assert set(got.values()) == {'{"ok": true}'}
     # The page is stored as fetched, its links followed.
     assert rows(db, "SELECT status, error, links_found FROM pages WHERE url = ?", bad) == [
@@ -267,9 +265,7 @@ async def test_python_callables_async_and_unnamed(site: Site, db: str) -> None:
         seen.append(page)
         return {"local": page.depth}
 
-    summary = await crawler.acrawl(
-        home, db=db, on_page=[local, hookfns.async_fields], **FAST
-    )
+    summary = await crawler.acrawl(home, db=db, on_page=[local, hookfns.async_fields], **FAST)
     assert summary.pages == 4
     assert sorted(p.url for p in seen) == sorted(r[0] for r in rows(db, "SELECT url FROM pages"))
     assert rows(db, "SELECT data FROM pages WHERE url = ?", home) == [

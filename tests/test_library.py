@@ -5,6 +5,7 @@ stored and what a user reads back."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,49 @@ def test_cli_extract_stores_fields_and_rejects_a_bad_selector(in_tmp: Path) -> N
         "ok.db", "SELECT json_extract(data, '$.t'), json_extract(data, '$.title') FROM pages "
         "ORDER BY id"
     ) == [("Home", "Home"), ("A", "A")]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- README
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+EXAMPLE = "https://example.com"
+
+
+def readme_python_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def test_readme_python_examples_run(tmp_path: Path) -> None:
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 4
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    outputs = []
+    with threaded_site() as (site, thread):
+        host = thread.call(site.host())
+        host.robots("User-agent: *\nDisallow: /private/\n")
+        host.page("/", ["/about", "/shop/", "/shop/a", "/private/x", "/missing"])
+        host.page("/about", ["/"])
+        host.page("/shop/", ["/shop/a", "/shop/b", "/about"])
+        host.page("/shop/a", body="<title>A</title><h1>Blue mug</h1><p class=price> 9.50 </p>")
+        host.page("/shop/b", body="<title>B</title><h1>Red mug</h1>")
+        host.page("/missing", status=404)
+        for block in blocks:
+            code = block.replace(EXAMPLE, host.origin)
+            first = code.splitlines()[0]
+            if first.startswith("# ") and first.endswith(".py"):  # a module the others import
+                (tmp_path / first[2:]).write_text(code, encoding="utf-8")
+                continue
+            done = subprocess.run(
+                [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, (code, done.stderr)
+            outputs.append(done.stdout)
+    out = "\n".join(outputs)
+    assert f"404 {host.origin}/missing ['{host.origin}/']" in out
+    assert "disallowed" in out
+    assert "per_host must be at least 1" in out
+    assert f"{host.origin}/shop/a {{'title': 'Blue mug', 'price': '9.50'}}" in out
+    assert out.splitlines()[-1] == "6 5"  # 6 pages, 5 of them HTML with a title

@@ -119,9 +119,14 @@ class Hooks:
             except Exception as exc:  # the hook's failure is its page's note, not the crawl's
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
         follow = page.links
-        if not set(follow) <= set(offered):
-            errors.append("page.links: a hook added URLs (only removing them has an effect)")
+        try:
             kept = set(follow)
+        except TypeError:  # something unhashable put in the list: keep what was offered
+            kept = set(offered)
+            errors.append("page.links: holds values that are not URLs")
+        if not kept <= set(offered):
+            errors.append("page.links: a hook added URLs (only removing them has an effect)")
+        if len(kept) != len(follow) or not kept <= set(offered):
             follow = [url for url in offered if url in kept]
         if errors:
             data["hook_error"] = _line("; ".join(errors))

@@ -46,3 +46,7 @@ async def async_fields(page: Page) -> dict[str, Any]:
 
 
 not_callable = 42
+
+
+def unhashable_links(page: Page) -> None:
+    page.links.append([page.url])  # type: ignore[arg-type]

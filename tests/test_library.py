@@ -250,12 +250,22 @@ async def test_a_hook_removes_links_from_the_crawl(site: Site, any_db: str) -> N
         assert (why["fate"], why["reason"].split()[0]) == ("not followed", "hook")
 
 
-async def test_a_hook_that_adds_links_gets_a_note(site: Site, db: str) -> None:
+@pytest.mark.parametrize(
+    ("hook", "note"),
+    [
+        pytest.param(hookfns.adds_a_link, "a hook added URLs", id="added"),
+        pytest.param(hookfns.unhashable_links, "values that are not URLs", id="not-urls"),
+    ],
+)
+async def test_a_hook_that_adds_to_links_gets_a_note(
+    site: Site, db: str, hook: Any, note: str
+) -> None:
     home = await small_site(site)
-    await crawler.acrawl(home, db=db, on_page=hookfns.adds_a_link, **FAST)
-    assert rows(db, "SELECT count(*) FROM pages") == [(4,)]
+    await crawler.acrawl(home, db=db, on_page=hook, **FAST)
+    assert rows(db, "SELECT count(*) FROM pages") == [(4,)]  # what the page offered: followed
     notes = rows(db, "SELECT json_extract(data, '$.hook_error') FROM pages WHERE url = ?", home)
-    assert "added URLs" in notes[0][0]
+    assert note in notes[0][0]
+    assert rows(db, "SELECT count(*) FROM pages WHERE url LIKE '%invented%'") == [(0,)]
 
 
 async def test_python_callables_async_and_unnamed(site: Site, db: str) -> None:

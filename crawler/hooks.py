@@ -26,6 +26,8 @@ from crawler.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+LOGGED_FAILURES = 10  # hook failures logged as warnings per process; the rest at debug level
+
 __all__ = ["Hook", "Hooks", "Page", "hook_name", "load_hook", "load_hooks"]
 
 
@@ -96,6 +98,7 @@ class Hooks:
     def __init__(self, hooks: Sequence[tuple[str, Hook]], extract: Sequence[tuple[str, str]]):
         self.hooks = list(hooks)
         self.extract = list(extract)
+        self.failures = 0  # pages on which a hook failed, in this process
 
     async def run(self, page: Page) -> tuple[str | None, list[str]]:
         """(pages.data as JSON or None, the links to follow) for `page`."""
@@ -130,7 +133,13 @@ class Hooks:
             follow = [url for url in offered if url in kept]
         if errors:
             data["hook_error"] = _line("; ".join(errors))
-            log.warning("%s: hook failed: %s", page.url, data["hook_error"])
+            self.failures += 1
+            # Every failure is in pages.data and counted by `stats`; the log says the first
+            # few, so a hook that fails on every page does not bury the crawl's other lines.
+            level = logging.WARNING if self.failures <= LOGGED_FAILURES else logging.DEBUG
+            log.log(level, "%s: hook failed: %s", page.url, data["hook_error"])
+            if self.failures == LOGGED_FAILURES:
+                log.warning("more hook failures are noted in pages.data only (crawler stats)")
         return _json(data), follow
 
 

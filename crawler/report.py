@@ -69,6 +69,7 @@ def print_stats(data: dict[str, Any]) -> None:
         ("redirects (3xx)", f"{data['redirects']:,}"),
         ("HTTP errors (>=400)", f"{data['http_errors']:,}"),
         ("network errors", f"{data['network_errors']:,}"),
+        ("hook errors", f"{data.get('hook_errors', 0):,}"),
         ("hosts", f"{data['hosts']:,}"),
         ("links", f"{data['links']:,}"),
         ("bytes", f"{data['bytes']:,}"),

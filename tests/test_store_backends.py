@@ -511,6 +511,7 @@ async def test_the_report_is_the_same_on_every_backend(backend: Backend) -> None
                for i in range(51)]  # fmt: skip
     stats = {
         "pages": 9, "ok": 5, "redirects": 1, "http_errors": 2, "network_errors": 1, "failed": 3,
+        "hook_errors": 0,
         "hosts": 2, "bytes": 482, "links": 9, "queued": 1, "disallowed": 2, "dropped": 2,
         "by_status_class": [{"class": c, "pages": n} for c, n in
                             (("2xx", 5), ("3xx", 1), ("4xx", 1), ("5xx", 1), ("error", 1))],

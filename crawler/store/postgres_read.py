@@ -169,6 +169,7 @@ class PostgresReader:
             "http_errors": one("SELECT count(*) FROM page_rows WHERE status >= 400"),
             "network_errors": one("SELECT count(*) FROM page_rows WHERE status IS NULL"),
             "failed": one(f"SELECT count(*) FROM page_rows WHERE {_FAILED}"),
+            "hook_errors": one("SELECT count(*) FROM page_rows WHERE data ? 'hook_error'"),
             "hosts": one("SELECT count(DISTINCT host) FROM page_rows"),
             "bytes": int(one("SELECT coalesce(sum(size), 0) FROM page_rows")),
             "links": one("SELECT count(*) FROM links"),

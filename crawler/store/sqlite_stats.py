@@ -37,6 +37,12 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
     runs, duration = _runs(db) if "runs" in tables else (0, 0.0)
     if not runs:  # a file from before `runs` was kept
         duration = _page_span(db)
+    # pages.data came with 0006: a file no crawler of that version opened yet has none.
+    hook_errors = (
+        one("SELECT count(*) FROM page_rows WHERE json_extract(data, '$.hook_error') NOT NULL")
+        if "data" in {r[1] for r in db.execute("PRAGMA table_info(page_rows)")}
+        else 0
+    )
     skipped = (
         table("SELECT reason, count FROM skipped ORDER BY count DESC, reason", ("reason", "links"))
         if "skipped" in tables
@@ -50,6 +56,7 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         "http_errors": one("SELECT count(*) FROM pages WHERE status >= 400"),
         "network_errors": one("SELECT count(*) FROM pages WHERE status IS NULL"),
         "failed": one(f"SELECT count(*) FROM pages WHERE {_FAILED}"),
+        "hook_errors": hook_errors,  # pages a hook failed on (pages.data.hook_error)
         "hosts": one("SELECT count(DISTINCT host) FROM pages"),
         "bytes": one("SELECT coalesce(sum(size), 0) FROM pages"),
         "links": one("SELECT count(*) FROM links"),

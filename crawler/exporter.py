@@ -48,7 +48,11 @@ def export(
     """Write the pages matching `where`/`since` to `output` ('-': stdout); the count written."""
     warc = fmt == "warc"
     pages = reader.pages(
-        where=where, since=since, with_body=body or warc, with_headers=warc
+        where=where,
+        since=since,
+        with_body=body or warc,
+        with_headers=warc,
+        with_data=fmt == "jsonl",  # the fields hooks and --extract stored, as an object
     )  # runs the query now: errors surface before the output exists
     try:
         with _open(output, binary=warc) as fh:

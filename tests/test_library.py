@@ -4,6 +4,7 @@ stored and what a user reads back."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -346,6 +347,11 @@ def test_cli_extract_stores_fields_and_rejects_a_bad_selector(in_tmp: Path) -> N
         "ok.db", "SELECT json_extract(data, '$.t'), json_extract(data, '$.title') FROM pages "
         "ORDER BY id"
     ) == [("Home", "Home"), ("A", "A")]  # fmt: skip
+    exported = invoke("export", "--db", "ok.db", "--format", "jsonl")
+    assert [json.loads(line)["data"] for line in exported.stdout.splitlines()] == [
+        {"t": "Home", "title": "Home"},
+        {"t": "A", "title": "A"},
+    ]
 
 
 # ---------------------------------------------------------------------- README

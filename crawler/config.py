@@ -124,7 +124,8 @@ def _type_name(default: Any) -> str:
 
 def _validate(s: Settings) -> None:
     checks: list[tuple[bool, str]] = [
-        (s.concurrency >= 1, "concurrency must be at least 1"),
+        # One worker task each: a billion would exhaust memory before the first request.
+        (1 <= s.concurrency <= 100_000, "concurrency must be between 1 and 100000"),
         (s.per_host >= 1, "per_host must be at least 1"),
         (s.per_ip >= 0, "per_ip must not be negative (0: off)"),
         (1 <= s.processes <= 64, "processes must be between 1 and 64"),

@@ -142,7 +142,9 @@ BAD_FLAGS = [
     pytest.param(["--per-host", "two"], ["--per-host", "'two'"], id="flag-type"),
     pytest.param(["--delay", "soon"], ["--delay", "'soon'"], id="flag-float"),
     pytest.param(["--scope", "planet"], ["--scope", "'planet'"], id="flag-choice"),
-    pytest.param(["--concurrency", "0"], ["concurrency must be at least 1"], id="flag-range"),
+    pytest.param(
+        ["--concurrency", "0"], ["concurrency must be between 1 and 100000"], id="flag-range"
+    ),
     pytest.param(["--max-depth", "-2"], ["max_depth must be -1"], id="flag-depth"),
 ]
 MISSING_CONFIG = pytest.param(
@@ -210,7 +212,7 @@ def test_every_setting_is_a_flag_of_the_same_name(command: str) -> None:
 
 RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     # setting, the values at the edges that are accepted, the first rejected one(s), message
-    ("concurrency", [1], [0], "concurrency must be at least 1"),
+    ("concurrency", [1, 100_000], [0, 100_001], "concurrency must be between 1 and 100000"),
     ("per_host", [1], [0], "per_host must be at least 1"),
     ("per_ip", [0, 3], [-1], "per_ip must not be negative (0: off)"),
     ("processes", [1, 64], [0, 65], "processes must be between 1 and 64"),

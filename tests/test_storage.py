@@ -106,7 +106,7 @@ async def test_failed_migration_leaves_no_trace(
     if existing:
         await open_and_close(db)
     real = migrations()
-    extra = len(real) + 1
+    extra = max(v for v, _, _ in real) + 1  # numbers may have gaps (0006 before 0003)
     name = f"{extra:04d}_extra.sql"
     monkeypatch.setattr(
         crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, broken)]

@@ -106,7 +106,7 @@ async def test_failed_migration_leaves_no_trace(
     if existing:
         await open_and_close(db)
     real = migrations()
-    extra = len(real) + 1
+    extra = real[-1][0] + 1
     name = f"{extra:04d}_extra.sql"
     monkeypatch.setattr(
         crawler.store.sqlite_schema, "migrations", lambda: [*real, (extra, name, broken)]
@@ -216,7 +216,7 @@ def outcome(path: str, links: tuple[str, ...] = (), status: int = 200) -> Outcom
         url=src,
         state="done",
         page=page(path, status),
-        links=[(src, HOST + dst, 0) for dst in links],
+        links=[(src, HOST + dst, 0, "a") for dst in links],
         new_urls=[NewURL(HOST + dst, HOST, 1) for dst in links],
     )
 

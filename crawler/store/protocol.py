@@ -51,6 +51,8 @@ PAGE_FIELDS = (
     "elapsed",
     "title",
     "content_hash",
+    "canonical_url",
+    "noindex",
 )
 
 

@@ -413,7 +413,7 @@ async def test_the_reader_answers_alike_on_every_backend(backend: Backend) -> No
     assert state == {"state": "queued", "reason": None, "depth": 2, "origin": None}
     assert linked[1] == 2 and len(linked[0]) == 1
     assert redirected == [HOST + "/r"]
-    assert depth == (0, False)
+    assert depth == (0, False, ["a"])
 
 
 def test_stats_keys_are_the_same_on_both_backends(tmp_path: Path, pg_dsn: str) -> None:

@@ -294,32 +294,33 @@ class PostgresReader:
 
     def page(self, url: str) -> dict[str, Any] | None:
         return self._record(
-            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
-            "FROM page_rows WHERE url = $1",
+            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            "canonical_url, noindex FROM page_rows WHERE url = $1",
             url,
         )
 
     def url_state(self, url: str) -> dict[str, Any] | None:
         return self._record("SELECT state, reason, depth, origin FROM urls WHERE url = $1", url)
 
-    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]:
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
         rows = self._fetch(
-            "SELECT src_url, nofollow FROM links WHERE dst_url = $1 LIMIT $2", url, limit
+            "SELECT src_url, nofollow, kind FROM links WHERE dst_url = $1 LIMIT $2", url, limit
         )
         n = self._one("SELECT count(*) FROM links WHERE dst_url = $1", url)
-        return [(r[0], bool(r[1])) for r in rows], int(n)
+        return [(r[0], bool(r[1]), r[2]) for r in rows], int(n)
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self._fetch("SELECT url FROM page_rows WHERE redirect_to = $1 LIMIT $2", url, limit)
         return [r[0] for r in rows]
 
-    def linking_depth(self, url: str) -> tuple[int | None, bool]:
-        depth, nofollow = self._fetch(
-            "SELECT min(p.depth), min(l.nofollow) FROM links AS l "
+    def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        depth, nofollow, kinds = self._fetch(
+            "SELECT min(p.depth), min(CASE WHEN l.kind = 'a' THEN l.nofollow END), "
+            "string_agg(DISTINCT l.kind, ',') FROM links AS l "
             "JOIN page_rows AS p ON p.url = l.src_url WHERE l.dst_url = $1",
             url,
         )[0]
-        return depth, nofollow == 1
+        return depth, nofollow == 1, sorted(kinds.split(",")) if kinds else []
 
     def _record(self, sql: str, url: str) -> dict[str, Any] | None:
         rows = self._fetch(sql, url)

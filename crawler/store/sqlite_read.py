@@ -98,21 +98,21 @@ class SQLiteReader:
 
     def page(self, url: str) -> dict[str, Any] | None:
         return self._one(
-            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
-            "FROM pages WHERE url = ?",
+            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            "canonical_url, noindex FROM page_rows WHERE url = ?",
             url,
         )
 
     def url_state(self, url: str) -> dict[str, Any] | None:
         return self._one("SELECT state, reason, depth, origin FROM urls WHERE url = ?", url)
 
-    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]:
-        """Up to `limit` (page, nofollow) that link to `url`, and how many links there are."""
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
+        """Up to `limit` (page, nofollow, kind) that link to `url`, and how many links."""
         rows = self.db.execute(
-            "SELECT src_url, nofollow FROM links WHERE dst_url = ? LIMIT ?", (url, limit)
+            "SELECT src_url, nofollow, kind FROM links WHERE dst_url = ? LIMIT ?", (url, limit)
         ).fetchall()
         n = self.db.execute("SELECT count(*) FROM links WHERE dst_url = ?", (url,)).fetchone()[0]
-        return [(src, bool(nf)) for src, nf in rows], int(n)
+        return [(src, bool(nf), kind) for src, nf, kind in rows], int(n)
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self.db.execute(
@@ -120,15 +120,16 @@ class SQLiteReader:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def linking_depth(self, url: str) -> tuple[int | None, bool]:
-        """The least depth of a stored page linking to `url`, and whether every link is
-        nofollow."""
-        depth, nofollow = self.db.execute(
-            "SELECT min(p.depth), min(l.nofollow) FROM links l JOIN pages p ON p.url = l.src_url "
+    def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        """The least depth of a stored page linking to `url`, whether every <a> link to it
+        is nofollow, and the kinds it is linked as."""
+        depth, nofollow, kinds = self.db.execute(
+            "SELECT min(p.depth), min(CASE WHEN l.kind = 'a' THEN l.nofollow END), "
+            "group_concat(DISTINCT l.kind) FROM links l JOIN page_rows p ON p.url = l.src_url "
             "WHERE l.dst_url = ?",
             (url,),
         ).fetchone()
-        return depth, nofollow == 1
+        return depth, nofollow == 1, sorted(kinds.split(",")) if kinds else []
 
     def _one(self, sql: str, url: str) -> dict[str, Any] | None:
         cur = self.db.execute(sql, (url,))

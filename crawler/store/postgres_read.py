@@ -21,7 +21,7 @@ from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData
 from crawler.store.postgres_schema import connect_error, driver, public_name
-from crawler.store.protocol import PAGE_FIELDS
+from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import sitemap_counts
 
 T = TypeVar("T")
@@ -235,7 +235,6 @@ class PostgresReader:
         The query is prepared before this returns, so a bad `where` raises UsageError
         here, before anything has been written anywhere.
         """
-        apg = driver()
         cols = list(PAGE_FIELDS)
         if with_headers:
             cols.append("headers")
@@ -251,6 +250,19 @@ class PostgresReader:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY id"
+        return self._stream(sql, args, cols, BODY_BATCH if with_body else BATCH, bool(where))
+
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        # No ORDER BY: links has no key to sort by cheaply; storage order is insertion order.
+        sql = f"SELECT {', '.join(LINK_FIELDS)} FROM links"
+        if where:
+            sql += f" WHERE ({where}\n)"
+        return self._stream(sql, [], list(LINK_FIELDS), BATCH, bool(where))
+
+    def _stream(
+        self, sql: str, args: list[Any], cols: list[str], size: int, filtered: bool
+    ) -> Iterator[dict[str, Any]]:
+        apg = driver()
         transaction = self.db.transaction(readonly=True)
         self._run(transaction.start())
         try:
@@ -261,8 +273,7 @@ class PostgresReader:
         except BaseException:
             self._run(transaction.rollback())
             raise
-        size = BODY_BATCH if with_body else BATCH
-        return self._records(cursor, transaction, cols, size, bool(where))
+        return self._records(cursor, transaction, cols, size, filtered)
 
     async def _cursor(self, sql: str, args: list[Any]) -> Any:
         return await self.db.cursor(sql, *args)

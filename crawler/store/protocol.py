@@ -54,6 +54,8 @@ PAGE_FIELDS = (
     "canonical_url",
     "noindex",
 )
+# The columns of an exported link (`crawler export --links`).
+LINK_FIELDS = ("src_url", "dst_url", "nofollow", "kind")
 
 
 class Store(Protocol):
@@ -212,6 +214,11 @@ class Reader(Protocol):
         with_body: bool = False,
         with_headers: bool = False,
     ) -> Iterator[dict[str, Any]]: ...
+
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        """`links` rows (LINK_FIELDS) one at a time, in constant memory; a bad `where`
+        raises UsageError before this returns."""
+        ...
 
     def page(self, url: str) -> dict[str, Any] | None: ...
 

@@ -18,7 +18,7 @@ from typing import Any
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData
-from crawler.store.protocol import PAGE_FIELDS
+from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import stats
 
 # Rows fetched per step: bodies can be up to max_bytes each, so far fewer of them.
@@ -93,6 +93,16 @@ class SQLiteReader:
         return iter_pages(
             self.db, where=where, since=since, with_body=with_body, with_headers=with_headers
         )
+
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        sql = f"SELECT {', '.join(LINK_FIELDS)} FROM links"
+        if where:
+            sql += f" WHERE ({where}\n)"
+        try:
+            cur = self.db.execute(sql + " ORDER BY rowid")
+        except sqlite3.Error as exc:
+            raise UsageError(f"invalid --where filter: {exc}") from None
+        return _records(cur, list(LINK_FIELDS), BATCH, bool(where))
 
     # ------------------------------------------------------------------ one URL (`why`)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crawler.config import Settings
-from crawler.directives import NONE, x_robots_tag
+from crawler.directives import NONE, agent_token, x_robots_tag
 from crawler.fetcher import Response
 from crawler.frontier import Frontier
 from crawler.netbytes import location_url
@@ -43,6 +43,7 @@ class Outcomes:
     def __init__(self, settings: Settings, frontier: Frontier) -> None:
         self.settings = settings
         self.frontier = frontier
+        self.agent = agent_token(settings.user_agent)
 
     async def build(self, job: Job, resp: Response) -> Outcome:
         """The outcome of `job`'s final response (retries are the engine's business)."""
@@ -88,6 +89,7 @@ class Outcomes:
                 max_links=settings.max_links,
                 max_url_length=settings.max_url_length,
                 follow=not robots.nofollow,
+                agent=self.agent,
             )
             links, new = self._links(job, parsed, skipped)
         # Plain bodies are hashed by the store, on its writer thread; a body stored

@@ -236,7 +236,8 @@ def _tag_ids() -> dict[int, str]:
             if node.tag in _WANTED:
                 ids[node.tag_id] = str(node.tag)
     assert set(ids.values()) == set(_WANTED), ids  # a selectolax upgrade that renames a tag
-    return ids
+    # <area href> is a link as <a href> is: one name, one comparison per element below.
+    return {tag_id: "a" if name == "area" else name for tag_id, name in ids.items()}
 
 
 _TAG_IDS = _tag_ids()
@@ -298,16 +299,17 @@ def _scan(tree: LexborHTMLParser) -> _Scan:
     if root is None:
         return found
     wanted = _TAG_IDS
+    anchors = found.anchors
     titled = False
     for node in root.traverse(include_text=False):
         tag = wanted.get(node.tag_id)
         if tag is None:
             continue
-        if tag == "a" or tag == "area":
+        if tag == "a":  # or <area>
             attrs = node.attributes
             href = attrs.get("href")
             if href is not None:  # a bare <a href> only names this page again
-                found.anchors.append((href, attrs.get("rel")))
+                anchors.append((href, attrs.get("rel")))
         elif tag == "img":
             attrs = node.attributes
             if (src := attrs.get("src")) is not None:
@@ -349,6 +351,7 @@ def extract_links(
     max_links: int = 10_000,
     max_url_length: int = 2048,
     follow: bool = True,
+    agent: str = "",
 ) -> ParsedPage:
     """The links of an HTML page, canonical and deduplicated, split into follow and nofollow,
     its subresources, and what it says about itself (canonical URL, meta robots).
@@ -358,6 +361,7 @@ def extract_links(
     does not hide a page that the same document also links to plainly. A URL whose canonical
     form is longer than ``max_url_length`` is dropped and counted. ``follow=False`` (an
     X-Robots-Tag nofollow) makes every link nofollow, as a meta robots nofollow does.
+    ``agent`` (our product token, lower case) makes ``<meta name="AGENT">`` count as robots.
     """
     charset, certain = _sniff(body, content_type)
     found = _scan(_parse(body, charset))
@@ -373,7 +377,8 @@ def extract_links(
         base = canonical_url(found.base, url, max_length=max_url_length) or url
     robots = NONE
     for attrs in found.metas:
-        if (attrs.get("name") or "").strip().lower() == "robots":
+        name = (attrs.get("name") or "").strip().lower()
+        if name == "robots" or (name == agent and agent):
             robots |= meta_directives(attrs.get("content"))
     follow = follow and not robots.nofollow
 

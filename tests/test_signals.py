@@ -118,6 +118,20 @@ def test_subresources_are_not_links_and_nofollow_leaves_them() -> None:
     assert (page.links, page.nofollow, page.robots_nofollow) == ((), ("http://h.test/a",), True)
 
 
+@pytest.mark.parametrize(
+    ("name", "noindex"),
+    [
+        pytest.param("robots", True, id="robots"),
+        pytest.param("TestBot", True, id="our-agent"),
+        pytest.param("googlebot", False, id="other-agent"),
+    ],
+)
+def test_meta_robots_for_us(name: str, noindex: bool) -> None:
+    body = f'<meta name="{name}" content="noindex"><a href=/a>a</a>'.encode()
+    page = extract_links(body, "http://h.test/", agent="testbot")
+    assert (page.noindex, page.links) == (noindex, ("http://h.test/a",))
+
+
 def test_subresources_share_the_cap() -> None:
     body = "".join(f'<img src="/{i}.png">' for i in range(5)).encode()
     page = extract_links(body + b"<a href=/x>x</a>", "http://h.test/", max_links=3)

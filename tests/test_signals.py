@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +375,34 @@ async def test_x_robots_tag_noindex_on_a_page(site: Site, backend: Backend) -> N
         (host.url("/"), 1),
         (host.url("/a"), 0),
     ]
+
+
+def test_sqlite_reader_reads_a_file_from_before_0005_without_upgrading_it(tmp_path: Path) -> None:
+    """Readers open files read-only: one written before migration 0005 (a crawl no newer
+    crawler has resumed) reads with kind 'a' and NULL signals, as the migration would."""
+    from crawler.store.sqlite_schema import migrations
+
+    db = str(tmp_path / "old.db")
+    shutil.copyfile(Path(__file__).parent / "data" / "crawl_0001.db", db)
+    (version, name, sql) = next(m for m in migrations() if m[0] == 2)
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            f"BEGIN;\n{sql}\n"
+            f"INSERT INTO schema_migrations VALUES ({version}, '{name}', 0);\nCOMMIT;"
+        )
+    conn.close()
+    origin = "http://127.0.0.201:48201"
+    reader = open_reader(db)
+    try:
+        data = explain(reader, origin + "/missing")
+        links = list(reader.links(where="dst_url LIKE '%/missing'"))
+        pages = list(reader.pages(where="url LIKE '%/missing'"))
+    finally:
+        reader.close()
+    assert data["fate"] == "stored" and data["page"]["noindex"] is None
+    assert {link["kind"] for link in data["linked_from"]} == {"a"}
+    assert links and {link["kind"] for link in links} == {"a"}
+    assert [(p["canonical_url"], p["noindex"]) for p in pages] == [(None, None)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
+    conn.close()

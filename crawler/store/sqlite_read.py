@@ -43,6 +43,9 @@ class SQLiteReader:
             raise StorageError(f"{path} is not a crawl database")
         self.db = db
         self.name = path
+        # A file no crawler of this version has opened yet (read-only: never upgraded here)
+        # lacks the newest columns: they read as what the migration gives old rows.
+        self._kind = "kind" if _has_column(db, "links", "kind") else "'a'"
 
     def close(self) -> None:
         self.db.close()
@@ -95,7 +98,8 @@ class SQLiteReader:
         )
 
     def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
-        sql = f"SELECT {', '.join(LINK_FIELDS)} FROM links"
+        cols = ", ".join(c if c != "kind" else f"{self._kind} AS kind" for c in LINK_FIELDS)
+        sql = f"SELECT {cols} FROM links"
         if where:
             sql += f" WHERE ({where}\n)"
         try:
@@ -108,8 +112,8 @@ class SQLiteReader:
 
     def page(self, url: str) -> dict[str, Any] | None:
         return self._one(
-            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
-            "canonical_url, noindex FROM page_rows WHERE url = ?",
+            f"SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            f"{_signals(self.db)} FROM pages WHERE url = ?",
             url,
         )
 
@@ -119,7 +123,8 @@ class SQLiteReader:
     def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
         """Up to `limit` (page, nofollow, kind) that link to `url`, and how many links."""
         rows = self.db.execute(
-            "SELECT src_url, nofollow, kind FROM links WHERE dst_url = ? LIMIT ?", (url, limit)
+            f"SELECT src_url, nofollow, {self._kind} FROM links WHERE dst_url = ? LIMIT ?",
+            (url, limit),
         ).fetchall()
         n = self.db.execute("SELECT count(*) FROM links WHERE dst_url = ?", (url,)).fetchone()[0]
         return [(src, bool(nf), kind) for src, nf, kind in rows], int(n)
@@ -133,9 +138,10 @@ class SQLiteReader:
     def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
         """The least depth of a stored page linking to `url`, whether every <a> link to it
         is nofollow, and the kinds it is linked as."""
+        kind = self._kind.replace("kind", "l.kind")
         depth, nofollow, kinds = self.db.execute(
-            "SELECT min(p.depth), min(CASE WHEN l.kind = 'a' THEN l.nofollow END), "
-            "group_concat(DISTINCT l.kind) FROM links l JOIN page_rows p ON p.url = l.src_url "
+            f"SELECT min(p.depth), min(CASE WHEN {kind} = 'a' THEN l.nofollow END), "
+            f"group_concat(DISTINCT {kind}) FROM links l JOIN pages p ON p.url = l.src_url "
             "WHERE l.dst_url = ?",
             (url,),
         ).fetchone()
@@ -147,6 +153,17 @@ class SQLiteReader:
         if row is None:
             return None
         return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def _signals(db: sqlite3.Connection) -> str:
+    """The page signal columns (migration 0005), as NULLs in a file from before it."""
+    if _has_column(db, "pages", "noindex"):
+        return "canonical_url, noindex"
+    return "NULL AS canonical_url, NULL AS noindex"
 
 
 def iter_pages(
@@ -167,7 +184,9 @@ def iter_pages(
         cols.append("headers")
     if with_body:
         cols += ["body", "body_codec"]
-    sql = f"SELECT {', '.join(cols)} FROM pages"
+    present = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
+    select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
+    sql = f"SELECT {select} FROM pages"
     clauses, args = [], []
     if where:
         # A filter, not a statement: sqlite3 runs one statement only, and the connection

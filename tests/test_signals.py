@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
-from support import Host, Site, invoke, run
+from support import Host, Site, invoke, rows, run
 from test_store_backends import Backend
 
 from crawler.directives import Directives, agent_token, x_robots_tag
@@ -238,6 +238,8 @@ async def test_assets_count_against_max_pages(site: Site, db: str) -> None:
     rich_site(host)
     summary = await run(db, [host.url("/")], assets=True, max_pages=4, concurrency=1)
     assert summary.total_pages == 4
+    types = [t for (t,) in rows(db, "SELECT content_type FROM pages")]
+    assert len(types) == 4 and any(not t.startswith("text/html") for t in types)
 
 
 async def test_canonical_and_meta_noindex_recorded(site: Site, backend: Backend) -> None:

@@ -46,6 +46,7 @@ class SQLiteReader:
         # A file no crawler of this version has opened yet (read-only: never upgraded here)
         # lacks the newest columns: they read as what the migration gives old rows.
         self._kind = "kind" if _has_column(db, "links", "kind") else "'a'"
+        self._page_columns = frozenset(row[1] for row in db.execute("PRAGMA table_info(pages)"))
 
     def close(self) -> None:
         self.db.close()
@@ -94,7 +95,12 @@ class SQLiteReader:
         with_headers: bool = False,
     ) -> Iterator[dict[str, Any]]:
         return iter_pages(
-            self.db, where=where, since=since, with_body=with_body, with_headers=with_headers
+            self.db,
+            where=where,
+            since=since,
+            with_body=with_body,
+            with_headers=with_headers,
+            present=self._page_columns,
         )
 
     def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
@@ -110,10 +116,17 @@ class SQLiteReader:
 
     # ------------------------------------------------------------------ one URL (`why`)
 
+    @property
+    def _signals(self) -> str:
+        """The page signal columns (migration 0005), as NULLs in a file from before it."""
+        if "noindex" in self._page_columns:
+            return "canonical_url, noindex"
+        return "NULL AS canonical_url, NULL AS noindex"
+
     def page(self, url: str) -> dict[str, Any] | None:
         return self._one(
             f"SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
-            f"{_signals(self.db)} FROM pages WHERE url = ?",
+            f"{self._signals} FROM pages WHERE url = ?",
             url,
         )
 
@@ -159,13 +172,6 @@ def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
-def _signals(db: sqlite3.Connection) -> str:
-    """The page signal columns (migration 0005), as NULLs in a file from before it."""
-    if _has_column(db, "pages", "noindex"):
-        return "canonical_url, noindex"
-    return "NULL AS canonical_url, NULL AS noindex"
-
-
 def iter_pages(
     db: sqlite3.Connection,
     *,
@@ -173,8 +179,10 @@ def iter_pages(
     since: float | None = None,
     with_body: bool = False,
     with_headers: bool = False,
+    present: frozenset[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Pages one at a time, in crawl order, in constant memory however large the database.
+    A column not `present` (a file from before its migration) reads as NULL.
 
     The query runs before this returns, so a bad `where` raises UsageError here,
     before anything has been written anywhere.
@@ -184,8 +192,7 @@ def iter_pages(
         cols.append("headers")
     if with_body:
         cols += ["body", "body_codec"]
-    present = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
-    select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
+    select = ", ".join(c if present is None or c in present else f"NULL AS {c}" for c in cols)
     sql = f"SELECT {select} FROM pages"
     clauses, args = [], []
     if where:

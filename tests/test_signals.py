@@ -23,6 +23,7 @@ from crawler.store import open_reader
 from crawler.why import explain
 
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
+ROOT_0001 = SCHEMA_DOC.parents[1] / "migrations" / "postgres" / "0001_initial.sql"
 
 # A page that names one URL of every kind, plus links that are not subresources.
 RICH = """<!DOCTYPE html><html><head><title>rich</title>
@@ -408,3 +409,30 @@ def test_sqlite_reader_reads_a_file_from_before_0005_without_upgrading_it(tmp_pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
     conn.close()
+
+
+async def test_postgres_reader_reads_a_database_from_before_0004(site: Site, pg_dsn: str) -> None:
+    """PostgreSQL's own test: a database as the 0001 schema left it (migration 0004 undone
+    after a crawl), read without being upgraded."""
+    host = await site.host()
+    host.page("/", body='<img src="/i.png"><a href="/a">a</a><link rel=canonical href="/a">')
+    host.page("/a", links=[])
+    await run(pg_dsn, [host.url("/")])
+    before = Backend("postgres", pg_dsn)
+    view = re.search(r"CREATE VIEW pages AS.*?;", (ROOT_0001.read_text()), re.S)
+    assert view is not None
+    await before.execute(
+        "DROP VIEW pages; ALTER TABLE page_rows DROP COLUMN canonical_url, DROP COLUMN noindex; "
+        "DELETE FROM links WHERE kind <> 'a'; ALTER TABLE links DROP COLUMN kind; "
+        f"{view[0]} DELETE FROM schema_migrations WHERE version = 4;"
+    )
+    reader = open_reader(pg_dsn)
+    try:
+        data = explain(reader, host.url("/a"))
+        links = list(reader.links())
+        pages = list(reader.pages())
+    finally:
+        reader.close()
+    assert data["page"]["canonical_url"] is None and data["linked_from"][0]["kind"] == "a"
+    assert [(link["dst_url"], link["kind"]) for link in links] == [(host.url("/a"), "a")]
+    assert {(p["canonical_url"], p["noindex"]) for p in pages} == {(None, None)}

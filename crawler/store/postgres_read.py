@@ -96,6 +96,15 @@ class PostgresReader:
         if not {"pages", "links", "urls", "crawl", "schema_migrations"} <= tables:
             self.close()
             raise StorageError(f"{self.name} is not a crawl database")
+        # A database no worker of this version has opened (readers never migrate) lacks the
+        # columns of migration 0004: they read as what the migration gives old rows.
+        self._new = bool(
+            self._fetch(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'links' AND column_name = 'kind'"
+            )
+        )
+        self._kind = "kind" if self._new else "'a'"
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -240,7 +249,8 @@ class PostgresReader:
             cols.append("headers")
         if with_body:
             cols += ["body", "body_codec"]
-        sql = f"SELECT {', '.join(cols)} FROM pages"
+        old = () if self._new else ("canonical_url", "noindex")
+        sql = f"SELECT {', '.join(f'NULL AS {c}' if c in old else c for c in cols)} FROM pages"
         clauses, args = [], []
         if where:
             clauses.append(f"({where}\n)")
@@ -254,7 +264,8 @@ class PostgresReader:
 
     def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
         # No ORDER BY: links has no key to sort by cheaply; storage order is insertion order.
-        sql = f"SELECT {', '.join(LINK_FIELDS)} FROM links"
+        cols = ", ".join(c if c != "kind" else f"{self._kind} AS kind" for c in LINK_FIELDS)
+        sql = f"SELECT {cols} FROM links"
         if where:
             sql += f" WHERE ({where}\n)"
         return self._stream(sql, [], list(LINK_FIELDS), BATCH, bool(where))
@@ -306,7 +317,8 @@ class PostgresReader:
     def page(self, url: str) -> dict[str, Any] | None:
         return self._record(
             "SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
-            "canonical_url, noindex FROM page_rows WHERE url = $1",
+            + ("canonical_url, noindex" if self._new else "NULL AS canonical_url, NULL AS noindex")
+            + " FROM page_rows WHERE url = $1",
             url,
         )
 
@@ -315,7 +327,9 @@ class PostgresReader:
 
     def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
         rows = self._fetch(
-            "SELECT src_url, nofollow, kind FROM links WHERE dst_url = $1 LIMIT $2", url, limit
+            f"SELECT src_url, nofollow, {self._kind} FROM links WHERE dst_url = $1 LIMIT $2",
+            url,
+            limit,
         )
         n = self._one("SELECT count(*) FROM links WHERE dst_url = $1", url)
         return [(r[0], bool(r[1]), r[2]) for r in rows], int(n)
@@ -325,9 +339,10 @@ class PostgresReader:
         return [r[0] for r in rows]
 
     def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        kind = "l.kind" if self._new else "'a'"
         depth, nofollow, kinds = self._fetch(
-            "SELECT min(p.depth), min(CASE WHEN l.kind = 'a' THEN l.nofollow END), "
-            "string_agg(DISTINCT l.kind, ',') FROM links AS l "
+            f"SELECT min(p.depth), min(CASE WHEN {kind} = 'a' THEN l.nofollow END), "
+            f"string_agg(DISTINCT {kind}, ',') FROM links AS l "
             "JOIN page_rows AS p ON p.url = l.src_url WHERE l.dst_url = $1",
             url,
         )[0]

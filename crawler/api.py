@@ -136,6 +136,8 @@ class PageRecord:
     elapsed: float | None
     title: str | None
     content_hash: str | None
+    canonical_url: str | None  # the page's <link rel=canonical> target
+    noindex: bool | None  # meta robots / X-Robots-Tag noindex (None: not known)
     data: dict[str, Any] | None  # pages.data: what hooks and --extract stored
     headers: list[tuple[str, str]] | None = None  # with headers=True
     body: bytes | None = None  # with body=True (decompressed)
@@ -148,6 +150,7 @@ class Link:
     src_url: str
     dst_url: str
     nofollow: bool
+    kind: str = "a"  # or a subresource: img, script, style, icon, preload, iframe
 
 
 class StoredCrawl:
@@ -184,17 +187,19 @@ class StoredCrawl:
             if "headers" in row and row["headers"] is not None:
                 row["headers"] = [(k, v) for k, v in row["headers"]]
             row["truncated"] = bool(row["truncated"])
+            if row.get("noindex") is not None:
+                row["noindex"] = bool(row["noindex"])
             yield PageRecord(**row)
 
     def links(self, url: str) -> list[Link]:
         """The links on the page `url` (canonical), in page order. No index serves this
         (links are indexed by target): on a very large crawl it reads the whole table."""
-        return [Link(url, dst, nofollow) for dst, nofollow in self._reader.links_on(url)]
+        return [Link(url, dst, nf, kind) for dst, nf, kind in self._reader.links_on(url)]
 
     def linked_from(self, url: str, limit: int = 100) -> list[Link]:
         """Up to `limit` links to `url` (canonical) from stored pages."""
         found, _ = self._reader.linked_from(url, limit)
-        return [Link(src, url, nofollow) for src, nofollow in found]
+        return [Link(src, url, nofollow, kind) for src, nofollow, kind in found]
 
     def stats(self, top: int = 10) -> dict[str, Any]:
         """What `crawler stats --json` prints: counts by status, hosts, errors, pages/s."""

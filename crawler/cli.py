@@ -239,10 +239,21 @@ def stats(db: str, as_json: bool, top: int) -> None:
 @click.option(
     "--body/--no-body", default=False, help="Include bodies in jsonl (base64 when binary)."
 )
+@click.option(
+    "--links",
+    is_flag=True,
+    help="Export the links table (src_url, dst_url, nofollow, kind) instead; --where on links.",
+)
 def export(
-    db: str, fmt: str | None, output: str, where: str | None, since: str | None, body: bool
+    db: str,
+    fmt: str | None,
+    output: str,
+    where: str | None,
+    since: str | None,
+    body: bool,
+    links: bool,
 ) -> None:
-    """Export stored pages as JSON lines, CSV or WARC, streaming."""
+    """Export stored pages (or links) as JSON lines, CSV or WARC, streaming."""
     import os
 
     from crawler import exporter
@@ -254,7 +265,9 @@ def export(
     since_ts = exporter.parse_time(since) if since is not None else None
     try:
         with contextlib.closing(open_reader(db)) as reader:
-            n = exporter.export(reader, fmt, output, where=where, since=since_ts, body=body)
+            n = exporter.export(
+                reader, fmt, output, where=where, since=since_ts, body=body, links=links
+            )
     except BrokenPipeError:
         if output != "-":
             raise
@@ -266,7 +279,7 @@ def export(
         os.close(null)
         return
     if output != "-":
-        click.echo(f"{n:,} pages written to {output}", err=True)
+        click.echo(f"{n:,} {'links' if links else 'pages'} written to {output}", err=True)
 
 
 @cli.command()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # are None so that "not given" can be told apart and config.toml can fill it.
 _HELP = {
     "allow": "Only crawl URLs matching this regex (repeatable).",
+    "assets": "Fetch subresources (images, scripts, stylesheets, icons, iframes) as pages too.",
     "compress": "Store bodies zlib-compressed (body_codec = 'zlib').",
     "concurrency": "Most requests in flight overall.",
     "cookies": "Keep cookies between requests (default: off).",
@@ -54,6 +55,7 @@ _HELP = {
 _LISTS = {"allow": ("REGEX",), "deny": ("REGEX",), "extract": ("NAME=CSS",),
           "hooks": ("MODULE:FUNCTION", "--hook")}  # fmt: skip
 _BOOL_PAIRS = {
+    "assets": "--assets/--no-assets",
     "compress": "--compress/--no-compress",
     "cookies": "--cookies/--no-cookies",
     "ignore_robots": "--ignore-robots/--obey-robots",

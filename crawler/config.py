@@ -28,6 +28,7 @@ class Settings:
     """Everything that shapes a crawl, alphabetised; see config.toml for each one's meaning."""
 
     allow: tuple[str, ...] = ()  # regexes; a URL must match one of them (when any are given)
+    assets: bool = False  # fetch subresources (img, script, style, icon, preload, iframe) too
     compress: bool = False  # store bodies zlib-compressed (pages.body_codec = 'zlib')
     concurrency: int = 64  # most requests in flight overall
     cookies: bool = False  # keep cookies between requests (off: every request is anonymous)

@@ -29,7 +29,7 @@ from warcio.warcwriter import WARCWriter
 from crawler import __version__
 from crawler.errors import UsageError
 from crawler.netbytes import original_bytes
-from crawler.store.protocol import PAGE_FIELDS, Reader
+from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS, Reader
 
 FORMATS = ("jsonl", "csv", "warc")
 # The body is stored decoded and whole (or cut at max_bytes): these headers would lie about it.
@@ -44,22 +44,31 @@ def export(
     where: str | None = None,
     since: float | None = None,
     body: bool = False,
+    links: bool = False,
 ) -> int:
-    """Write the pages matching `where`/`since` to `output` ('-': stdout); the count written."""
+    """Write the pages matching `where`/`since` to `output` ('-': stdout); the count written.
+    With `links`, the `links` rows matching `where` instead (jsonl or csv)."""
     warc = fmt == "warc"
-    pages = reader.pages(
-        where=where,
-        since=since,
-        with_body=body or warc,
-        with_headers=warc,
-        with_data=fmt == "jsonl",  # the fields hooks and --extract stored, as an object
-    )  # runs the query now: errors surface before the output exists
+    if links and (warc or body or since is not None):
+        raise UsageError("--links writes jsonl or csv, without --body or --since")
+    # The query runs now: errors surface before the output exists.
+    pages = (
+        reader.links(where=where)
+        if links
+        else reader.pages(
+            where=where,
+            since=since,
+            with_body=body or warc,
+            with_headers=warc,
+            with_data=fmt == "jsonl",  # the fields hooks and --extract stored, as an object
+        )
+    )
     try:
         with _open(output, binary=warc) as fh:
             if fmt == "jsonl":
                 return write_jsonl(pages, fh, body=body)
             if fmt == "csv":
-                return write_csv(pages, fh)
+                return write_csv(pages, fh, LINK_FIELDS if links else PAGE_FIELDS)
             if warc:
                 return write_warc(pages, fh, user_agent=reader.user_agent())
     finally:
@@ -120,9 +129,11 @@ def write_jsonl(pages: Iterable[dict[str, Any]], out: TextOut, *, body: bool = F
     return n
 
 
-def write_csv(pages: Iterable[dict[str, Any]], out: TextOut) -> int:
+def write_csv(
+    pages: Iterable[dict[str, Any]], out: TextOut, fields: tuple[str, ...] = PAGE_FIELDS
+) -> int:
     """A header row, then one row per page (no bodies)."""
-    writer = csv.DictWriter(out, fieldnames=PAGE_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     n = 0
     for rec in pages:

@@ -14,10 +14,11 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from crawler.config import Settings
+from crawler.directives import NONE, agent_token, x_robots_tag
 from crawler.fetcher import Response
 from crawler.frontier import Frontier
 from crawler.hooks import Hooks, Page
@@ -44,6 +45,7 @@ class Outcomes:
         self.settings = settings
         self.frontier = frontier
         self.hooks = hooks  # None: no hook and no --extract, nothing to pay per page
+        self.agent = agent_token(settings.user_agent)
 
     async def build(self, job: Job, resp: Response) -> Outcome:
         """The outcome of `job`'s final response (retries are the engine's business)."""
@@ -71,9 +73,16 @@ class Outcomes:
             # already known): every row of the chain learns where.
             chain_end = ChainEnd(item.origin or item.url, final_url, final_status, hop.chain_error)
         new = hop.new
-        links: list[tuple[str, str, int]] = []
+        links: list[tuple[str, str, int, str]] = []
         parsed: ParsedPage | None = None
         content_type = resp.content_type
+        # X-Robots-Tag applies to any response (a PDF's, an image's); its nofollow is obeyed
+        # as a meta robots nofollow is, its noindex recorded.
+        robots = NONE
+        if resp.status is not None and resp.headers:
+            tags = [v for k, v in resp.headers if k.lower() == "x-robots-tag"]
+            if tags:
+                robots = x_robots_tag(tags, settings.user_agent)
         if 200 <= status < 300 and is_html(content_type) and resp.body:
             parsed = extract_links(
                 resp.body,
@@ -81,20 +90,15 @@ class Outcomes:
                 content_type,
                 max_links=settings.max_links,
                 max_url_length=settings.max_url_length,
+                follow=not robots.nofollow,
+                agent=self.agent,
             )
         data = None
-        follow: Sequence[str] = parsed.links if parsed is not None else ()
+        follow: Sequence[str] | None = None  # None: every link the page has
         if self.hooks is not None:
             data, follow = await self._hooks(job, resp, parsed, skipped)
         if parsed is not None:
-            src = item.url
-            links = [(src, dst, 0) for dst in parsed.links]
-            links.extend((src, dst, 1) for dst in parsed.nofollow)
-            new = self.frontier.discover(job, follow, skipped)
-            if parsed.nofollow:
-                skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
-            if parsed.too_long:
-                skipped[Reason.TOO_LONG] = parsed.too_long
+            links, new = self._links(job, parsed, skipped, follow)
         # Plain bodies are hashed by the store, on its writer thread; a body stored
         # compressed is compressed and hashed here, in a thread (off the event loop).
         body: bytes | None = resp.body if resp.status is not None else None
@@ -115,7 +119,7 @@ class Outcomes:
             elapsed=round(resp.elapsed, 6),
             size=len(resp.body) if resp.status is not None else None,
             truncated=resp.truncated,
-            links_found=len(links) if parsed is not None else None,
+            links_found=len(parsed.links) + len(parsed.nofollow) if parsed is not None else None,
             links_truncated=parsed.truncated if parsed is not None else False,
             redirect_to=hop.to,
             attempts=job.attempt,
@@ -124,6 +128,10 @@ class Outcomes:
             title=parsed.title if parsed is not None else None,
             final_status=final_status,
             data=data,
+            canonical_url=parsed.canonical if parsed is not None else None,
+            noindex=robots.noindex or (parsed is not None and parsed.noindex)
+            if resp.status is not None
+            else None,
         )
         return Outcome(
             url=item.url,
@@ -155,6 +163,38 @@ class Outcomes:
         if len(follow) < len(offered):
             skipped[Reason.HOOK] = len(offered) - len(follow)
         return data, follow
+
+    def _links(
+        self,
+        job: Job,
+        parsed: ParsedPage,
+        skipped: dict[str, int],
+        chosen: Sequence[str] | None = None,
+    ) -> tuple[list[tuple[str, str, int, str]], list[NewURL]]:
+        """A parsed page's `links` rows and the URLs it adds to the frontier: its links
+        (those the hooks kept: `chosen`), and its subresources when `assets` is on (else
+        they are counted as not followed)."""
+        src = job.item.url if job.item is not None else ""
+        links = [(src, dst, 0, "a") for dst in parsed.links]
+        links.extend((src, dst, 1, "a") for dst in parsed.nofollow)
+        page_links = parsed.links if chosen is None else chosen
+        follow: Iterable[str] = page_links
+        if parsed.resources:
+            links.extend((src, dst, 0, kind) for dst, kind in parsed.resources)
+            # A URL also linked as a page is followed as one; a subresource is fetched for its
+            # page whatever the page's nofollow says (nofollow is about links).
+            linked = set(parsed.links) | set(parsed.nofollow)
+            assets = [u for u in dict.fromkeys(u for u, _ in parsed.resources) if u not in linked]
+            if self.settings.assets:
+                follow = [*page_links, *assets]
+            elif assets:
+                skipped[Reason.ASSET] = len(assets)
+        new = self.frontier.discover(job, follow, skipped)
+        if parsed.nofollow:
+            skipped[Reason.NOFOLLOW] = len(parsed.nofollow)
+        if parsed.too_long:
+            skipped[Reason.TOO_LONG] = parsed.too_long
+        return links, new
 
     def _redirect(
         self, job: Job, item: QueuedURL, location: str, skipped: dict[str, int]

@@ -132,6 +132,8 @@ class PageRow:
     content_hash: str | None  # None: the store hashes the plain body itself
     title: str | None
     final_status: int | None = None  # None: `status` unless a 3xx (a chain's end sets it)
+    canonical_url: str | None = None  # the page's <link rel=canonical> target
+    noindex: bool | None = None  # meta robots / X-Robots-Tag noindex; None: no response
     data: str | None = None  # JSON of the fields hooks and --extract stored (crawler.hooks)
 
     @classmethod
@@ -165,7 +167,7 @@ class Outcome:
     state: URLState | None  # the URL's new state (None: no change, e.g. seeds being added)
     reason: str | None = None
     page: PageRow | None = None
-    links: Sequence[tuple[str, str, int]] = ()  # (src_url, dst_url, nofollow)
+    links: Sequence[tuple[str, str, int, str]] = ()  # (src_url, dst_url, nofollow, kind)
     new_urls: Sequence[NewURL] = ()
     chain_end: ChainEnd | None = None
     skipped: Sequence[tuple[str, int]] = ()  # (crawler.reasons.Reason value, links) not followed

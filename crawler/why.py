@@ -33,7 +33,9 @@ def explain(reader: Reader, url: str) -> dict[str, Any]:
     page = reader.page(canonical)
     state = reader.url_state(canonical)
     linkers, count = reader.linked_from(canonical, LINKERS_SHOWN)
-    out["linked_from"] = [{"url": src, "nofollow": nofollow} for src, nofollow in linkers]
+    out["linked_from"] = [
+        {"url": src, "nofollow": nofollow, "kind": kind} for src, nofollow, kind in linkers
+    ]
     out["links_to_it"] = count
     out["redirected_from"] = reader.redirected_from(canonical, LINKERS_SHOWN)
     if state is not None and state["origin"]:
@@ -59,7 +61,12 @@ def _not_admitted(
         return f"{Reason.TOO_LONG.value} (longer than max_url_length {settings.max_url_length})"
     if not found["links_to_it"] and not found["redirected_from"]:
         return "the crawl never saw this URL: no stored page links to it"
-    depth, all_nofollow = reader.linking_depth(url)
+    depth, all_nofollow, kinds = reader.linking_depth(url)
+    if kinds and "a" not in kinds and not settings.assets and not found["redirected_from"]:
+        return (
+            f"{Reason.ASSET.value}: linked only as a subresource ({', '.join(kinds)}), "
+            "fetched only with --assets"
+        )
     if all_nofollow and not found["redirected_from"]:
         return Reason.NOFOLLOW.value
     if depth is not None and 0 <= settings.max_depth < depth + 1:
@@ -88,6 +95,10 @@ def render(data: dict[str, Any]) -> list[str]:
         else:
             what = f"status {p['status']}"
         lines.append(f"  stored: {what} (depth {p['depth']}, {p['attempts']} attempt(s))")
+        if p.get("canonical_url"):
+            lines.append(f"  canonical: {p['canonical_url']}")
+        if p.get("noindex"):
+            lines.append("  noindex (meta robots or X-Robots-Tag)")
         if p["final_url"] and p["final_url"] != data["url"]:
             lines.append(f"  redirect chain ends at {p['final_url']} (status {p['final_status']})")
     elif fate == "queued":
@@ -104,7 +115,8 @@ def render(data: dict[str, Any]) -> list[str]:
     if n:
         lines.append(f"  linked from {n} page(s):")
         for link in data["linked_from"]:
-            lines.append(f"    {link['url']}" + (" (nofollow)" if link["nofollow"] else ""))
+            notes = [k for k in (link["kind"],) if k != "a"] + ["nofollow"] * link["nofollow"]
+            lines.append(f"    {link['url']}" + (f" ({', '.join(notes)})" if notes else ""))
         if n > len(data["linked_from"]):
             lines.append(f"    ... and {n - len(data['linked_from'])} more")
     return lines

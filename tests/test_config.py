@@ -250,7 +250,7 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
 
 def test_every_range_check_is_listed_here() -> None:
     # A new bounded setting must get its edges tested: unbounded ones are named here.
-    unbounded = {"allow", "compress", "cookies", "deny", "ignore_robots", "scope"}
+    unbounded = {"allow", "assets", "compress", "cookies", "deny", "ignore_robots", "scope"}
     unbounded |= {"sitemap_probe", "sitemaps"}
     assert {r[0] for r in RANGES} | unbounded == set(SETTING_NAMES)
 

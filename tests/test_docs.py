@@ -27,7 +27,10 @@ SCHEMA_MD = ROOT / "docs" / "schema.md"
 README = ROOT / "README.md"
 CONFIG_TOML = ROOT / "config.toml"
 EXTERNAL = "http://127.0.0.9:9/elsewhere"
-DUPLICATE = '<html><head><title>About</title></head><body><a href="/new">new</a></body></html>'
+DUPLICATE = (
+    '<html><head><title>About</title><link rel="canonical" href="/about"></head>'
+    '<body><a href="/new">new</a></body></html>'
+)
 
 
 # ---------------------------------------------------------------- a real crawl to query
@@ -56,19 +59,18 @@ async def _crawl(db: str) -> Crawled:
         a.robots("User-agent: *\nDisallow: /private/\nSitemap: /sitemap.xml\nSitemap: /gone.xml\n")
         listed = "".join(f"<url><loc>{a.url(p)}</loc></url>" for p in ("/about", "/new"))
         a.page("/sitemap.xml", body=f"<urlset>{listed}</urlset>", content_type="application/xml")
-        a.page(
-            "/",
-            [
-                *("/about", "/copy", "/old", "/missing", "/report.pdf", "/private/secret"),
-                "/moved",
-                *("/big", b.url("/"), EXTERNAL),
-            ],
+        home = (
+            *("/about", "/copy", "/old", "/missing", "/report.pdf", "/private/secret"),
+            *("/moved", "/big", b.url("/"), EXTERNAL),
         )
+        anchors = "".join(f'<a href="{href}">{href}</a>' for href in home)
+        # An image that is also a link: fetched (as the link) without --assets.
+        a.page("/", body=f'<html><body>{anchors}<img src="/missing"></body></html>')
         a.page("/about", body=DUPLICATE)
         a.page("/copy", body=DUPLICATE)  # the same bytes at another URL
         a.redirect("/old", "/new")
         a.redirect("/moved", "/missing")  # a link that looks like a redirect, ends broken
-        a.page("/new", ["/missing"])
+        a.page("/new", body='<meta name="robots" content="noindex"><a href="/missing">m</a>')
         a.page("/big", ["/new"], body="<html><a href='/new'>new</a>" + "x" * 50_000 + "</html>")
         a.page("/report.pdf", body=b"%PDF-1.4\n%%EOF\n", content_type="application/pdf")
         b.page("/", ["/slow", "/broken"])
@@ -196,8 +198,18 @@ def check_sitemaps(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     ]
 
 
+def check_broken_images(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    assert result == [(f"{c.a}/missing", "404", f"{c.a}/")]
+
+
+def check_indexing(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    assert result == [(f"{c.a}/copy", 0, f"{c.a}/about"), (f"{c.a}/new", 1, None)]
+
+
 CHECKS = {
     "Sitemaps:": check_sitemaps,
+    "Broken images": check_broken_images,
+    "not to be indexed": check_indexing,
     "Broken links and": check_broken_links,
     "with their final status": check_final_status,
     "Links not followed": check_skipped,

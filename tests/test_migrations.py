@@ -47,7 +47,7 @@ def snapshot(db: str) -> dict[str, list[tuple[Any, ...]]]:
     return {
         "pages": rows(db, f"SELECT {OLD_COLUMNS} FROM pages ORDER BY id"),
         "urls": rows(db, "SELECT * FROM urls ORDER BY id"),
-        "links": rows(db, "SELECT rowid, * FROM links ORDER BY rowid"),
+        "links": rows(db, "SELECT rowid, src_url, dst_url, nofollow FROM links ORDER BY rowid"),
         "robots": rows(db, "SELECT * FROM robots ORDER BY host"),
         "crawl": rows(db, "SELECT * FROM crawl"),
         "frontier": rows(db, "SELECT * FROM frontier ORDER BY url"),
@@ -79,12 +79,16 @@ async def test_0001_file_is_upgraded_with_every_row_and_body_unchanged(old_db: s
     storage = await Storage.open(old_db, create=False)
     await storage.close()
 
-    applied = [v for (v,) in rows(old_db, "SELECT version FROM schema_migrations")]
-    assert applied == [v for v, _, _ in migrations()]  # 1, 2 and any later file
+    applied = [v for (v,) in rows(old_db, "SELECT version FROM schema_migrations ORDER BY 1")]
+    assert applied == [v for v, _, _ in migrations()]
     kinds = objects(old_db)
     assert kinds["pages"] == "view" and kinds["page_rows"] == "table"
     assert {"bodies", "skipped", "runs", "urls_origin", "pages_host"} <= set(kinds)
     assert snapshot(old_db) == before
+    # 0005: every old link was an <a>; the signals were not recorded then.
+    assert rows(old_db, "SELECT DISTINCT kind FROM links") == [("a",)]
+    assert rows(old_db, "SELECT count(*) FROM pages WHERE canonical_url IS NOT NULL") == [(0,)]
+    assert rows(old_db, "SELECT count(*) FROM pages WHERE noindex IS NOT NULL") == [(0,)]
     assert rows(old_db, "PRAGMA integrity_check") == [("ok",)]
     assert rows(old_db, "PRAGMA foreign_key_check") == []
     assert rows(old_db, "SELECT count(*) FROM bodies") == rows(

@@ -105,7 +105,7 @@ def outcome(path: str, links: tuple[str, ...] = (), status: int = 200) -> Outcom
         url=src,
         state="done",
         page=page(path, status),
-        links=[(src, HOST + dst, 0) for dst in links],
+        links=[(src, HOST + dst, 0, "a") for dst in links],
         new_urls=[NewURL(HOST + dst, HOST, 1) for dst in links],
     )
 
@@ -413,7 +413,7 @@ async def test_the_reader_answers_alike_on_every_backend(backend: Backend) -> No
     assert state == {"state": "queued", "reason": None, "depth": 2, "origin": None}
     assert linked[1] == 2 and len(linked[0]) == 1
     assert redirected == [HOST + "/r"]
-    assert depth == (0, False)
+    assert depth == (0, False, ["a"])
 
 
 def test_stats_keys_are_the_same_on_both_backends(tmp_path: Path, pg_dsn: str) -> None:
@@ -450,7 +450,7 @@ def fetched(
     else:
         row = page(path, status, host=host)
     row = dataclasses.replace(row, fetched_at=T0 + at, **changes)
-    return Outcome(host + path, "done", page=row, links=[(host + path, d, 0) for d in links])
+    return Outcome(host + path, "done", page=row, links=[(host + path, d, 0, "a") for d in links])
 
 
 async def test_the_report_is_the_same_on_every_backend(backend: Backend) -> None:

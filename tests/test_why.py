@@ -42,7 +42,7 @@ def test_stored_page(crawled: tuple[Host, Host, str]) -> None:
     data = why(host.url("/b"), db)
     assert data["fate"] == "stored"
     assert data["page"]["status"] == 404 and data["page"]["final_status"] == 404
-    assert data["linked_from"] == [{"url": host.url("/"), "nofollow": False}]
+    assert data["linked_from"] == [{"url": host.url("/"), "nofollow": False, "kind": "a"}]
     text = invoke("why", host.url("/b"), "--db", db).stdout
     assert "stored: status 404" in text and host.url("/") in text
 

@@ -204,16 +204,18 @@ class PostgresWriter(OutcomeBuffer):
 
 _PAGE_TYPES = (
     "text", "text", "int", "int", "text", "text", "int", "float8", "text", "text", "float8",
-    "int8", "int", "int", "int", "text", "int", "text", "text",
+    "int8", "int", "int", "int", "text", "int", "text", "text", "text", "int",
 )  # fmt: skip
+_B = len(_PAGE_TYPES) + 1  # the bodies' first parameter
 _INSERT_PAGES = (
     "WITH p AS (INSERT INTO page_rows (url, final_url, status, final_status, error, "
     "content_type, depth, fetched_at, host, headers, elapsed, size, truncated, links_found, "
-    "links_truncated, redirect_to, attempts, content_hash, title) "
+    "links_truncated, redirect_to, attempts, content_hash, title, canonical_url, noindex) "
     f"SELECT * FROM unnest({', '.join(f'${i + 1}::{t}[]' for i, t in enumerate(_PAGE_TYPES))}) "
     "ON CONFLICT (url) DO NOTHING RETURNING id, url), "
     "b AS (INSERT INTO bodies (page_id, body, body_codec) SELECT p.id, b.body, b.codec FROM p "
-    "JOIN unnest($20::text[], $21::bytea[], $22::text[]) AS b (url, body, codec) USING (url)) "
+    f"JOIN unnest(${_B}::text[], ${_B + 1}::bytea[], ${_B + 2}::text[]) AS b (url, body, codec) "
+    "USING (url)) "
     "SELECT count(*) FROM p"
 )
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
@@ -258,7 +260,7 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
         )
     if rows.links:
         await conn.copy_records_to_table(
-            "links", records=rows.links, columns=("src_url", "dst_url", "nofollow")
+            "links", records=rows.links, columns=("src_url", "dst_url", "nofollow", "kind")
         )
     if rows.states:
         urls, states = zip(*sorted(rows.states.items()), strict=True)
@@ -338,7 +340,7 @@ class _Rows:
     new_urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     pages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     bodies: list[tuple[str, bytes, str | None]] = field(default_factory=list)
-    links: list[tuple[str, str, int]] = field(default_factory=list)
+    links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     chains: list[tuple[Any, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -390,4 +392,5 @@ def _page(p: PageRow) -> tuple[Any, ...]:
         p.url, p.final_url, p.status, final_status, p.error, p.content_type, p.depth,
         p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
         int(p.links_truncated), p.redirect_to, p.attempts, content_hash, p.title,
+        p.canonical_url, None if p.noindex is None else int(p.noindex),
     )  # fmt: skip

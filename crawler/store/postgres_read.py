@@ -21,7 +21,7 @@ from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData
 from crawler.store.postgres_schema import connect_error, driver, public_name
-from crawler.store.protocol import PAGE_FIELDS
+from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import sitemap_counts
 
 T = TypeVar("T")
@@ -96,6 +96,15 @@ class PostgresReader:
         if not {"pages", "links", "urls", "crawl", "schema_migrations"} <= tables:
             self.close()
             raise StorageError(f"{self.name} is not a crawl database")
+        # A database no worker of this version has opened (readers never migrate) lacks the
+        # columns of migration 0004: they read as what the migration gives old rows.
+        self._new = bool(
+            self._fetch(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'links' AND column_name = 'kind'"
+            )
+        )
+        self._kind = "kind" if self._new else "'a'"
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -237,7 +246,6 @@ class PostgresReader:
         The query is prepared before this returns, so a bad `where` raises UsageError
         here, before anything has been written anywhere.
         """
-        apg = driver()
         cols = list(PAGE_FIELDS)
         if with_headers:
             cols.append("headers")
@@ -245,7 +253,8 @@ class PostgresReader:
             cols.append("data")
         if with_body:
             cols += ["body", "body_codec"]
-        sql = f"SELECT {', '.join(cols)} FROM pages"
+        old = () if self._new else ("canonical_url", "noindex")
+        sql = f"SELECT {', '.join(f'NULL AS {c}' if c in old else c for c in cols)} FROM pages"
         clauses, args = [], []
         if where:
             clauses.append(f"({where}\n)")
@@ -255,6 +264,20 @@ class PostgresReader:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY id"
+        return self._stream(sql, args, cols, BODY_BATCH if with_body else BATCH, bool(where))
+
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        # No ORDER BY: links has no key to sort by cheaply; storage order is insertion order.
+        cols = ", ".join(c if c != "kind" else f"{self._kind} AS kind" for c in LINK_FIELDS)
+        sql = f"SELECT {cols} FROM links"
+        if where:
+            sql += f" WHERE ({where}\n)"
+        return self._stream(sql, [], list(LINK_FIELDS), BATCH, bool(where))
+
+    def _stream(
+        self, sql: str, args: list[Any], cols: list[str], size: int, filtered: bool
+    ) -> Iterator[dict[str, Any]]:
+        apg = driver()
         transaction = self.db.transaction(readonly=True)
         self._run(transaction.start())
         try:
@@ -265,8 +288,7 @@ class PostgresReader:
         except BaseException:
             self._run(transaction.rollback())
             raise
-        size = BODY_BATCH if with_body else BATCH
-        return self._records(cursor, transaction, cols, size, bool(where))
+        return self._records(cursor, transaction, cols, size, filtered)
 
     async def _cursor(self, sql: str, args: list[Any]) -> Any:
         return await self.db.cursor(sql, *args)
@@ -300,37 +322,43 @@ class PostgresReader:
 
     def page(self, url: str) -> dict[str, Any] | None:
         return self._record(
-            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
-            "FROM page_rows WHERE url = $1",
+            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            + ("canonical_url, noindex" if self._new else "NULL AS canonical_url, NULL AS noindex")
+            + " FROM page_rows WHERE url = $1",
             url,
         )
 
     def url_state(self, url: str) -> dict[str, Any] | None:
         return self._record("SELECT state, reason, depth, origin FROM urls WHERE url = $1", url)
 
-    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]:
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
         rows = self._fetch(
-            "SELECT src_url, nofollow FROM links WHERE dst_url = $1 LIMIT $2", url, limit
+            f"SELECT src_url, nofollow, {self._kind} FROM links WHERE dst_url = $1 LIMIT $2",
+            url,
+            limit,
         )
         n = self._one("SELECT count(*) FROM links WHERE dst_url = $1", url)
-        return [(r[0], bool(r[1])) for r in rows], int(n)
+        return [(r[0], bool(r[1]), r[2]) for r in rows], int(n)
 
-    def links_on(self, url: str) -> list[tuple[str, bool]]:
-        """(target, nofollow) of every link on the page `url`; a scan of `links`."""
-        rows = self._fetch("SELECT dst_url, nofollow FROM links WHERE src_url = $1", url)
-        return [(r[0], bool(r[1])) for r in rows]
+    def links_on(self, url: str) -> list[tuple[str, bool, str]]:
+        """(target, nofollow, kind) of every link on the page `url`; a scan of `links`."""
+        kind = "kind" if self._new else "'a'"
+        rows = self._fetch(f"SELECT dst_url, nofollow, {kind} FROM links WHERE src_url = $1", url)
+        return [(r[0], bool(r[1]), r[2]) for r in rows]
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self._fetch("SELECT url FROM page_rows WHERE redirect_to = $1 LIMIT $2", url, limit)
         return [r[0] for r in rows]
 
-    def linking_depth(self, url: str) -> tuple[int | None, bool]:
-        depth, nofollow = self._fetch(
-            "SELECT min(p.depth), min(l.nofollow) FROM links AS l "
+    def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        kind = "l.kind" if self._new else "'a'"
+        depth, nofollow, kinds = self._fetch(
+            f"SELECT min(p.depth), min(CASE WHEN {kind} = 'a' THEN l.nofollow END), "
+            f"string_agg(DISTINCT {kind}, ',') FROM links AS l "
             "JOIN page_rows AS p ON p.url = l.src_url WHERE l.dst_url = $1",
             url,
         )[0]
-        return depth, nofollow == 1
+        return depth, nofollow == 1, sorted(kinds.split(",")) if kinds else []
 
     def _record(self, sql: str, url: str) -> dict[str, Any] | None:
         rows = self._fetch(sql, url)

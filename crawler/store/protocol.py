@@ -51,7 +51,11 @@ PAGE_FIELDS = (
     "elapsed",
     "title",
     "content_hash",
+    "canonical_url",
+    "noindex",
 )
+# The columns of an exported link (`crawler export --links`).
+LINK_FIELDS = ("src_url", "dst_url", "nofollow", "kind")
 
 
 class Store(Protocol):
@@ -212,16 +216,26 @@ class Reader(Protocol):
         with_data: bool = False,
     ) -> Iterator[dict[str, Any]]: ...
 
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        """`links` rows (LINK_FIELDS) one at a time, in constant memory; a bad `where`
+        raises UsageError before this returns."""
+        ...
+
     def page(self, url: str) -> dict[str, Any] | None: ...
 
     def url_state(self, url: str) -> dict[str, Any] | None: ...
 
-    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]: ...
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
+        """Up to `limit` (page, nofollow, kind) that link to `url`, and how many links."""
+        ...
 
-    def links_on(self, url: str) -> list[tuple[str, bool]]:
-        """(target, nofollow) of the links on the page `url`."""
+    def links_on(self, url: str) -> list[tuple[str, bool, str]]:
+        """(target, nofollow, kind) of the links on the page `url`."""
         ...
 
     def redirected_from(self, url: str, limit: int) -> list[str]: ...
 
-    def linking_depth(self, url: str) -> tuple[int | None, bool]: ...
+    def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        """The least depth of a stored page linking to `url`, whether every <a> link to it
+        is nofollow (False when there is none), and the kinds it is linked as, sorted."""
+        ...

@@ -179,7 +179,7 @@ class BatchWriter(OutcomeBuffer):
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
         if rows.links:
             await db.executemany(
-                "INSERT INTO links (src_url, dst_url, nofollow) VALUES (?,?,?)", rows.links
+                "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
             )
         if rows.states:
             await db.executemany("UPDATE urls SET state = ?, reason = ? WHERE url = ?", rows.states)
@@ -219,14 +219,14 @@ class BatchWriter(OutcomeBuffer):
 _PAGE_COLUMNS = (
     "id, url, final_url, status, final_status, error, content_type, depth, fetched_at, host, "
     "headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts, "
-    "content_hash, title"
+    "content_hash, title, canonical_url, noindex"
 )
 # content_hash: the engine's value, else the SHA-1 of the (plain) body, computed in SQL.
 # A second row for a URL is ignored; unlike INSERT OR IGNORE, a NULL in a NOT NULL column
 # is an error (that row becomes an error row), not a page silently missing.
 _INSERT_PAGE = (
     f"INSERT INTO page_rows ({_PAGE_COLUMNS}) "
-    f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?) "
+    f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?) "
     "ON CONFLICT (url) DO NOTHING"
 )
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
@@ -288,7 +288,7 @@ class _Rows:
     new_urls: list[tuple[object, ...]] = field(default_factory=list)
     pages: list[tuple[object, ...]] = field(default_factory=list)
     bodies: list[tuple[object, ...]] = field(default_factory=list)
-    links: list[tuple[str, str, int]] = field(default_factory=list)
+    links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
     chains: list[tuple[object, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -317,7 +317,8 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
                  p.depth, p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated),
                  p.links_found, int(p.links_truncated), p.redirect_to, p.attempts,
                  p.content_hash, p.body if p.content_hash is None and p.body_codec is None
-                 else None, p.title)
+                 else None, p.title, p.canonical_url,
+                 None if p.noindex is None else int(p.noindex))
             )  # fmt: skip
             if p.body is not None:
                 r.bodies.append((p.body, p.body_codec, last_id))

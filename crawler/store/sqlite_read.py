@@ -18,7 +18,7 @@ from typing import Any
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData
-from crawler.store.protocol import PAGE_FIELDS
+from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import stats
 
 # Rows fetched per step: bodies can be up to max_bytes each, so far fewer of them.
@@ -43,6 +43,10 @@ class SQLiteReader:
             raise StorageError(f"{path} is not a crawl database")
         self.db = db
         self.name = path
+        # A file no crawler of this version has opened yet (read-only: never upgraded here)
+        # lacks the newest columns: they read as what the migration gives old rows.
+        self._kind = "kind" if _has_column(db, "links", "kind") else "'a'"
+        self._page_columns = frozenset(row[1] for row in db.execute("PRAGMA table_info(pages)"))
 
     def close(self) -> None:
         self.db.close()
@@ -98,34 +102,55 @@ class SQLiteReader:
             with_body=with_body,
             with_headers=with_headers,
             with_data=with_data,
+            present=self._page_columns,
         )
+
+    def links(self, *, where: str | None = None) -> Iterator[dict[str, Any]]:
+        cols = ", ".join(c if c != "kind" else f"{self._kind} AS kind" for c in LINK_FIELDS)
+        sql = f"SELECT {cols} FROM links"
+        if where:
+            sql += f" WHERE ({where}\n)"
+        try:
+            cur = self.db.execute(sql + " ORDER BY rowid")
+        except sqlite3.Error as exc:
+            raise UsageError(f"invalid --where filter: {exc}") from None
+        return _records(cur, list(LINK_FIELDS), BATCH, bool(where))
 
     # ------------------------------------------------------------------ one URL (`why`)
 
+    @property
+    def _signals(self) -> str:
+        """The page signal columns (migration 0005), as NULLs in a file from before it."""
+        if "noindex" in self._page_columns:
+            return "canonical_url, noindex"
+        return "NULL AS canonical_url, NULL AS noindex"
+
     def page(self, url: str) -> dict[str, Any] | None:
         return self._one(
-            "SELECT status, final_status, final_url, error, depth, fetched_at, attempts "
-            "FROM pages WHERE url = ?",
+            f"SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            f"{self._signals} FROM pages WHERE url = ?",
             url,
         )
 
     def url_state(self, url: str) -> dict[str, Any] | None:
         return self._one("SELECT state, reason, depth, origin FROM urls WHERE url = ?", url)
 
-    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool]], int]:
-        """Up to `limit` (page, nofollow) that link to `url`, and how many links there are."""
+    def linked_from(self, url: str, limit: int) -> tuple[list[tuple[str, bool, str]], int]:
+        """Up to `limit` (page, nofollow, kind) that link to `url`, and how many links."""
         rows = self.db.execute(
-            "SELECT src_url, nofollow FROM links WHERE dst_url = ? LIMIT ?", (url, limit)
+            f"SELECT src_url, nofollow, {self._kind} FROM links WHERE dst_url = ? LIMIT ?",
+            (url, limit),
         ).fetchall()
         n = self.db.execute("SELECT count(*) FROM links WHERE dst_url = ?", (url,)).fetchone()[0]
-        return [(src, bool(nf)) for src, nf in rows], int(n)
+        return [(src, bool(nf), kind) for src, nf, kind in rows], int(n)
 
-    def links_on(self, url: str) -> list[tuple[str, bool]]:
-        """(target, nofollow) of every link on the page `url`; a scan of `links`."""
+    def links_on(self, url: str) -> list[tuple[str, bool, str]]:
+        """(target, nofollow, kind) of every link on the page `url`; a scan of `links`."""
         rows = self.db.execute(
-            "SELECT dst_url, nofollow FROM links WHERE src_url = ? ORDER BY rowid", (url,)
+            f"SELECT dst_url, nofollow, {self._kind} FROM links WHERE src_url = ? ORDER BY rowid",
+            (url,),
         ).fetchall()
-        return [(dst, bool(nf)) for dst, nf in rows]
+        return [(dst, bool(nf), kind) for dst, nf, kind in rows]
 
     def redirected_from(self, url: str, limit: int) -> list[str]:
         rows = self.db.execute(
@@ -133,15 +158,17 @@ class SQLiteReader:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def linking_depth(self, url: str) -> tuple[int | None, bool]:
-        """The least depth of a stored page linking to `url`, and whether every link is
-        nofollow."""
-        depth, nofollow = self.db.execute(
-            "SELECT min(p.depth), min(l.nofollow) FROM links l JOIN pages p ON p.url = l.src_url "
+    def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
+        """The least depth of a stored page linking to `url`, whether every <a> link to it
+        is nofollow, and the kinds it is linked as."""
+        kind = self._kind.replace("kind", "l.kind")
+        depth, nofollow, kinds = self.db.execute(
+            f"SELECT min(p.depth), min(CASE WHEN {kind} = 'a' THEN l.nofollow END), "
+            f"group_concat(DISTINCT {kind}) FROM links l JOIN pages p ON p.url = l.src_url "
             "WHERE l.dst_url = ?",
             (url,),
         ).fetchone()
-        return depth, nofollow == 1
+        return depth, nofollow == 1, sorted(kinds.split(",")) if kinds else []
 
     def _one(self, sql: str, url: str) -> dict[str, Any] | None:
         cur = self.db.execute(sql, (url,))
@@ -149,6 +176,10 @@ class SQLiteReader:
         if row is None:
             return None
         return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 def iter_pages(
@@ -159,8 +190,10 @@ def iter_pages(
     with_body: bool = False,
     with_headers: bool = False,
     with_data: bool = False,
+    present: frozenset[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Pages one at a time, in crawl order, in constant memory however large the database.
+    A column not `present` (a file from before its migration) reads as NULL.
 
     The query runs before this returns, so a bad `where` raises UsageError here,
     before anything has been written anywhere.
@@ -172,7 +205,8 @@ def iter_pages(
         cols.append("data")
     if with_body:
         cols += ["body", "body_codec"]
-    sql = f"SELECT {', '.join(cols)} FROM pages"
+    select = ", ".join(c if present is None or c in present else f"NULL AS {c}" for c in cols)
+    sql = f"SELECT {select} FROM pages"
     clauses, args = [], []
     if where:
         # A filter, not a statement: sqlite3 runs one statement only, and the connection

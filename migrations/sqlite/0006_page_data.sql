@@ -2,7 +2,7 @@
 -- (crawler/hooks.py); NULL when none did. Read with json_extract(data, '$.name').
 ALTER TABLE page_rows ADD COLUMN data TEXT;
 
--- The view and its triggers again, with `data` (dropping the view drops its triggers).
+-- The view and its triggers again (as 0005 left them), with `data` (dropping the view drops its triggers).
 DROP VIEW pages;
 
 CREATE VIEW pages AS
@@ -11,7 +11,7 @@ SELECT id, url, final_url, status, final_status, error, content_type, depth, fet
        host, headers, elapsed, size, truncated, links_found, links_truncated, redirect_to,
        attempts,
        (SELECT body_codec FROM bodies WHERE page_id = page_rows.id) AS body_codec,
-       content_hash, title, data
+       content_hash, title, canonical_url, noindex, data
 FROM page_rows;
 
 CREATE TRIGGER pages_insert INSTEAD OF INSERT ON pages
@@ -19,14 +19,14 @@ BEGIN
     INSERT INTO page_rows (
         id, url, final_url, status, final_status, error, content_type, depth, fetched_at, host,
         headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts,
-        content_hash, title, data
+        content_hash, title, canonical_url, noindex, data
     ) VALUES (
         NEW.id, NEW.url, NEW.final_url, NEW.status,
         coalesce(NEW.final_status, CASE WHEN NEW.status NOT BETWEEN 300 AND 399 THEN NEW.status END),
         NEW.error, NEW.content_type, NEW.depth, NEW.fetched_at, NEW.host, NEW.headers,
         NEW.elapsed, NEW.size, coalesce(NEW.truncated, 0), NEW.links_found,
         coalesce(NEW.links_truncated, 0), NEW.redirect_to, coalesce(NEW.attempts, 1),
-        NEW.content_hash, NEW.title, NEW.data
+        NEW.content_hash, NEW.title, NEW.canonical_url, NEW.noindex, NEW.data
     );
     -- Only when the row above was inserted (INSERT OR IGNORE may have skipped it).
     INSERT INTO bodies (page_id, body, body_codec)
@@ -43,7 +43,8 @@ BEGIN
         elapsed = NEW.elapsed, size = NEW.size, truncated = NEW.truncated,
         links_found = NEW.links_found, links_truncated = NEW.links_truncated,
         redirect_to = NEW.redirect_to, attempts = NEW.attempts,
-        content_hash = NEW.content_hash, title = NEW.title, data = NEW.data
+        content_hash = NEW.content_hash, title = NEW.title,
+        canonical_url = NEW.canonical_url, noindex = NEW.noindex, data = NEW.data
     WHERE id = OLD.id;
     DELETE FROM bodies WHERE page_id = OLD.id AND NEW.body IS NULL;
     INSERT OR REPLACE INTO bodies (page_id, body, body_codec)

@@ -17,7 +17,14 @@ from typing import Any, TextIO
 import click
 
 from crawler import __version__
-from crawler.cli_options import given_settings, output_options, run_output, settings_options
+from crawler.cli_options import (
+    given_settings,
+    output_options,
+    request_options,
+    run_output,
+    settings_options,
+    take_run_options,
+)
 from crawler.config import SETTING_NAMES, Resolved, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 from crawler.logs import setup_logging
@@ -96,6 +103,7 @@ def cli() -> None:
     help="Read more seed URLs from this file, one per line ('-' for stdin).",
 )
 @settings_options
+@request_options
 @output_options
 def crawl(
     seeds: tuple[str, ...],
@@ -117,12 +125,13 @@ def crawl(
     from crawler.run import run_crawl
 
     setup_logging(verbose, quiet, log_format)
+    options = take_run_options(values)
     all_seeds = _seed_list(seeds, seeds_file)
     if not all_seeds:
         raise UsageError("no seed URLs given (crawler crawl URL... or --seeds-file FILE)")
     resolved = resolve({**given_settings(values), "db": db}, config_path)
     out = run_output(quiet, log_format, status_host, status_port)
-    return run_crawl(resolved.db, resolved.settings, all_seeds, out)
+    return run_crawl(resolved.db, resolved.settings, all_seeds, out, options)
 
 
 @cli.command()
@@ -135,6 +144,7 @@ def crawl(
     help="Add the seed URLs in this file, one per line ('-' for stdin).",
 )
 @settings_options
+@request_options
 @output_options
 def resume(
     db: str,
@@ -155,17 +165,19 @@ def resume(
     from crawler.run import resume_crawl
 
     setup_logging(verbose, quiet, log_format)
+    options = take_run_options(values)
     given = given_settings(values)
     build_settings(given, source="command line")  # validate before touching the file
     added = _seed_list(seeds, seeds_file)
     out = run_output(quiet, log_format, status_host, status_port)
-    return resume_crawl(db, given, added, out)
+    return resume_crawl(db, given, added, out, options)
 
 
 @cli.command()
 @click.option("--db", required=True, help="The shared store: postgresql://user@host:port/dbname.")
 @click.option("--concurrency", type=int, default=None, help="This worker's requests in flight.")
 @click.option("--processes", type=int, default=None, help="Worker processes on this machine.")
+@request_options
 @output_options
 def work(
     db: str,
@@ -176,18 +188,21 @@ def work(
     log_format: str,
     status_host: str,
     status_port: int | None,
+    **values: Any,
 ) -> int:
     """Join a crawl in a shared store as one more worker, until the crawl is over.
 
     The crawl's settings are the ones `crawler crawl` stored; a worker chooses only its
-    own concurrency and processes. SIGTERM or Ctrl-C gives its hosts back at once.
+    own concurrency and processes, and its own request options (headers, proxy: never
+    stored). SIGTERM or Ctrl-C gives its hosts back at once.
     """
     from crawler.run import work_crawl
 
     setup_logging(verbose, quiet, log_format)
+    options = take_run_options(values)
     given = {k: v for k, v in {"concurrency": concurrency, "processes": processes}.items() if v}
     build_settings(given, source="command line")  # validate before connecting
-    return work_crawl(db, given, run_output(quiet, log_format, status_host, status_port))
+    return work_crawl(db, given, run_output(quiet, log_format, status_host, status_port), options)
 
 
 def _seed_list(seeds: tuple[str, ...], seeds_file: TextIO | None) -> list[str]:
@@ -329,12 +344,16 @@ def report(db: str, output: str, top: int) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @settings_options
+@request_options
 def show_config(config_path: Path | None, db: str | None, as_json: bool, **values: Any) -> None:
     """Print the effective settings and their sources.
 
     For a new crawl: defaults < config file < flags. With --db naming an existing
     crawl: the settings stored with it < flags, as `crawler resume` would use them.
+    Request options given (--header, --proxy, --resolve, --time-limit) belong to one
+    run: shown as "this run only", header values and proxy credentials as ***.
     """
+    options = take_run_options(values)
     if db is not None and Path(db).is_file():
         resolved = _stored(db, given_settings(values))
     else:
@@ -343,12 +362,18 @@ def show_config(config_path: Path | None, db: str | None, as_json: bool, **value
     rows += [
         (name, getattr(resolved.settings, name), resolved.sources[name]) for name in SETTING_NAMES
     ]
+    given = {"header": options.header, "proxy": options.proxy, "resolve": options.resolve}
+    rows += [
+        (name, value, "this run only (not stored)")
+        for name, value in options.shown().items()
+        if given.get(name) or (name == "time_limit" and value)
+    ]
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
         return
     width = max(len(k) for k, _, _ in rows)
     for key, value, source in rows:
-        shown = json.dumps(list(value)) if isinstance(value, tuple) else json.dumps(value)
+        shown = json.dumps(list(value)) if isinstance(value, tuple | list) else json.dumps(value)
         click.echo(f"{key:<{width}}  {shown:<40}  # {source}")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crawler.config import SETTING_NAMES, Settings
+from crawler.runoptions import RunOptions, run_options
 
 if TYPE_CHECKING:
     from crawler.run import Output
@@ -17,8 +18,13 @@ if TYPE_CHECKING:
 # Every crawl setting as a CLI flag with the same name (per_host -> --per-host). Defaults
 # are None so that "not given" can be told apart and config.toml can fill it.
 _HELP = {
+    "accept_type": "Read bodies of this media type only, e.g. text/html, image/* (repeatable); "
+    "others are recorded unread. robots.txt and sitemaps are exempt.",
     "allow": "Only crawl URLs matching this regex (repeatable).",
+    "allow_private": "Also fetch loopback, private and link-local addresses "
+    "(refused by default unless a seed is in the range; link-local only with this flag).",
     "assets": "Fetch subresources (images, scripts, stylesheets, icons, iframes) as pages too.",
+    "ca_bundle": "Verify TLS certificates against the CAs in this PEM file.",
     "compress": "Store bodies zlib-compressed (body_codec = 'zlib').",
     "concurrency": "Most requests in flight overall.",
     "cookies": "Keep cookies between requests (default: off).",
@@ -30,6 +36,7 @@ _HELP = {
     "host_failures": "Consecutive failures before a host's queue is dropped.",
     "hooks": "module:function to call with every stored page (repeatable; see README).",
     "ignore_robots": "Do not fetch or obey robots.txt.",
+    "insecure": "Do not verify TLS certificates.",
     "lease": "Seconds a worker of a shared store holds a host without renewing its lease.",
     "max_bytes": "Most body bytes read per response, after decompression.",
     "max_crawl_delay": "Cap on a robots.txt Crawl-delay we honour, in seconds.",
@@ -52,8 +59,8 @@ _HELP = {
     "user_agent": "The User-Agent header, also matched against robots.txt.",
 }
 # Repeatable flags. `--hook a:f --hook b:g` fills the setting `hooks` (--hooks works too).
-_LISTS = {"allow": ("REGEX",), "deny": ("REGEX",), "extract": ("NAME=CSS",),
-          "hooks": ("MODULE:FUNCTION", "--hook")}  # fmt: skip
+_LISTS = {"accept_type": ("TYPE",), "allow": ("REGEX",), "deny": ("REGEX",),
+          "extract": ("NAME=CSS",), "hooks": ("MODULE:FUNCTION", "--hook")}  # fmt: skip
 _BOOL_PAIRS = {
     "assets": "--assets/--no-assets",
     "compress": "--compress/--no-compress",
@@ -61,6 +68,8 @@ _BOOL_PAIRS = {
     "ignore_robots": "--ignore-robots/--obey-robots",
     "sitemap_probe": "--sitemap-probe/--no-sitemap-probe",
     "sitemaps": "--sitemaps/--no-sitemaps",
+    "allow_private": "--allow-private/--no-allow-private",
+    "insecure": "--insecure/--verify-tls",
 }
 
 
@@ -90,6 +99,47 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
             )
         func = opt(func)
     return func
+
+
+def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """This run's own request options: never stored with the crawl (give them again on
+    resume); header values and proxy credentials are never printed."""
+    func = click.option(
+        "--time-limit",
+        default=None,
+        metavar="DURATION",
+        help="Stop gracefully after this long (90s, 15m, 2h, 1d); resume continues.",
+    )(func)
+    func = click.option(
+        "--resolve",
+        multiple=True,
+        metavar="HOST:ADDRESS",
+        help="Resolve HOST to ADDRESS without asking DNS (repeatable).",
+    )(func)
+    func = click.option(
+        "--proxy",
+        default=None,
+        metavar="URL",
+        help="Send every request, robots.txt too, through this http(s) proxy; 'env': "
+        "HTTP_PROXY/HTTPS_PROXY/NO_PROXY. Not stored.",
+    )(func)
+    func = click.option(
+        "--header",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="Send this header with every request (repeatable). Not stored, never printed.",
+    )(func)
+    return func
+
+
+def take_run_options(values: dict[str, Any]) -> RunOptions:
+    """The request options out of a command's `values` (removed from it), checked."""
+    return run_options(
+        values.pop("header", ()),
+        values.pop("proxy", None),
+        values.pop("resolve", ()),
+        values.pop("time_limit", None),
+    )
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -21,14 +22,20 @@ from crawler.errors import SettingError, UsageError
 
 DEFAULT_CONFIG = Path("config.toml")
 SCOPES = ("host", "domain", "any")
+PROJECT_URL = "https://github.com/crawler/crawler"
+DEFAULT_USER_AGENT = f"crawler/0.1.0 (+{PROJECT_URL})"  # the version: crawler.__version__
+_MEDIA_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything that shapes a crawl, alphabetised; see config.toml for each one's meaning."""
 
+    accept_type: tuple[str, ...] = ()  # media types whose bodies are read (none given: all)
     allow: tuple[str, ...] = ()  # regexes; a URL must match one of them (when any are given)
+    allow_private: bool = False  # fetch loopback, private and link-local addresses too
     assets: bool = False  # fetch subresources (img, script, style, icon, preload, iframe) too
+    ca_bundle: str = ""  # PEM file of the CAs that TLS certificates must chain to ("": system's)
     compress: bool = False  # store bodies zlib-compressed (pages.body_codec = 'zlib')
     concurrency: int = 64  # most requests in flight overall
     cookies: bool = False  # keep cookies between requests (off: every request is anonymous)
@@ -40,6 +47,7 @@ class Settings:
     host_failures: int = 10  # consecutive failed requests before a host's queue is dropped
     hooks: tuple[str, ...] = ()  # module:function called with every stored page (crawler.hooks)
     ignore_robots: bool = False  # do not fetch or obey robots.txt
+    insecure: bool = False  # do not verify TLS certificates
     lease: float = 30.0  # seconds a shared store's worker holds a host without renewing
     max_bytes: int = 10_000_000  # most body bytes read per response, after decompression
     max_crawl_delay: float = 30.0  # cap on a robots.txt Crawl-delay we honour, seconds
@@ -58,7 +66,7 @@ class Settings:
     sitemap_probe: bool = False  # also try /sitemap.xml when robots.txt names no sitemap
     sitemaps: bool = True  # fetch the sitemaps robots.txt names and crawl what they list
     timeout: float = 30.0  # seconds per request, from the moment it is sent
-    user_agent: str = "crawler/0.1 (+https://github.com/crawler/crawler)"
+    user_agent: str = DEFAULT_USER_AGENT  # names the project; add your own contact to it
 
     def __post_init__(self) -> None:
         # Checked here, not by whoever builds one: Settings(per_host=0) from Python, a
@@ -153,6 +161,22 @@ def _validate(s: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise SettingError(message)
+    if s.insecure and s.ca_bundle:
+        raise SettingError(
+            "insecure and ca_bundle exclude each other: verify with the bundle or not at all"
+        )
+    if s.ca_bundle:
+        try:
+            ssl.create_default_context(cafile=s.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingError(
+                f"ca_bundle {s.ca_bundle}: cannot load certificates ({exc})"
+            ) from None
+    for media in s.accept_type:
+        if not _MEDIA_TYPE.match(media.lower()) or (media.startswith("*/") and media != "*/*"):
+            raise SettingError(
+                f"accept_type must be a media type such as text/html or image/*, got {media!r}"
+            )
     for name in ("allow", "deny"):
         for pattern in getattr(s, name):
             try:

@@ -18,6 +18,7 @@ class Counters:
     errors: int = 0  # rows with a network error
     http_errors: int = 0  # rows with status >= 400
     retries: int = 0
+    not_downloaded: int = 0  # responses whose body --accept-type refused
     bytes: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     by_status_class: dict[str, int] = field(default_factory=dict)  # "2xx": n; "error": no status

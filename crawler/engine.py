@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import aiohttp
+import yarl
 
 from crawler import robots, sitemaps
 from crawler.addresses import Addresses
@@ -29,10 +30,12 @@ from crawler.frontier import Frontier
 from crawler.hooks import Hooks
 from crawler.hosts import MAX_RETRY_AFTER, backoff_seconds
 from crawler.netbytes import location_url
+from crawler.network import Network
 from crawler.outcome import Outcomes
 from crawler.partition import PageBudget, Partition
 from crawler.records import Job, Outcome, PageRow, Summary, URLState
 from crawler.robots import RobotsCache, fetch_rules
+from crawler.runoptions import NO_OPTIONS, RunOptions, duration_text
 from crawler.scope import Scope
 from crawler.sitemaps import SitemapReader
 from crawler.store import Store
@@ -51,18 +54,25 @@ class Engine:
         settings: Settings,
         seeds: list[str],
         *,
+        options: RunOptions = NO_OPTIONS,
         resolver: aiohttp.abc.AbstractResolver | None = None,
         partition: Partition | None = None,
         budget: PageBudget | None = None,
         hooks: Hooks | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.seeds = seeds
-        # None: aiohttp's own name resolution. --per-ip resolves each name once per crawl
-        # and groups hosts by the address the connector then uses.
-        self.addresses = Addresses(resolver) if settings.per_ip else None
-        self.resolver = self.addresses or resolver
+        self.options = options  # this run's own: headers, proxy, --resolve, time limit
+        self.deadline = deadline  # unix time the time limit ends (None: time_limit from now)
+        self.resolver = resolver  # None: aiohttp's own name resolution (under the guard)
+        self.network = Network(settings, options, _hosts(seeds), resolver=resolver)
+        # --per-ip resolves each name once per crawl and groups hosts by the address the
+        # connector then uses: it asks the guarded resolver, so both see checked answers.
+        self.addresses = Addresses(self.network.resolver) if settings.per_ip else None
+        if self.addresses is not None:
+            self.network.resolver = self.addresses
         self.counters = Counters()
         self.scope = Scope.from_settings(seeds, settings.scope, settings.allow, settings.deny)
         self.partition = partition  # None: this process crawls every host (processes.py)
@@ -82,6 +92,7 @@ class Engine:
         self._stops = 0
         self._workers: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None  # what stopped the crawl at once
+        self.stopped_by: str | None = None  # why the run stopped early: a signal, the time limit
 
     def snapshot(self) -> dict[str, Any]:
         """The live numbers, as plain data: what progress, `/status` and a JSON progress
@@ -127,8 +138,16 @@ class Engine:
         writer.add_done_callback(self._task_done)
         if handle_signals:
             self._install_signals()
+        limit = self.options.time_limit
+        if limit and self.deadline is not None:
+            # A --processes child met its parent's deadline late: stop at once, gracefully.
+            limit = max(0.001, self.deadline - time.time())
+        timer = asyncio.get_running_loop().call_later(limit, self._time_up) if limit else None
+        network = self.network
+        if self.options.proxy == "env" and not network.proxies.by_scheme:
+            log.warning("--proxy env: neither HTTP_PROXY nor HTTPS_PROXY is set: no proxy")
         try:
-            async with make_session(self.settings, resolver=self.resolver) as session:
+            async with make_session(self.settings, network=network) as session:
                 self._session = session
                 self._workers = [
                     asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)
@@ -137,6 +156,9 @@ class Engine:
                     task.add_done_callback(self._task_done)
                 await asyncio.gather(*self._workers, return_exceptions=True)
         finally:
+            if timer is not None:
+                timer.cancel()
+            await network.close()
             if handle_signals:
                 self._remove_signals()
             self.frontier.close()
@@ -160,10 +182,21 @@ class Engine:
             bytes=self.counters.bytes,
             errors_by_kind=dict(self.counters.errors_by_kind),
             by_status_class=dict(self.counters.by_status_class),
+            not_downloaded=self.counters.not_downloaded,
+            stopped_by=self.stopped_by if interrupted else None,
         )
+
+    def _time_up(self) -> None:
+        if self._stops:
+            return
+        self.stopped_by = f"time limit of {duration_text(self.options.time_limit)} reached"
+        log.warning("%s: stopping; `crawler resume` continues", self.stopped_by)
+        self.stop()
 
     def stop(self) -> None:
         """First call: finish open requests, start no new ones. Second: cancel them too."""
+        if self.stopped_by is None:
+            self.stopped_by = "signal"
         self._stops += 1
         self.frontier.stop()
         if self._stops == 1:
@@ -264,6 +297,7 @@ class Engine:
                 agent,
                 timeout=self.settings.timeout,
                 on_sent=self.frontier.sent(job),
+                network=self.network,
             )
         except BaseException:
             self.frontier.finish(job, stored=False)
@@ -272,7 +306,11 @@ class Engine:
             # RFC 9309 2.3.1.4: hold the host and ask again on the page retry schedule.
             failures = self.frontier.robots_failures(job)
             after = rules.retry_after
-            if failures < self.settings.retries and (after is None or after <= MAX_RETRY_AFTER):
+            if (
+                rules.retryable
+                and failures < self.settings.retries
+                and (after is None or after <= MAX_RETRY_AFTER)
+            ):
                 self.counters.retries += 1
                 wait = after if after is not None else backoff_seconds(failures + 1)
                 self.frontier.robots_retry(job, wait)
@@ -298,6 +336,7 @@ class Engine:
                 max_bytes=sitemaps.MAX_BYTES,
                 on_sent=self.frontier.sent(job),
                 consume=reader.take,
+                network=self.network,  # proxy and guard; never --accept-type (exempt)
             )
         except BaseException:
             self.frontier.finish(job, stored=False)  # cancelled: queued again on resume
@@ -340,6 +379,8 @@ class Engine:
                 timeout=settings.timeout,
                 max_bytes=settings.max_bytes,
                 on_sent=self.frontier.sent(job),
+                network=self.network,
+                accept=settings.accept_type,
             )
         except BaseException:
             # Cancelled (second SIGINT): the URL stays queued in the file for resume.
@@ -364,9 +405,16 @@ class Engine:
             failed = f"HTTP {status}"
         log.debug("%s %s (%.3fs)", resp.status or resp.error, job.item.url, resp.elapsed)
         self.counters.response(resp.status, resp.error, len(resp.body), resp.elapsed)
+        if not resp.downloaded:
+            self.counters.not_downloaded += 1
         self.store.add(await self.outcomes.build(job, resp))
         self.frontier.finish(job, stored=True, failed=failed, elapsed=resp.elapsed)
         if self.store.backlog_bytes >= BACKLOG_BYTES:
             # Back-pressure: when the store falls behind, workers wait for the write
             # instead of piling outcomes up in RAM.
             await self.store.flush()
+
+
+def _hosts(seeds: list[str]) -> list[str]:
+    """The seeds' hosts (what the private-address guard lets through as the user's choice)."""
+    return [h for h in (yarl.URL(s, encoded=True).host for s in seeds) if h]

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import contextvars
 import email.utils
-import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -30,14 +29,15 @@ from dataclasses import dataclass
 import aiohttp
 import yarl
 from aiohttp.connector import Connection
-from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 
 from crawler import decoding
 from crawler.config import Settings
+from crawler.failures import bounded, describe
+from crawler.guard import PrivateAddress
 from crawler.netbytes import safe_text
+from crawler.network import Network, Proxy, accepts, ssl_setting
 
 CHUNK = 65_536
-MAX_REASON = 300  # characters of an error reason kept on the row
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ class Response:
     elapsed: float
     error: str | None = None
     retryable: bool = False
+    downloaded: bool = True  # False: the body was refused unread (--accept-type)
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -81,16 +82,24 @@ class Response:
 
 
 def make_session(
-    settings: Settings, *, resolver: aiohttp.abc.AbstractResolver | None = None
+    settings: Settings,
+    network: Network | None = None,
+    *,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
 ) -> aiohttp.ClientSession:
     """The crawl's only session: its connector carries the global and per-host socket caps.
 
     The connector's limits are a safety net under the frontier's own politeness, which
     never lets more than `per_host` requests to one host start. `limit_per_host` caps
-    sockets, not rate: the delay between requests is the frontier's job. `resolver`
-    replaces aiohttp's default name resolution (tests map their own names to loopback).
-    Bodies come back as sent (`auto_decompress=False`): `fetch` decodes them.
+    sockets, not rate: the delay between requests is the frontier's job. Names resolve
+    through `network.resolver`, which refuses private addresses before any connection
+    (and maps --resolve names; tests map their own names to loopback). TLS verification
+    is `network.ssl` (--insecure, --ca-bundle). Bodies come back as sent
+    (`auto_decompress=False`): `fetch` decodes them. Without `network`: no extra
+    headers, no proxy, no guard, names through `resolver` (aiohttp's own when None).
     """
+    if network is not None:
+        resolver = network.resolver
     connector = aiohttp.TCPConnector(
         limit=settings.concurrency,
         limit_per_host=settings.per_host,
@@ -98,6 +107,7 @@ def make_session(
         use_dns_cache=True,
         enable_cleanup_closed=False,
         resolver=resolver,
+        ssl=network.ssl if network is not None else ssl_setting(settings),
     )
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
@@ -105,7 +115,11 @@ def make_session(
     session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=jar,
-        headers={"User-Agent": settings.user_agent, "Accept-Encoding": decoding.ACCEPT_ENCODING},
+        headers=[
+            *(network.headers if network is not None else ()),
+            ("User-Agent", settings.user_agent),
+            ("Accept-Encoding", decoding.ACCEPT_ENCODING),
+        ],
         timeout=aiohttp.ClientTimeout(total=settings.timeout),
         raise_for_status=False,
         auto_decompress=False,
@@ -167,6 +181,8 @@ async def fetch(
     max_bytes: int,
     on_sent: Callable[[float], None] | None = None,
     consume: Callable[[bytes], bool] | None = None,
+    network: Network | None = None,
+    accept: tuple[str, ...] = (),
 ) -> Response:
     """GET `url` once, without following redirects, keeping at most `max_bytes` of body.
 
@@ -175,13 +191,30 @@ async def fetch(
     queued inside the connector. With `consume`, a 2xx body is streamed to it chunk by
     chunk instead of kept (a sitemap of 50 MB is never held whole); it returns False to
     stop reading (the body then counts as truncated). Other statuses' bodies are dropped.
+    With `accept` (media types, `type/*` allowed), a response of another type (but a
+    redirect) is not downloaded: its head is kept and the connection closed unread.
     """
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            resp = await _send(session, url, on_sent)
+            target = yarl.URL(url, encoded=True)
+            proxy = await network.route(target) if network is not None else None
+            resp = await _send(session, target, on_sent, proxy)
             async with resp:
                 headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
+                if accept and not 300 <= resp.status < 400 and not accepts(accept, resp):
+                    resp.close()  # the body stays unread: the connection is dropped
+                    shown = safe_text(resp.headers.get("Content-Type", "none"))[:100]
+                    return Response(
+                        url=url,
+                        status=resp.status,
+                        headers=headers,
+                        body=b"",
+                        truncated=False,
+                        elapsed=time.monotonic() - started,
+                        error=f"not downloaded: content type {shown} is not an --accept-type",
+                        downloaded=False,
+                    )
                 try:
                     with _failing_on_parser_error(resp):
                         if consume is not None and not 200 <= resp.status < 300:
@@ -205,6 +238,8 @@ async def fetch(
                 )
     except TimeoutError:
         return _failure(url, started, f"timeout: no complete response within {timeout:g}s")
+    except PrivateAddress as exc:
+        return _failure(url, started, str(exc), retryable=False)
     except aiohttp.ClientError as exc:
         reason, retryable = describe(exc)
         return _failure(url, started, reason, retryable=retryable)
@@ -215,7 +250,10 @@ async def fetch(
 
 
 async def _send(
-    session: aiohttp.ClientSession, url: str, on_sent: Callable[[float], None] | None
+    session: aiohttp.ClientSession,
+    url: yarl.URL,
+    on_sent: Callable[[float], None] | None,
+    proxy: Proxy | None,
 ) -> aiohttp.ClientResponse:
     """Send the GET and wait for the response head.
 
@@ -227,26 +265,32 @@ async def _send(
     """
     attempt = _Attempt(on_sent)
     try:
-        return await _get(session, url, attempt)
+        return await _get(session, url, attempt, proxy)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
             raise
     # The dead connection is closed: the pool opens a new one unless another idle
     # connection to the host is there; that one is not retried again if it fails.
-    return await _get(session, url, _Attempt(on_sent))
+    return await _get(session, url, _Attempt(on_sent), proxy)
 
 
 async def _get(
-    session: aiohttp.ClientSession, url: str, attempt: _Attempt
+    session: aiohttp.ClientSession, url: yarl.URL, attempt: _Attempt, proxy: Proxy | None
 ) -> aiohttp.ClientResponse:
     token = _ATTEMPT.set(attempt)
+    tunnel = url.scheme == "https"
     try:
-        # encoded=True: send the canonical URL byte for byte; yarl would otherwise
-        # re-normalise escapes (%21 -> !) and fetch a URL other than the one we store.
+        # `url` is encoded=True: sent byte for byte; yarl would otherwise re-normalise
+        # escapes (%21 -> !) and fetch a URL other than the one we store.
         return await session.get(
-            yarl.URL(url, encoded=True),
+            url,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=None),
+            proxy=proxy.url if proxy is not None else None,
+            # Proxy credentials: on the request itself when the proxy forwards it (plain
+            # http), on the CONNECT only when it tunnels (https): never to the site.
+            headers=proxy.headers if proxy is not None and not tunnel else None,
+            proxy_headers=proxy.headers if proxy is not None and tunnel else None,
         )
     finally:
         _ATTEMPT.reset(token)
@@ -324,7 +368,7 @@ async def _read_body(
 def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -> Response:
     # aiohttp's parser errors span several lines (the offending bytes, a caret under
     # them): the row keeps one line, and a bounded one, whatever the server sent.
-    reason = _bounded(" ".join(reason.split()))
+    reason = bounded(" ".join(reason.split()))
     return Response(
         url=url,
         status=None,
@@ -335,69 +379,3 @@ def _failure(url: str, started: float, reason: str, *, retryable: bool = True) -
         error=reason,
         retryable=retryable,
     )
-
-
-def _bounded(reason: str) -> str:
-    """`reason` escaped by `safe_text`, cut to MAX_REASON characters between two escapes."""
-    text = safe_text(reason)
-    if len(text) <= MAX_REASON:
-        return text
-    # An escape is 1 to 6 characters: add whole ones until the next would not fit.
-    kept: list[str] = []
-    room = MAX_REASON - 3
-    for char in reason:
-        escaped = safe_text(char)
-        room -= len(escaped)
-        if room < 0:
-            break
-        kept.append(escaped)
-    return "".join(kept) + "..."
-
-
-def describe(exc: aiohttp.ClientError) -> tuple[str, bool]:
-    """A readable one-line reason for a transport failure, and whether a retry may help."""
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"dns: cannot resolve host ({detail})", True
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return f"tls: {detail}", False
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connect: {detail}", True
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "disconnected: server closed the connection before a complete response", True
-    if isinstance(exc, aiohttp.ClientOSError):  # after ClientConnectorError, its subclass
-        return f"disconnected: {exc.strerror or detail}", True
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return f"payload: broken body ({detail})", True
-    if isinstance(exc, aiohttp.ClientResponseError):
-        if _in_body_framing(exc):
-            return f"payload: broken body ({exc.message or detail})", True
-        return f"http: invalid response ({exc.message or detail})", True
-    if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid url: {detail}", False
-    if isinstance(exc, aiohttp.TooManyRedirects):  # pragma: no cover - redirects are ours
-        return f"redirects: {detail}", False
-    if isinstance(exc.__cause__, ssl.SSLError):
-        return f"tls: {exc.__cause__}", False
-    return f"{type(exc).__name__}: {detail}", True
-
-
-def _in_body_framing(exc: BaseException) -> bool:
-    """Whether aiohttp's parser failed in the body's framing, after a complete head.
-
-    A broken chunk that arrives with the head fails the whole response before aiohttp
-    hands the head over, so the parser's own error says where it failed: the pure-Python
-    parser raises a `PayloadEncodingError`, the C parser (llhttp) a `BadHttpMessage`
-    whose reason, before the first colon, names the chunk ("Invalid character in chunk
-    size", "Expected LF after chunk data", ...); the head's reasons never do.
-    """
-    cause = exc.__cause__
-    while cause is not None:
-        if isinstance(cause, PayloadEncodingError):
-            return True
-        if isinstance(cause, HttpProcessingError) and not isinstance(
-            cause.__cause__, HttpProcessingError
-        ):
-            return "chunk" in cause.message.partition(":")[0].lower()
-        cause = cause.__cause__
-    return False

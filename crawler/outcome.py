@@ -59,7 +59,7 @@ class Outcomes:
         if 300 <= status < 400 and (location := resp.header("Location")) is not None:
             hop = self._redirect(job, item, location, skipped)
             final_url = None if hop.error == "redirect loop" else hop.to
-        elif resp.error is not None and item.origin is not None:
+        elif resp.error is not None and resp.downloaded and item.origin is not None:
             hop.chain_error = resp.error  # the chain's last hop failed
         if hop.chain_error is not None or hop.continues:
             final_status = None  # no response ended the chain (yet)
@@ -101,7 +101,8 @@ class Outcomes:
             links, new = self._links(job, parsed, skipped, follow)
         # Plain bodies are hashed by the store, on its writer thread; a body stored
         # compressed is compressed and hashed here, in a thread (off the event loop).
-        body: bytes | None = resp.body if resp.status is not None else None
+        got_body = resp.status is not None and resp.downloaded  # else no body was read
+        body: bytes | None = resp.body if got_body else None
         codec = digest = None
         if body and self.settings.compress:
             body, codec, digest = await asyncio.to_thread(_compressed, body)
@@ -117,7 +118,7 @@ class Outcomes:
             host=item.host,
             headers=json.dumps(resp.headers) if resp.headers else None,
             elapsed=round(resp.elapsed, 6),
-            size=len(resp.body) if resp.status is not None else None,
+            size=len(resp.body) if got_body else None,
             truncated=resp.truncated,
             links_found=len(parsed.links) + len(parsed.nofollow) if parsed is not None else None,
             links_truncated=parsed.truncated if parsed is not None else False,

@@ -41,6 +41,7 @@ from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
 from crawler.progress import shown, watched
 from crawler.records import Summary
+from crawler.runoptions import NO_OPTIONS, RunOptions
 from crawler.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class ChildSpec:
     budget_lock: str
     log_level: int
     log_format: str
+    options: RunOptions  # this run's own (headers, proxy): passed over the pipe, never stored
+    deadline: float | None = None  # unix time the run's --time-limit ends
 
 
 @dataclasses.dataclass
@@ -88,14 +91,21 @@ async def run_partitioned(
     log_format: str,
     handle_signals: bool,
     status: tuple[str, int] | None = None,
+    options: RunOptions = NO_OPTIONS,
 ) -> Summary:
-    """Crawl with `settings.processes` child processes into the open `store`."""
+    """Crawl with `settings.processes` child processes into the open `store`.
+
+    Each child gets the run options (headers, proxy) with its spec, and the time limit
+    as a deadline that its own engine keeps: a signal sent to a child still starting up
+    would kill it, a deadline it meets late stops it at once, gracefully.
+    """
     ctx = multiprocessing.get_context("spawn")
     count = settings.processes
     budget: ctypes.c_longlong = ctx.RawValue("q", await store.page_count())
     lock_fd, budget_lock = tempfile.mkstemp(prefix="crawler-budget-")
     os.close(lock_fd)
     started = time.monotonic()
+    deadline = time.time() + options.time_limit if options.time_limit else None
     async with store.deferred_indexes():  # rebuilt once every child has exited
         level = logging.getLogger().getEffectiveLevel()
         children = [
@@ -112,6 +122,8 @@ async def run_partitioned(
                     budget_lock,
                     level,
                     log_format,
+                    options,
+                    deadline,
                 ),
             )
             for i in range(count)
@@ -148,6 +160,8 @@ async def run_partitioned(
         bytes=sum(s.bytes for s in summaries),
         errors_by_kind=_merged([s.errors_by_kind for s in summaries]),
         by_status_class=_merged([s.by_status_class for s in summaries]),
+        not_downloaded=sum(s.not_downloaded for s in summaries),
+        stopped_by=_stopped_by(stops, summaries) if interrupted else None,
     )
 
 
@@ -215,6 +229,12 @@ def summed_progress(children: list[_Child], started: float) -> Callable[[], dict
         return data
 
     return source
+
+
+def _stopped_by(stops: int, summaries: list[Summary]) -> str:
+    """Why an interrupted run stopped: a child's time limit, unless a signal came first."""
+    reasons = [s.stopped_by for s in summaries if s.stopped_by not in (None, "signal")]
+    return reasons[0] if reasons and not stops else "signal"
 
 
 def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
@@ -332,6 +352,8 @@ async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connect
             store,
             mine,
             spec.seeds,
+            options=spec.options,
+            deadline=spec.deadline,
             partition=Partition(index, count),
             budget=PageBudget(settings.max_pages, shared=spec.budget, lock_path=spec.budget_lock),
             hooks=load_hooks(settings),  # by name: the parent checked they import

@@ -38,6 +38,8 @@ class ErrorKind(StrEnum):
     HTTP = "http"  # an invalid response (not an HTTP status: those are data)
     INVALID_URL = "invalid url"
     OS = "os error"
+    PRIVATE = "private address"  # refused before connecting (crawler.guard)
+    NOT_DOWNLOADED = "not downloaded"  # a status, but --accept-type refused the body
     ROBOTS = "robots.txt unreachable"
     HOST_DROPPED = "host dropped after failures"
     REDIRECT = "redirect"
@@ -200,6 +202,8 @@ class Summary:
     bytes: int = 0  # body bytes received this run
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     by_status_class: dict[str, int] = field(default_factory=dict)
+    not_downloaded: int = 0  # responses whose body --accept-type refused (rows say so)
+    stopped_by: str | None = None  # an interrupted run: "signal" or "time limit of 2h reached"
 
 
 # ---------------------------------------------------------------------- the report

@@ -27,9 +27,18 @@ def summary_data(summary: Summary) -> dict[str, Any]:
 
 
 def print_summary(
-    summary: Summary, *, db: str = "crawl.db", quiet: bool = False, log_format: str = "text"
+    summary: Summary,
+    *,
+    db: str = "crawl.db",
+    quiet: bool = False,
+    log_format: str = "text",
+    again: list[str] | None = None,
 ) -> None:
-    """The end of a crawl: a table on stderr, or one JSON log line; nothing when quiet."""
+    """The end of a crawl: a table on stderr, or one JSON log line; nothing when quiet.
+
+    `again` names the flags this run was given that are not stored (--header, --proxy):
+    the resume hint asks for them by name, never with their (secret) values.
+    """
     if quiet:
         return
     data = summary_data(summary)
@@ -48,12 +57,19 @@ def print_summary(
     table.add_row("data", f"{summary.bytes / 1e6:,.1f} MB")
     for klass, n in data["by_status_class"].items():
         table.add_row(f"status {klass}", f"{n:,}")
+    if summary.not_downloaded:
+        table.add_row("not downloaded (--accept-type)", f"{summary.not_downloaded:,}")
     table.add_row("network errors", f"{summary.errors:,}")
     for kind, n in data["errors_by_kind"].items():
         table.add_row(f"  {kind}", f"{n:,}")
     console.print(table)
     if summary.interrupted:
-        console.print(f"continue it with: crawler resume --db {shlex.quote(db)}", soft_wrap=True)
+        if summary.stopped_by and summary.stopped_by != "signal":
+            console.print(f"crawl stopped: {summary.stopped_by}", soft_wrap=True)
+        hint = f"continue it with: crawler resume --db {shlex.quote(db)}"
+        if again:
+            hint += f" (give {' and '.join(again)} again: they are not stored)"
+        console.print(hint, soft_wrap=True)
 
 
 def print_stats(data: dict[str, Any]) -> None:

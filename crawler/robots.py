@@ -21,6 +21,8 @@ from protego import Protego
 
 from crawler.fetcher import fetch
 from crawler.netbytes import location_url
+from crawler.network import Network
+from crawler.records import ErrorKind
 from crawler.urls import canonical_url
 
 MAX_BYTES = 512_000  # RFC 9309 2.5: parse at least 500 KiB; we keep exactly that much
@@ -41,6 +43,7 @@ class Rules:
     body: str | None
     expires: float
     retry_after: float | None = None  # seconds the server asked us to wait (429, 503)
+    retryable: bool = True  # False: asking again cannot help (a refused private address)
 
     @property
     def unreachable(self) -> bool:
@@ -83,14 +86,24 @@ async def fetch_rules(
     *,
     timeout: float,
     on_sent: Callable[[float], None] | None = None,
+    network: Network | None = None,
 ) -> Rules:
-    """Fetch and interpret `origin`/robots.txt (origin is scheme://host[:port])."""
+    """Fetch and interpret `origin`/robots.txt (origin is scheme://host[:port]).
+
+    Through the run's `network` (its proxy and private-address guard), but never
+    limited by --accept-type: robots.txt is read whatever its type.
+    """
     url = origin + "/robots.txt"
     for _ in range(MAX_HOPS + 1):
-        resp = await fetch(session, url, timeout=timeout, max_bytes=MAX_BYTES, on_sent=on_sent)
+        resp = await fetch(
+            session, url, timeout=timeout, max_bytes=MAX_BYTES, on_sent=on_sent, network=network
+        )
         status = resp.status
         if status is None:
-            return _closed(None, f"robots.txt unreachable: {resp.error}")
+            if (resp.error or "").startswith(ErrorKind.PRIVATE):
+                # Not the host's failure but our refusal: its URLs get that reason as is.
+                return _closed(None, resp.error or "", retryable=False)
+            return _closed(None, f"robots.txt unreachable: {resp.error}", retryable=resp.retryable)
         if status == 429 or status >= 500:
             return _closed(status, f"robots.txt unreachable: HTTP {status}", resp.retry_after)
         if 300 <= status < 400:
@@ -119,9 +132,19 @@ def _open(status: int | None, error: str | None) -> Rules:
     return Rules(None, True, None, status, error, None, time.monotonic() + TTL)
 
 
-def _closed(status: int | None, error: str, retry_after: float | None = None) -> Rules:
+def _closed(
+    status: int | None, error: str, retry_after: float | None = None, *, retryable: bool = True
+) -> Rules:
     return Rules(
-        None, False, None, status, error, None, time.monotonic() + UNREACHABLE_TTL, retry_after
+        None,
+        False,
+        None,
+        status,
+        error,
+        None,
+        time.monotonic() + UNREACHABLE_TTL,
+        retry_after,
+        retryable,
     )
 
 

@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from crawler.admission import Admission
-from crawler.config import SETTING_NAMES, Settings, build_settings
+from crawler.config import PROJECT_URL, SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine
 from crawler.errors import UsageError
 from crawler.eventloop import loop_factory
 from crawler.hooks import Hook, Hooks, hook_name, load_hooks
+from crawler.network import Network, Proxies
 from crawler.processes import run_partitioned
 from crawler.progress import shown, watched
 from crawler.reasons import Reason
 from crawler.records import Summary
 from crawler.report import print_summary
+from crawler.runoptions import NO_OPTIONS, RunOptions
 from crawler.scope import Scope
 from crawler.seen import SeenSet
-from crawler.store import Store, open_store
+from crawler.store import Store, is_postgres, open_store
 from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -38,21 +41,38 @@ class Output:
     status: tuple[str, int] | None = None  # (host, port) of the live status server
 
 
-def run_crawl(db: str, settings: Settings, seeds: list[str], out: Output) -> int:
+def run_crawl(
+    db: str, settings: Settings, seeds: list[str], out: Output, options: RunOptions = NO_OPTIONS
+) -> int:
     """`crawler crawl`: a new crawl into `db`."""
     seeds = canonical_seeds(seeds, settings.max_url_length)  # before the file is touched
-    return _run(crawl(db, settings, seeds, output=out), db, out)
+    Network(settings, options, ())  # a bad --proxy env or CA file: exit 2, file untouched
+    return _run(crawl(db, settings, seeds, output=out, options=options), db, out, options)
 
 
-def resume_crawl(db: str, overrides: dict[str, Any], seeds: Sequence[str], out: Output) -> int:
+def resume_crawl(
+    db: str,
+    overrides: dict[str, Any],
+    seeds: Sequence[str],
+    out: Output,
+    options: RunOptions = NO_OPTIONS,
+) -> int:
     """`crawler resume`: continue the crawl in `db`, optionally with more seeds."""
-    return _run(resume(db, overrides, seeds, output=out), db, out)
+    Proxies.of(options.proxy)  # a bad --proxy env: exit 2 before the file is touched
+    return _run(resume(db, overrides, seeds, output=out, options=options), db, out, options)
 
 
-def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output) -> int:
+def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output, options: RunOptions) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         summary = runner.run(main)
-    print_summary(summary, db=db, quiet=out.quiet, log_format=out.log_format)
+    again = [
+        f"--{n}" for n, given in (("header", options.header), ("proxy", options.proxy)) if given
+    ]
+    if is_postgres(db):  # the resume hint names the store, never its password
+        from crawler.store.postgres_schema import public_name
+
+        db = public_name(db)
+    print_summary(summary, db=db, quiet=out.quiet, log_format=out.log_format, again=again)
     return 0
 
 
@@ -63,13 +83,15 @@ async def crawl(
     *,
     output: Output = Output(),
     hooks: Sequence[Hook] = (),
+    options: RunOptions = NO_OPTIONS,
 ) -> Summary:
     """Crawl `seeds` into a new crawl in `db` (crawler.api and the CLI wrap it).
 
     A file that already holds a crawl is refused (UsageError): `resume` continues it.
     `output.handle_signals` is off by default so that embedding the crawler does not take
     over the process' signals. `hooks`: callables run with `settings.hooks` in this
-    process only (they are not stored with the crawl).
+    process only (they are not stored with the crawl). `options` are this run's own:
+    never stored.
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     _some_seed_admitted(settings, seeds)
@@ -83,7 +105,7 @@ async def crawl(
                     "(add seeds with --seed URL), or crawl into another file"
                 )
             await store.save_crawl(settings, seeds)
-            return await _go(store, settings, seeds, seeds, "crawl", output, page_hooks)
+            return await _go(store, settings, seeds, seeds, "crawl", output, page_hooks, options)
     finally:
         await store.close()
 
@@ -95,9 +117,11 @@ async def resume(
     *,
     output: Output = Output(),
     hooks: Sequence[Hook] = (),
+    options: RunOptions = NO_OPTIONS,
 ) -> Summary:
     """Continue the crawl stored in `db`; `overrides` replace stored settings (and are
-    stored), `seeds` are added to the crawl, `hooks` run in this process only."""
+    stored), `seeds` are added to the crawl, `hooks` run in this process only; `options`
+    (headers, proxy) are given again: they never were stored."""
     store = await open_store(db, create=False)
     try:
         with store.lock():
@@ -118,7 +142,9 @@ async def resume(
                 await store.save_crawl(settings, all_seeds)
             # The seeds again: a kill -9 before the first commit leaves them only in `crawl`
             # (the frontier skips the ones it already holds).
-            return await _go(store, settings, all_seeds, all_seeds, "resume", output, page_hooks)
+            return await _go(
+                store, settings, all_seeds, all_seeds, "resume", output, page_hooks, options
+            )
     finally:
         await store.close()
 
@@ -127,13 +153,20 @@ async def resume(
 WORKER_OWN = ("concurrency", "processes")
 
 
-def work_crawl(db: str, overrides: dict[str, Any], out: Output) -> int:
+def work_crawl(
+    db: str, overrides: dict[str, Any], out: Output, options: RunOptions = NO_OPTIONS
+) -> int:
     """`crawler work`: join the crawl in a shared store as one more worker."""
-    return _run(work(db, overrides, output=out), db, out)
+    Proxies.of(options.proxy)
+    return _run(work(db, overrides, output=out, options=options), db, out, options)
 
 
 async def work(
-    db: str, overrides: dict[str, Any] | None = None, *, output: Output = Output()
+    db: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    output: Output = Output(),
+    options: RunOptions = NO_OPTIONS,
 ) -> Summary:
     """Crawl the shared store `db` as one more worker, until its crawl is over.
 
@@ -160,7 +193,9 @@ async def work(
         if overrides:
             settings = build_settings(overrides, source="command line", base=settings)[0]
         page_hooks = _hooks(settings, ())[1]
-        return await _go(store, settings, list(record.seeds), [], "work", output, page_hooks)
+        return await _go(
+            store, settings, list(record.seeds), [], "work", output, page_hooks, options
+        )
     finally:
         await store.close()
 
@@ -173,7 +208,13 @@ async def _go(
     kind: str,
     out: Output,
     hooks: Hooks | None,
+    options: RunOptions,
 ) -> Summary:
+    if not has_contact(settings.user_agent):
+        log.warning(
+            "the User-Agent names no contact of yours: site owners cannot reach you about "
+            "this crawl; add a URL or e-mail with --user-agent 'mybot/1.0 (+https://you.example/bot)'"
+        )
     if hasattr(store, "lease_seconds"):
         store.lease_seconds = settings.lease
     run_id = await store.start_run(kind)
@@ -187,9 +228,10 @@ async def _go(
             log_format=out.log_format,
             handle_signals=out.handle_signals,
             status=out.status,
+            options=options,
         )
     else:
-        engine = Engine(store, settings, seeds, hooks=hooks)
+        engine = Engine(store, settings, seeds, hooks=hooks, options=options)
         async with (
             store.deferred_indexes(),
             shown(engine.snapshot, quiet=out.quiet, log_format=out.log_format),
@@ -233,6 +275,21 @@ def _hooks(settings: Settings, extra: Sequence[Hook]) -> tuple[Settings, Hooks |
             "function of an importable module, or name it in the setting hooks"
         )
     return settings, load_hooks(settings, local)
+
+
+_URL_OR_EMAIL = re.compile(r"https?://[^\s;)]+|www\.[^\s;)]+|[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+def has_contact(user_agent: str) -> bool:
+    """Whether the User-Agent carries a URL or e-mail other than the project's own.
+
+    >>> has_contact("crawler/0.1.0 (+https://github.com/crawler/crawler)")
+    False
+    >>> has_contact("mybot/1.0 (+https://me.example/bot)")
+    True
+    """
+    found = _URL_OR_EMAIL.findall(user_agent)
+    return any(not u.rstrip("/").startswith(PROJECT_URL) for u in found)
 
 
 def canonical_seeds(seeds: list[str], max_length: int) -> list[str]:

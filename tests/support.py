@@ -33,6 +33,7 @@ class Hit:
     path: str
     start: float
     end: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # the request's, as received
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Host:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs if request.query_string else request.path
-        hit = Hit(path, time.monotonic())
+        hit = Hit(path, time.monotonic(), headers=dict(request.headers))
         self.hits.append(hit)
         self.open += 1
         self.site.open += 1

@@ -245,6 +245,12 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
         [("m",)],
         "hooks: 'm' is not module:function (e.g. mypkg.hooks:on_page)",
     ),
+    (
+        "accept_type",
+        [("text/html", "image/*", "*/*", "Application/PDF")],
+        [("html",)],
+        "accept_type must be a media type such as text/html or image/*, got 'html'",
+    ),
 ]
 
 
@@ -252,6 +258,7 @@ def test_every_range_check_is_listed_here() -> None:
     # A new bounded setting must get its edges tested: unbounded ones are named here.
     unbounded = {"allow", "assets", "compress", "cookies", "deny", "ignore_robots", "scope"}
     unbounded |= {"sitemap_probe", "sitemaps"}
+    unbounded |= {"allow_private", "insecure", "ca_bundle"}  # ca_bundle: tests/test_request.py
     assert {r[0] for r in RANGES} | unbounded == set(SETTING_NAMES)
 
 

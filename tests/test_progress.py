@@ -153,7 +153,13 @@ async def test_quiet_prints_nothing_but_crawls(site: Site, tmp_path: Path) -> No
     a.page("/", ["/a", "/missing"])
     a.page("/a")
     code, lines, db = await crawl_cli(
-        tmp_path, a.url("/"), "--quiet", gate=None, seen=bool, CRAWLER_PROGRESS_EVERY="0.001"
+        tmp_path,
+        a.url("/"),
+        "--quiet",
+        "--user-agent=testbot/1.0 (+https://tests.example/)",  # else one warning: no contact
+        gate=None,
+        seen=bool,
+        CRAWLER_PROGRESS_EVERY="0.001",
     )
     assert code == 0
     assert lines == []

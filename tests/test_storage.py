@@ -689,7 +689,9 @@ def test_a_full_disk_stops_the_crawl_with_exit_1_and_resume_finishes_it(tmp_path
         host.hold = 0.05  # a slow server: pages arrive over several batches
         for p in paths:
             host.page(p, body="<html>" + p * 2000 + "</html>")  # ~8 KB each: ~1 MB in all
+        agent = "testbot/1.0 (+https://tests.example/)"  # a contact: no User-Agent warning
         command = [sys.executable, "-m", "crawler", "crawl", host.url("/"), "--db", db, "--quiet"]
+        command += ["--user-agent", agent]
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=60, preexec_fn=_small_files(500_000)
         )

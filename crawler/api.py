@@ -22,6 +22,7 @@ from crawler.config import Settings, build_settings
 from crawler.errors import SettingError, UsageError
 from crawler.hooks import Hook
 from crawler.records import Summary
+from crawler.runoptions import RunOptions, run_options
 from crawler.store import Reader, open_reader
 
 T = TypeVar("T")
@@ -52,16 +53,19 @@ async def acrawl(
     """Crawl `seeds` into a new crawl in `db`; the summary when the frontier runs dry,
     `max_pages` is reached or the task is cancelled (state saved: `resume` continues).
 
-    `settings` are the config.toml keys (`per_host=4, delay=0.5`); `on_page` one hook or
-    a list (crawler.hooks.Page in, a dict of fields for `pages.data` or None out). A
+    `settings` are the config.toml keys (`per_host=4, delay=0.5`), and this run's own
+    options (`header=`, `proxy=`, `resolve=`, `time_limit=`: never stored); `on_page`
+    one hook or a list (crawler.hooks.Page in, a dict of fields for `pages.data` or None
+    out). A
     UsageError (`db` already holds a crawl, a seed that is not a URL, a hook that cannot
     be imported) or SettingError (a ValueError) comes before any fetch.
     """
     from crawler import run
 
+    options = _options(settings)
     chosen = _settings(settings, "crawl()")
     seed_list = [seeds] if isinstance(seeds, str) else list(seeds)
-    return await run.crawl(db, chosen, seed_list, hooks=_hook_list(on_page))
+    return await run.crawl(db, chosen, seed_list, hooks=_hook_list(on_page), options=options)
 
 
 def resume(
@@ -86,8 +90,26 @@ async def aresume(
     `seeds` are added; hooks named in the stored settings are loaded again."""
     from crawler import run
 
+    options = _options(settings)
     _settings(settings, "resume()")  # every value checked before the store is opened
-    return await run.resume(db, settings, list(seeds), hooks=_hook_list(on_page))
+    return await run.resume(db, settings, list(seeds), hooks=_hook_list(on_page), options=options)
+
+
+def _options(values: dict[str, Any]) -> RunOptions:
+    """This run's own options, taken out of `values`: `header` ("Name: value" or a list),
+    `proxy` (a URL or "env"), `resolve` ("HOST:ADDRESS" or a list), `time_limit` (seconds
+    or "15m"). Never stored: give them again to `resume`. UsageError when one is bad."""
+
+    def listed(value: str | Iterable[str]) -> tuple[str, ...]:
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    limit = values.pop("time_limit", None)
+    return run_options(
+        listed(values.pop("header", ())),
+        values.pop("proxy", None),
+        listed(values.pop("resolve", ())),
+        None if limit is None else str(limit),
+    )
 
 
 def _settings(values: dict[str, Any], source: str) -> Settings:

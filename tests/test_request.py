@@ -789,3 +789,21 @@ async def test_time_limit_with_processes_stops_every_child(site: Site, tmp_path:
     assert all(h.requests_for("/a") == 0 for h in hosts)
     assert (await resume(db)).finished
     assert len([r for r in page_rows(db).values() if r[0] == 200]) == 4
+
+
+# ---------------------------------------------------------------------- Python API
+
+
+async def test_python_api_takes_the_run_options(site: Site, db: str) -> None:
+    from crawler.api import acrawl
+
+    host = await site.host()
+    host.page("/")
+    summary = await acrawl(
+        host.url("/"), db, header=f"X-Token: {SECRET}", time_limit="1h", ignore_robots=True
+    )
+    assert summary.finished
+    assert host.hits[0].headers["X-Token"] == SECRET
+    assert SECRET not in everything_in(db)
+    with pytest.raises(UsageError, match="--time-limit must be a positive duration"):
+        await acrawl(host.url("/"), db, time_limit="soon")

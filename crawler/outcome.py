@@ -23,7 +23,7 @@ from crawler.fetcher import Response
 from crawler.frontier import Frontier
 from crawler.hooks import Hooks, Page
 from crawler.netbytes import location_url
-from crawler.parser import ParsedPage, extract_links, is_html
+from crawler.parser import ParsedPage, extract_links, is_html, visible_text
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, NewURL, Outcome, PageRow, QueuedURL, URLState
 from crawler.urls import canonical_url
@@ -99,6 +99,10 @@ class Outcomes:
             data, follow = await self._hooks(job, resp, parsed, skipped)
         if parsed is not None:
             links, new = self._links(job, parsed, skipped, follow)
+        text, text_truncated = None, False
+        if settings.text and parsed is not None and parsed.document is not None:
+            # From the tree the links came from, after the hooks: it strips the tree.
+            text, text_truncated = visible_text(parsed.document)
         # Plain bodies are hashed by the store, on its writer thread; a body stored
         # compressed is compressed and hashed here, in a thread (off the event loop).
         got_body = resp.status is not None and resp.downloaded  # else no body was read
@@ -133,6 +137,8 @@ class Outcomes:
             noindex=robots.noindex or (parsed is not None and parsed.noindex)
             if resp.status is not None
             else None,
+            text=text,
+            text_truncated=text_truncated,
         )
         return Outcome(
             url=item.url,

@@ -233,7 +233,9 @@ COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 
 def test_the_commands_are_the_documented_ones() -> None:
-    assert COMMANDS == ["config", "crawl", "export", "report", "resume", "stats", "why", "work"]
+    assert COMMANDS == [
+        "config", "crawl", "export", "report", "resume", "search", "stats", "why", "work",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

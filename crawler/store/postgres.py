@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from crawler.config import Settings
-from crawler.records import CrawlRecord, QueuedURL, Sitemap
+from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
+from crawler.store import postgres_text
 from crawler.store.postgres_batches import is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
@@ -149,6 +150,10 @@ class PostgresStore(Leases):
     async def mark_finished(self) -> None:
         async with self._writing(), self.pool.acquire() as conn:
             await conn.execute("UPDATE crawl SET finished_at = $1 WHERE id = 1", time.time())
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        async with self._writing():
+            return await postgres_text.reindex(self.pool, text_of, batch)
 
     # ------------------------------------------------------------------ frontier
 

@@ -215,7 +215,11 @@ _INSERT_PAGES = (
     "ON CONFLICT (url) DO NOTHING RETURNING id, url), "
     "b AS (INSERT INTO bodies (page_id, body, body_codec) SELECT p.id, b.body, b.codec FROM p "
     f"JOIN unnest(${_B}::text[], ${_B + 1}::bytea[], ${_B + 2}::text[]) AS b (url, body, codec) "
-    "USING (url)) "
+    "USING (url)), "
+    "t AS (INSERT INTO page_text (page_id, title, text, truncated) "
+    "SELECT p.id, t.title, t.text, t.truncated FROM p "
+    f"JOIN unnest(${_B + 3}::text[], ${_B + 4}::text[], ${_B + 5}::text[], ${_B + 6}::int[]) "
+    "AS t (url, title, text, truncated) USING (url)) "
     "SELECT count(*) FROM p"
 )
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
@@ -248,7 +252,8 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
     if rows.pages:
         columns = list(zip(*rows.pages.values(), strict=True))
         bodies = [list(c) for c in zip(*rows.bodies, strict=True)] or [[], [], []]
-        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies)
+        texts = [list(c) for c in zip(*rows.texts, strict=True)] or [[], [], [], []]
+        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies, *texts)
     if rows.data:
         # Apart from the INSERT, so that a crawl without hooks sends no extra column.
         urls, data = zip(*rows.data, strict=True)
@@ -340,6 +345,7 @@ class _Rows:
     new_urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     pages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     bodies: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    texts: list[tuple[str, str | None, str, int]] = field(default_factory=list)
     links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     chains: list[tuple[Any, ...]] = field(default_factory=list)
@@ -365,6 +371,8 @@ def _rows(batch: list[Outcome]) -> _Rows:
                     r.bodies.append((p.url, p.body, p.body_codec))
                 if p.data is not None:
                     r.data.append((p.url, p.data))
+                if p.text is not None:
+                    r.texts.append((p.url, p.title, p.text, int(p.text_truncated)))
         r.links.extend(o.links)
         if o.state is not None:
             r.states[o.url] = (o.state, o.reason)

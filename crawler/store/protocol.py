@@ -35,7 +35,15 @@ from typing import Any, Protocol
 
 from crawler.config import Settings
 from crawler.errors import StoreFailure
-from crawler.records import CrawlRecord, Outcome, QueuedURL, ReportData, Sitemap
+from crawler.records import (
+    CrawlRecord,
+    Outcome,
+    QueuedURL,
+    ReportData,
+    SearchHit,
+    Sitemap,
+    TextOf,
+)
 
 # The columns of an exported page, in order (jsonl keys, csv header).
 PAGE_FIELDS = (
@@ -88,6 +96,11 @@ class Store(Protocol):
         ...
 
     async def mark_finished(self) -> None: ...
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        """Store the text of stored HTML pages that have none (crawled with text off, or
+        before full-text search existed); how many. Commits batch by batch."""
+        ...
 
     def deferred_indexes(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Around a whole run: indexes that only queries need may be built at its end."""
@@ -238,4 +251,12 @@ class Reader(Protocol):
     def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
         """The least depth of a stored page linking to `url`, whether every <a> link to it
         is nofollow (False when there is none), and the kinds it is linked as, sorted."""
+        ...
+
+    def search(self, query: str, limit: int) -> list[SearchHit]:
+        """The best pages for a full-text query; UsageError when it is malformed."""
+        ...
+
+    def text_pages(self) -> int:
+        """Pages with text stored (what `search` can find)."""
         ...

@@ -24,8 +24,8 @@ import aiosqlite
 
 from crawler.config import Settings
 from crawler.errors import StorageError
-from crawler.records import CrawlRecord, QueuedURL, Sitemap
-from crawler.store import lock
+from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
+from crawler.store import lock, sqlite_text
 from crawler.store.sqlite_batches import BatchWriter, _rollback, _sha1, log
 from crawler.store.sqlite_schema import check_and_migrate
 
@@ -165,6 +165,10 @@ class SQLiteStore(BatchWriter):
     async def mark_finished(self) -> None:
         async with self._writing():
             await self.db.execute("UPDATE crawl SET finished_at = ? WHERE id = 1", (time.time(),))
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        async with self._writing():
+            return await sqlite_text.reindex(self.db, self._lock, text_of, batch)
 
     # ------------------------------------------------------------------ frontier
 

@@ -177,6 +177,13 @@ class BatchWriter(OutcomeBuffer):
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
+        if rows.texts:
+            # The page_text_insert trigger adds each row to the full-text index.
+            await db.executemany(
+                "INSERT INTO page_text (page_id, title, text, truncated) "
+                "SELECT id, ?, ?, ? FROM page_rows WHERE id = ?",
+                rows.texts,
+            )
         if rows.links:
             await db.executemany(
                 "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
@@ -288,6 +295,7 @@ class _Rows:
     new_urls: list[tuple[object, ...]] = field(default_factory=list)
     pages: list[tuple[object, ...]] = field(default_factory=list)
     bodies: list[tuple[object, ...]] = field(default_factory=list)
+    texts: list[tuple[object, ...]] = field(default_factory=list)
     links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
     chains: list[tuple[object, ...]] = field(default_factory=list)
@@ -324,6 +332,8 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
                 r.bodies.append((p.body, p.body_codec, last_id))
             if p.data is not None:
                 r.data.append((p.data, last_id))
+            if p.text is not None:
+                r.texts.append((p.title, p.text, int(p.text_truncated), last_id))
         r.links.extend(o.links)
         if o.state is not None:
             r.states.append((o.state, o.reason, o.url))

@@ -23,9 +23,10 @@ from crawler.fetcher import Response
 from crawler.frontier import Frontier
 from crawler.hooks import Hooks, Page
 from crawler.netbytes import location_url
-from crawler.parser import ParsedPage, extract_links, is_html, visible_text
+from crawler.parser import ParsedPage, extract_links, is_html
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, NewURL, Outcome, PageRow, QueuedURL, URLState
+from crawler.text import visible_text
 from crawler.urls import canonical_url
 
 

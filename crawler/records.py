@@ -138,7 +138,7 @@ class PageRow:
     noindex: bool | None = None  # meta robots / X-Robots-Tag noindex; None: no response
     data: str | None = None  # JSON of the fields hooks and --extract stored (crawler.hooks)
     text: str | None = None  # visible text (`text` setting): a `page_text` row, indexed
-    text_truncated: bool = False  # `text` was cut at parser.TEXT_LIMIT characters
+    text_truncated: bool = False  # `text` was cut at text.TEXT_LIMIT characters
 
     @classmethod
     def failed(cls, url: str, host: str, depth: int, reason: str, *, attempts: int) -> PageRow:

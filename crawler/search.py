@@ -4,16 +4,17 @@ reindex that extracts text from bodies stored without it.
 The index itself lives in the store (`page_text`: FTS5 in SQLite, a tsvector in
 PostgreSQL); a crawl fills it when the `text` setting is on. `reindex` fills it later for
 pages stored with text off or before full-text search existed, with the crawl's own
-extractor (`crawler.parser`), so both give the same text.
+extractor (`crawler.text`), so both give the same text.
 """
 
 from __future__ import annotations
 
 import json
 
-from crawler.parser import is_html, page_text
+from crawler.parser import is_html
 from crawler.records import SearchHit
 from crawler.store import Reader, open_store
+from crawler.text import page_text
 
 
 def text_of(body: bytes, content_type: str | None) -> tuple[str | None, str, bool] | None:

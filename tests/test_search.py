@@ -19,9 +19,9 @@ from click.testing import Result
 from pg import Cluster
 from support import Host, Site, assert_one_line_error, invoke, rows, run, run_resume
 
-from crawler.parser import TEXT_LIMIT, page_text
 from crawler.store import lock
 from crawler.store.sqlite import SQLiteStore
+from crawler.text import TEXT_LIMIT, page_text
 
 SCHEMA_MD = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 

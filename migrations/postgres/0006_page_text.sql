@@ -9,7 +9,7 @@ CREATE TABLE page_text (
     page_id   bigint PRIMARY KEY REFERENCES page_rows (id) ON DELETE CASCADE,
     title     text,                           -- the page's <title>, as page_rows.title
     text      text NOT NULL,                  -- visible text, whitespace collapsed
-    truncated integer NOT NULL DEFAULT 0,     -- 1: cut at 100,000 characters (crawler.parser.TEXT_LIMIT)
+    truncated integer NOT NULL DEFAULT 0,     -- 1: cut at 100,000 characters (crawler.text.TEXT_LIMIT)
     tsv       tsvector GENERATED ALWAYS AS (
                   setweight(to_tsvector('simple', coalesce(title, '')), 'A')
                   || setweight(to_tsvector('simple', text), 'B')

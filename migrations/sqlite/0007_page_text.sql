@@ -9,7 +9,7 @@ CREATE TABLE page_text (
     page_id   INTEGER PRIMARY KEY REFERENCES page_rows (id) ON DELETE CASCADE,
     title     TEXT,                           -- the page's <title>, as page_rows.title
     text      TEXT NOT NULL,                  -- visible text, whitespace collapsed
-    truncated INTEGER NOT NULL DEFAULT 0      -- 1: cut at 100,000 characters (crawler.parser.TEXT_LIMIT)
+    truncated INTEGER NOT NULL DEFAULT 0      -- 1: cut at 100,000 characters (crawler.text.TEXT_LIMIT)
 );
 
 -- External content: the index stores only its inverted lists; title and text are read

@@ -104,6 +104,8 @@ def start_worker(dsn: str) -> subprocess.Popen[str]:
 def finish(proc: subprocess.Popen[str]) -> int:
     _, err = proc.communicate(timeout=DEADLINE)
     assert "Traceback" not in err, err
+    if proc.returncode:
+        print(f"exit {proc.returncode}: {err}")  # shown when the test fails
     return proc.returncode
 
 
@@ -237,3 +239,42 @@ def test_every_worker_killed_then_resume_is_exact(pg_cluster: Cluster, pg_dsn: s
     assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM urls WHERE state = 'queued'") == [
         ("0",)
     ]
+
+
+def started(cluster: Cluster, dsn: str) -> bool:
+    return _has_schema(cluster, dsn) and pg_rows(cluster, dsn, "SELECT count(*) FROM crawl") == [
+        ("1",)
+    ]
+
+
+def test_max_pages_is_exact_across_three_workers(
+    sites: tuple[LoopThread, asyncio.Event, list[Host]], pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    thread, gate, hosts = sites
+    seeds = [h.url("/") for h in hosts]
+    limit = 30  # of 104 pages
+    procs = [start_crawl(pg_dsn, seeds, "--concurrency", "1", "--max-pages", str(limit))]
+    try:
+        wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
+        procs += [start_worker(pg_dsn) for _ in range(2)]
+        wait_for(lambda: two_lease_holders(pg_cluster, pg_dsn), "two workers holding leases")
+        thread.loop.call_soon_threadsafe(gate.set)
+        assert [finish(p) for p in procs] == [0, 0, 0]
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*), count(DISTINCT url) FROM pages") == [
+        (str(limit), str(limit))
+    ]
+    # Exactly as many pages requested as stored: no worker fetched past the budget.
+    fetched = [(h.ip, p) for h in hosts for p in h.paths if p != "/robots.txt"]
+    assert len(fetched) == limit and len(set(fetched)) == limit
+    working = pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM runs WHERE pages > 0")
+    assert int(working[0][0]) >= 2  # the budget was shared
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT stored, in_flight FROM page_budget") == [
+        (str(limit), "0")
+    ]
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]

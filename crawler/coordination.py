@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from crawler.errors import LeaseLost
 from crawler.partition import PageBudget, Partition
 from crawler.store import Store
 
@@ -143,6 +144,7 @@ class Leased(_Watched):
         # or spilled, and the seconds until each may be fetched again.
         self.idle: Callable[[], dict[str, float]] = dict
         self.budget: StoreBudget | None = None  # with --max-pages
+        self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
 
     def owns(self, host: str) -> bool:
         return host in self.store.leased
@@ -164,11 +166,16 @@ class Leased(_Watched):
         store = self.store
         renew_every = store.lease_seconds / 3
         renewed = time.monotonic()
+        self._lapse_at(renewed + store.lease_seconds)
         try:
             while True:
                 if time.monotonic() - renewed >= renew_every:
+                    sent = time.monotonic()
                     await store.renew()
-                    renewed = time.monotonic()
+                    # The server extended the leases when it got the request, after `sent`:
+                    # by this worker's clock they lapse no sooner than this.
+                    renewed = sent
+                    self._lapse_at(sent + store.lease_seconds)
                 if self.idle():
                     # What was fetched there is committed first; the commit may queue new
                     # URLs of those hosts here, so which are idle is asked again after it.
@@ -189,6 +196,31 @@ class Leased(_Watched):
                 await asyncio.sleep(self.poll_interval)
         finally:
             self._watching = None
+
+    def _lapse_at(self, when: float) -> None:
+        """Stop the crawl once this worker's leases lapse unrenewed (a cut network, a
+        server that stopped answering): from then on its hosts are others' to fetch, so
+        it must not fetch them, even with URLs of theirs in RAM."""
+        if self._lapse is not None:
+            self._lapse.cancel()
+        loop = asyncio.get_running_loop()
+        self._lapse = loop.call_at(loop.time() + when - time.monotonic(), self._lapsed)
+
+    def _lapsed(self) -> None:
+        store = self.store
+        exc = LeaseLost(
+            f"store failed: this worker could not renew its leases in {store.name} for "
+            f"{store.lease_seconds:g} s (--lease), so its hosts went to other workers; "
+            "what it committed is intact"
+        )
+        store.failure = store.failure or exc  # nothing more is written (nor waited for)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    def close(self) -> None:
+        super().close()
+        if self._lapse is not None:
+            self._lapse.cancel()
 
 
 class StoreBudget(PageBudget):

@@ -174,8 +174,8 @@ async def _go(
     out: Output,
     hooks: Hooks | None,
 ) -> Summary:
-    if hasattr(store, "lease_seconds"):
-        store.lease_seconds = settings.lease
+    if hasattr(store, "use_lease"):
+        await store.use_lease(settings.lease)
     run_id = await store.start_run(kind)
     if settings.processes > 1:
         summary = await run_partitioned(

@@ -47,6 +47,15 @@ class PostgresStore(Leases):
         """Connect and migrate; StorageError (exit 2) when the database is unusable."""
         apg = driver()
         name = public_name(dsn)
+        lease = [lease_seconds]  # read by every new connection: `use_lease` changes it
+
+        async def init(conn: Any) -> None:
+            # A worker cut off inside a transaction keeps its row locks on the server
+            # until the server notices: the lease's length at most, or the others could
+            # not reap it (they wait for those locks) and its hosts would stay stuck.
+            timeout_ms = int(lease[0] * 1000)
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+
         try:
             pool = await apg.create_pool(
                 dsn,
@@ -57,6 +66,7 @@ class PostgresStore(Leases):
                 # hang; twice the lease, so a short cut is ridden out.
                 command_timeout=max(60.0, 2 * lease_seconds),
                 server_settings={"application_name": "crawler"},
+                init=init,
             )
         except (OSError, TimeoutError, apg.PostgresError, apg.InterfaceError) as exc:
             raise connect_error(name, exc) from None
@@ -64,6 +74,7 @@ class PostgresStore(Leases):
             async with pool.acquire() as conn:
                 await check_and_migrate(conn, name, create=create)
             store = cls(pool, name, lease_seconds=lease_seconds)
+            store._lease = lease
             await store._register()
         except BaseException as exc:
             pool.terminate()

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crawler.errors import StoreFailure
+from crawler.errors import LeaseLost, StoreFailure
 from crawler.records import Outcome, PageRow, URLState
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.postgres_schema import driver
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
-
-
-class LeaseLost(StoreFailure):
-    """This worker was cut off from the store longer than its lease: its hosts are others'."""
 
 
 class PostgresWriter(OutcomeBuffer):

@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from crawler.store.postgres_batches import RETRIES, LeaseLost, PostgresWriter
+from crawler.errors import LeaseLost
+from crawler.store.postgres_batches import RETRIES, PostgresWriter
 from crawler.store.postgres_schema import driver
 
 if TYPE_CHECKING:
@@ -55,6 +56,25 @@ class Leases(PostgresWriter):
                 if attempt == RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    _lease: list[float]  # the lease new connections are set up for (`open`)
+
+    async def use_lease(self, seconds: float) -> None:
+        """The crawl's `--lease`, known once its settings are read: for this worker's row
+        and leases, and for the server's idle-in-transaction timeout of its sessions."""
+        self.lease_seconds = seconds
+        if getattr(self, "_lease", None) is not None and self._lease[0] != seconds:
+            self._lease[0] = seconds
+            await self.pool.expire_connections()  # set up again, with the new timeout
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                f"UPDATE workers SET lease_until = {_NOW} + $2 WHERE id = $1",
+                self.worker,
+                seconds,
+            )
+
+        await self._transaction(work)
 
     async def _register(self) -> None:
         """Join the crawl: reap dead workers, then add this one."""

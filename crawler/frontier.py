@@ -26,7 +26,7 @@ from crawler.records import Job, NewURL, Outcome, QueuedURL
 from crawler.robots import RobotsCache, Rules
 from crawler.scheduler import Scheduler
 from crawler.scope import Scope
-from crawler.seen import SeenSet
+from crawler.seen import RecentSeen, SeenSet
 from crawler.sitemap_queue import SitemapQueue
 from crawler.sitemaps import Entry
 from crawler.store import Store
@@ -58,7 +58,8 @@ class Frontier:
         self._lookups: set[asyncio.Task[None]] = set()
         self.store = store
         self.budget = budget or PageBudget(settings.max_pages)
-        self.seen = SeenSet()
+        # A store that deduplicates itself needs only a cache of recent URLs in front.
+        self.seen = RecentSeen() if store.dedups else SeenSet()
         self.admission = Admission(settings, scope, self.seen)
         self.coordination: Solo
         if hasattr(store, "lease_hosts"):  # a store shared by workers on many machines

@@ -52,6 +52,10 @@ class PostgresWriter(OutcomeBuffer):
         self.lease_seconds = lease_seconds
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
+        # New-URL rows sent to the database's dedup, and those it found new: what the
+        # seen-cache in front (`seen.RecentSeen`) saves shows in the first.
+        self.dedup_sent = 0
+        self.dedup_new = 0
 
     async def flush(self) -> int:
         """Commit every queued outcome in one transaction; returns how many.
@@ -110,6 +114,8 @@ class PostgresWriter(OutcomeBuffer):
             inserted, pages = await _write(conn, rows)
             await self._finish(conn, inserted, pages, used)
         self._units -= used  # only once committed: a rollback leaves the units ours
+        self.dedup_sent += len(rows.new_urls)
+        self.dedup_new += len(inserted)
         return [url for url, _ in inserted]
 
     async def _commit_each(self, batch: list[Outcome]) -> list[str]:

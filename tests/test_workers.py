@@ -278,3 +278,48 @@ def test_max_pages_is_exact_across_three_workers(
         (str(limit), "0")
     ]
     assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
+
+
+def test_work_with_processes_adds_that_many_workers(
+    pg_cluster: Cluster, pg_dsn: str, tmp_path: object
+) -> None:
+    with threaded_site() as (site, thread):
+        gate = thread.call(_event())
+        # 12 hosts, 4 leased by each of the crawl and the two worker processes.
+        hosts = build(site, thread, n_hosts=12, pages=6, gate=gate)
+        seeds = [h.url("/") for h in hosts]
+        db = str(tmp_path) + "/one.db"  # type: ignore[operator]
+        thread.loop.call_soon_threadsafe(gate.set)
+        args = ["crawl", *seeds, "--db", db, "-q", "--per-host", str(PER_HOST)]
+        assert subprocess.run(crawler(*args), timeout=DEADLINE).returncode == 0
+        want = sorted(rows(db, "SELECT url, status FROM pages"))
+        want_urls = sorted(rows(db, "SELECT url, state FROM urls"))
+        reset(hosts)
+        thread.loop.call_soon_threadsafe(gate.clear)
+
+        procs = [start_crawl(pg_dsn, seeds, "--concurrency", "1")]
+        try:
+            wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
+            work = crawler("work", "--db", pg_dsn, "-q", "--processes", "2", "--concurrency", "2")
+            procs.append(subprocess.Popen(work, stderr=subprocess.PIPE, text=True))
+            holders = "SELECT count(DISTINCT lease_owner) FROM hosts"
+            wait_for(
+                lambda: pg_rows(pg_cluster, pg_dsn, holders) == [("3",)], "three lease holders"
+            )
+            thread.loop.call_soon_threadsafe(gate.set)
+            assert [finish(p) for p in procs] == [0, 0]
+        finally:
+            thread.loop.call_soon_threadsafe(gate.set)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+    got = pg_rows(pg_cluster, pg_dsn, "SELECT url, status FROM pages")
+    assert sorted((u, int(s)) for u, s in got) == want
+    assert sorted(pg_rows(pg_cluster, pg_dsn, "SELECT url, state FROM urls")) == want_urls
+    twice = [(h.ip, p) for h in hosts for p, n in Counter(h.paths).items() if n > 1]
+    assert twice == []
+    for host in hosts:
+        assert host.max_open <= PER_HOST, host.ip
+    ran = pg_rows(pg_cluster, pg_dsn, "SELECT kind, pages > 0 FROM runs ORDER BY id")
+    assert ran == [("crawl", "t"), ("work", "t")]

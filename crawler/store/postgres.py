@@ -32,6 +32,9 @@ class PostgresStore(Leases):
     """A PostgreSQL crawl database opened by one worker for one run."""
 
     dedups = True  # the database deduplicates: on_commit reports what was really new
+    # The URL as given, password included: only for this machine's worker processes
+    # (`--processes`), handed to them through a pipe; `name` is what messages show.
+    dsn: str = ""
 
     def __init__(self, pool: Any, name: str, *, lease_seconds: float = 30.0) -> None:
         super().__init__(pool, name, lease_seconds=lease_seconds)
@@ -75,6 +78,7 @@ class PostgresStore(Leases):
                 await check_and_migrate(conn, name, create=create)
             store = cls(pool, name, lease_seconds=lease_seconds)
             store._lease = lease
+            store.dsn = dsn
             await store._register()
         except BaseException as exc:
             pool.terminate()

@@ -22,7 +22,7 @@ from crawler.records import Summary
 from crawler.report import print_summary
 from crawler.scope import Scope
 from crawler.seen import SeenSet
-from crawler.store import Store, open_store
+from crawler.store import Store, open_store, shown_name
 from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def resume_crawl(db: str, overrides: dict[str, Any], seeds: Sequence[str], out: 
 def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output) -> int:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         summary = runner.run(main)
-    print_summary(summary, db=db, quiet=out.quiet, log_format=out.log_format)
+    print_summary(summary, db=shown_name(db), quiet=out.quiet, log_format=out.log_format)
     return 0
 
 
@@ -79,7 +79,8 @@ async def crawl(
         with store.lock():
             if await store.load_crawl() is not None:
                 raise UsageError(
-                    f"{db} already holds a crawl: continue it with `crawler resume --db {db}` "
+                    f"{store.name} already holds a crawl: continue it with "
+                    f"`crawler resume --db {store.name}` "
                     "(add seeds with --seed URL), or crawl into another file"
                 )
             await store.save_crawl(settings, seeds)
@@ -103,7 +104,7 @@ async def resume(
         with store.lock():
             record = await store.load_crawl()
             if record is None:
-                raise UsageError(f"{db} holds no crawl to resume")
+                raise UsageError(f"{store.name} holds no crawl to resume")
             settings = record.settings
             if overrides:
                 settings = build_settings(overrides, source="command line", base=settings)[0]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from pg import Cluster
+from pg import PASSWORD, Cluster
 from support import Handler, Host, LoopThread, Site, rows, threaded_site
 
 DEADLINE = 60.0
@@ -323,3 +323,60 @@ def test_work_with_processes_adds_that_many_workers(
         assert host.max_open <= PER_HOST, host.ip
     ran = pg_rows(pg_cluster, pg_dsn, "SELECT kind, pages > 0 FROM runs ORDER BY id")
     assert ran == [("crawl", "t"), ("work", "t")]
+
+
+BLOCK_ASYNCPG = (
+    "import runpy, sys; sys.modules['asyncpg'] = None; "  # as if the extra were not installed
+    "runpy.run_module('crawler', run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize("command", ["crawl http://127.0.5.1:9/", "work", "resume", "stats"])
+def test_without_the_postgres_extra_a_postgres_url_is_one_line_exit_2(command: str) -> None:
+    dsn = "postgresql://crawler:s3cret-pw@127.0.0.1:9/crawl"
+    args = [sys.executable, "-c", BLOCK_ASYNCPG, *command.split(), "--db", dsn]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "crawler: error: the PostgreSQL store needs asyncpg: pip install 'crawler[postgres]'"
+    )
+
+
+def test_the_password_is_never_stored_nor_printed(
+    sites: tuple[LoopThread, asyncio.Event, list[Host]], pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    thread, gate, hosts = sites
+    seeds = [h.url("/") for h in hosts]
+    bare = pg_dsn.replace(f":{PASSWORD}@", "@")
+    assert bare != pg_dsn
+    args = crawler("crawl", *seeds, "--db", pg_dsn, "--lease", "3")
+    crawl = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM hosts WHERE "
+                                 "lease_owner IS NOT NULL") != [("0",)], "leases")  # fmt: skip
+        crawl.send_signal(signal.SIGTERM)  # stopped with work left: the resume hint
+        thread.loop.call_soon_threadsafe(gate.set)
+        out, err = crawl.communicate(timeout=DEADLINE)
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        if crawl.poll() is None:
+            crawl.kill()
+            crawl.communicate()
+    assert crawl.returncode == 0, err
+    assert f"crawler resume --db {bare}" in " ".join((out + err).split())
+    printed = out + err
+    for command in (["stats"], ["config"], ["why", seeds[0]], ["export", "--format", "jsonl"]):
+        done = subprocess.run(
+            crawler(*command, "--db", pg_dsn), capture_output=True, text=True, timeout=DEADLINE
+        )
+        assert done.returncode == 0, done.stderr
+        printed += done.stdout + done.stderr
+    assert bare in printed and PASSWORD not in printed
+    dump = subprocess.run(
+        [*pg_cluster._as_owner(), str(pg_cluster.bindir / "pg_dump"), "-h", str(pg_cluster.sockets),
+         "-p", str(pg_cluster.port), "-U", "postgres", "-d", pg_dsn.rsplit("/", 1)[1]],
+        capture_output=True, text=True, timeout=DEADLINE, check=True,
+    ).stdout  # fmt: skip
+    assert "crawl" in dump and seeds[0] in dump and PASSWORD not in dump

@@ -343,7 +343,7 @@ def test_without_the_postgres_extra_a_postgres_url_is_one_line_exit_2(command: s
     )
 
 
-def test_the_password_is_never_stored_nor_printed(
+def test_sigterm_gives_leases_back_and_the_password_is_never_stored_nor_printed(
     sites: tuple[LoopThread, asyncio.Event, list[Host]], pg_cluster: Cluster, pg_dsn: str
 ) -> None:
     thread, gate, hosts = sites
@@ -366,6 +366,10 @@ def test_the_password_is_never_stored_nor_printed(
             crawl.communicate()
     assert crawl.returncode == 0, err
     assert f"crawler resume --db {bare}" in " ".join((out + err).split())
+    # SIGTERM gave the leases back at once (an expired lease keeps its owner's id).
+    held = "SELECT count(*) FROM hosts WHERE lease_owner IS NOT NULL"
+    assert pg_rows(pg_cluster, pg_dsn, held) == [("0",)]
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
     printed = out + err
     for command in (["stats"], ["config"], ["why", seeds[0]], ["export", "--format", "jsonl"]):
         done = subprocess.run(

@@ -29,51 +29,56 @@ from test_workers import (
 
 LEASE = "2"
 DELAY = 0.5  # a worker still has URLs of its hosts in RAM when its leases lapse
-PAGES = 6
+PAGES = 5
 
 
 async def _event() -> asyncio.Event:
     return asyncio.Event()
 
 
-@pytest.fixture
-def proxied(
-    pg_cluster: Cluster, pg_dsn: str
-) -> Iterator[tuple[LoopThread, asyncio.Event, list[Host], Proxy, str]]:
+Crawled = dict[str, list[tuple[object, ...]]]
+World = tuple[LoopThread, asyncio.Event, list[Host], Crawled]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The site, and what one SQLite crawl of it stores (shared by the tests)."""
     with threaded_site() as (site, thread):
         gate = thread.call(_event())
         hosts = build(site, thread, n_hosts=8, pages=PAGES, gate=gate)
-        proxy = Proxy(pg_cluster.port)
-        thread.call(proxy.start())
-        try:
-            via = pg_dsn.replace(f":{pg_cluster.port}/", f":{proxy.port}/")
-            yield thread, gate, hosts, proxy, via
-        finally:
-            thread.loop.call_soon_threadsafe(gate.set)
-            thread.call(proxy.close())
+        db = str(tmp_path_factory.mktemp("cuts") / "one.db")
+        seeds = [h.url("/") for h in hosts]
+        args = ["crawl", *seeds, "--db", db, "-q", "--per-host", "1", "--delay", str(DELAY)]
+        thread.loop.call_soon_threadsafe(gate.set)
+        assert subprocess.run(crawler(*args), timeout=DEADLINE).returncode == 0
+        want = {
+            "pages": sorted(rows(db, "SELECT url, status FROM pages")),
+            "links": sorted(rows(db, "SELECT src_url, dst_url FROM links")),
+            "urls": sorted(rows(db, "SELECT url, state FROM urls")),
+        }
+        yield thread, gate, hosts, want
 
 
-def sqlite_crawl(
-    proxied: tuple[LoopThread, asyncio.Event, list[Host], Proxy, str], db: str
-) -> dict[str, list[tuple[object, ...]]]:
-    """What one SQLite crawl of the site stores (the gate open, closed again after)."""
-    thread, gate, hosts, _, _ = proxied
-    seeds = [h.url("/") for h in hosts]
-    args = ["crawl", *seeds, "--db", db, "-q", "--per-host", "1", "--delay", str(DELAY)]
-    thread.loop.call_soon_threadsafe(gate.set)
-    assert subprocess.run(crawler(*args), timeout=DEADLINE).returncode == 0
+@pytest.fixture
+def proxied(
+    world: World, pg_cluster: Cluster, pg_dsn: str
+) -> Iterator[tuple[LoopThread, asyncio.Event, list[Host], Proxy, str]]:
+    thread, gate, hosts, _ = world
     thread.loop.call_soon_threadsafe(gate.clear)
     for host in hosts:
         host.hits.clear()
         host.max_open = 0
-    return {
-        "pages": sorted(rows(db, "SELECT url, status FROM pages")),
-        "links": sorted(rows(db, "SELECT src_url, dst_url FROM links")),
-        "urls": sorted(rows(db, "SELECT url, state FROM urls")),
-    }
+    proxy = Proxy(pg_cluster.port)
+    thread.call(proxy.start())
+    try:
+        via = pg_dsn.replace(f":{pg_cluster.port}/", f":{proxy.port}/")
+        yield thread, gate, hosts, proxy, via
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        thread.call(proxy.close())
 
 
-def postgres_crawl(cluster: Cluster, dsn: str) -> dict[str, list[tuple[object, ...]]]:
+def postgres_crawl(cluster: Cluster, dsn: str) -> Crawled:
     got = pg_rows(cluster, dsn, "SELECT url, status FROM pages")
     return {
         "pages": sorted((u, int(s)) for u, s in got),
@@ -135,13 +140,13 @@ def run_two_workers(
 
 
 def test_a_worker_cut_off_for_less_than_its_lease_carries_on(
+    world: World,
     proxied: tuple[LoopThread, asyncio.Event, list[Host], Proxy, str],
     pg_cluster: Cluster,
     pg_dsn: str,
-    tmp_path: object,
 ) -> None:
     thread, _, hosts, proxy, _ = proxied
-    want = sqlite_crawl(proxied, str(tmp_path) + "/one.db")  # type: ignore[operator]
+    want = world[3]
 
     def short_cut(worker: subprocess.Popen[str]) -> None:
         thread.loop.call_soon_threadsafe(proxy.cut)
@@ -159,13 +164,13 @@ def test_a_worker_cut_off_for_less_than_its_lease_carries_on(
 
 
 def test_a_worker_cut_off_past_its_lease_stops_and_another_finishes_its_hosts(
+    world: World,
     proxied: tuple[LoopThread, asyncio.Event, list[Host], Proxy, str],
     pg_cluster: Cluster,
     pg_dsn: str,
-    tmp_path: object,
 ) -> None:
     thread, _, hosts, proxy, _ = proxied
-    want = sqlite_crawl(proxied, str(tmp_path) + "/one.db")  # type: ignore[operator]
+    want = world[3]
 
     def long_cut(worker: subprocess.Popen[str]) -> None:
         thread.loop.call_soon_threadsafe(proxy.cut)  # until the worker has exited

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crawler.errors import StoreFailure
+from crawler.errors import LeaseLost, StoreFailure
 from crawler.records import Outcome, PageRow, URLState
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.postgres_schema import driver
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
-
-
-class LeaseLost(StoreFailure):
-    """This worker was cut off from the store longer than its lease: its hosts are others'."""
 
 
 class PostgresWriter(OutcomeBuffer):
@@ -56,6 +52,10 @@ class PostgresWriter(OutcomeBuffer):
         self.lease_seconds = lease_seconds
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
+        # New-URL rows sent to the database's dedup, and those it found new: what the
+        # seen-cache in front (`seen.RecentSeen`) saves shows in the first.
+        self.dedup_sent = 0
+        self.dedup_new = 0
 
     async def flush(self) -> int:
         """Commit every queued outcome in one transaction; returns how many.
@@ -110,9 +110,12 @@ class PostgresWriter(OutcomeBuffer):
     async def _commit(self, batch: list[Outcome]) -> list[str]:
         rows = _rows(batch)
         async with self.pool.acquire() as conn, conn.transaction():
+            used = await self._begin(conn, rows.pages_sent)
             inserted, pages = await _write(conn, rows)
-            used = await self._finish(conn, inserted, rows, pages)
+            await self._finish(conn, inserted, pages, used)
         self._units -= used  # only once committed: a rollback leaves the units ours
+        self.dedup_sent += len(rows.new_urls)
+        self.dedup_new += len(inserted)
         return [url for url, _ in inserted]
 
     async def _commit_each(self, batch: list[Outcome]) -> list[str]:
@@ -121,8 +124,8 @@ class PostgresWriter(OutcomeBuffer):
         apg = driver()
         inserted: list[tuple[str, str]] = []
         pages_in = 0
-        total = _Rows()
         async with self.pool.acquire() as conn, conn.transaction():
+            used = await self._begin(conn, sum(o.page is not None for o in batch))
             for outcome in batch:
                 rows = _rows([outcome])
                 try:
@@ -135,10 +138,8 @@ class PostgresWriter(OutcomeBuffer):
                 else:
                     inserted += new
                     pages_in += n
-                    total.pages_sent += rows.pages_sent
                     continue
                 log.debug("outcome for %r refused", outcome.url, exc_info=error)
-                total.pages_sent += rows.pages_sent
                 row = _error_row(outcome, error)
                 if row is None:
                     log.error("dropped an outcome the store refused: %s", _one_line(error))
@@ -154,25 +155,15 @@ class PostgresWriter(OutcomeBuffer):
                     if is_store_failure(exc) or isinstance(exc, apg.TransactionRollbackError):
                         raise
                     log.error("dropped an outcome the store refused: %s", _one_line(exc))
-            used = await self._finish(conn, inserted, total, pages_in)
+            await self._finish(conn, inserted, pages_in, used)
         self._units -= used
         return [url for url, _ in inserted]
 
-    async def _finish(
-        self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], rows: _Rows, pages: int
-    ) -> int:
-        """The rows every worker shares, last and in a fixed order: hosts that have work,
-        this worker's lease and budget units, the crawl's page count."""
-        hosts = sorted({host for _, host in inserted})
-        if hosts:
-            # The flag is set with the URLs it stands for: a lease holder that clears it
-            # (finding none queued) either sees these URLs or is seen by this statement.
-            await conn.execute(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
-                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
-                hosts,
-            )
-        used = min(rows.pages_sent, self._units)
+    async def _begin(self, conn: asyncpg.Connection, pages_sent: int) -> int:
+        """This worker's row first (every transaction of a worker locks it before any
+        shared row, so a commit and a lease renewal of one worker never wait for each
+        other): its lease extended, the budget units its pages spend taken off."""
+        used = min(pages_sent, self._units)
         alive = await conn.fetchval(
             "UPDATE workers SET taken = taken - $2, "
             "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
@@ -186,6 +177,22 @@ class PostgresWriter(OutcomeBuffer):
                 f"store failed: this worker was cut off from {self.name} longer than its lease "
                 "and its hosts went to other workers; what it committed is intact"
             )
+        return used
+
+    async def _finish(
+        self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], pages: int, used: int
+    ) -> None:
+        """The rows every worker shares, last and in a fixed order: hosts that have work,
+        then the crawl's page count."""
+        hosts = sorted({host for _, host in inserted})
+        if hosts:
+            # The flag is set with the URLs it stands for: a lease holder that clears it
+            # (finding none queued) either sees these URLs or is seen by this statement.
+            await conn.execute(
+                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
+                hosts,
+            )
         if pages or used:
             await conn.execute(
                 "UPDATE page_budget SET stored = stored + $1, in_flight = in_flight - $2 "
@@ -193,7 +200,6 @@ class PostgresWriter(OutcomeBuffer):
                 pages,
                 used,
             )
-        return used
 
     @staticmethod
     def is_store_failure(exc: BaseException) -> bool:

@@ -203,6 +203,10 @@ class Leases(Protocol):
 
     async def pages_left(self, limit: int) -> int: ...
 
+    async def page_budget(self) -> tuple[int, int]:
+        """(pages stored, units held for fetches under way), all workers."""
+        ...
+
 
 class Reader(Protocol):
     """Read-only questions to a stored crawl."""

@@ -117,7 +117,10 @@ def run_two_workers(
     and restores; (crawl's exit code, worker's exit code, worker's stderr)."""
     thread, gate, hosts, proxy, via = proxied
     seeds = [h.url("/") for h in hosts]
-    crawl = start_crawl(dsn, seeds, "--concurrency", "1", "--lease", LEASE, "--delay", str(DELAY))
+    crawl = start_crawl(
+        dsn, seeds, "--concurrency", "1", "--lease", LEASE, "--delay", str(DELAY),
+        "--user-agent", "testbot/1 (+mailto:ops@example.com)",
+    )  # fmt: skip
     worker = None
     try:
         wait_for(lambda: started(cluster, dsn), "the crawl to start")

@@ -127,6 +127,7 @@ class Network:
         # What the pool asks: the guarded resolver, or a cache over it (--per-ip).
         self.resolver: AbstractResolver = self.guarded
         self.ssl = ssl_setting(settings)
+        self._literals: dict[str, tuple[bool, str | None]] = {}  # host -> (an IP?, refusal)
 
     async def route(self, url: yarl.URL) -> Proxy | None:
         """The proxy `url` goes through; raises PrivateAddress when its host is refused.
@@ -137,11 +138,18 @@ class Network:
         """
         host = url.host or ""
         proxy = self.proxies.for_url(url)
-        if ip_or_none(host) is not None:
-            why = self.guard.refusal(host, host)
-            if why is not None:
-                raise PrivateAddress(why)
-        elif proxy is not None and not self.guard.allow_all:
+        literal = self._literals.get(host)
+        if literal is None:  # parsed once per host: this runs for every request
+            if len(self._literals) >= 100_000:
+                self._literals.clear()
+            is_ip = ip_or_none(host) is not None
+            literal = self._literals[host] = (
+                is_ip,
+                self.guard.refusal(host, host) if is_ip else None,
+            )
+        if literal[1] is not None:
+            raise PrivateAddress(literal[1])
+        if not literal[0] and proxy is not None and not self.guard.allow_all:
             await self.guarded.resolve(host, url.port or 0)
         return proxy
 

@@ -20,6 +20,7 @@ from crawler import __version__
 from crawler.cli_options import (
     given_settings,
     output_options,
+    recrawl_options,
     request_options,
     run_output,
     settings_options,
@@ -171,6 +172,48 @@ def resume(
     added = _seed_list(seeds, seeds_file)
     out = run_output(quiet, log_format, status_host, status_port)
     return resume_crawl(db, given, added, out, options)
+
+
+@cli.command()
+@click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
+@recrawl_options
+@settings_options
+@request_options
+@output_options
+def recrawl(
+    db: str,
+    older_than: str | None,
+    where: str | None,
+    due: bool,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    status_host: str,
+    status_port: int | None,
+    **values: Any,
+) -> int:
+    """Fetch stored pages again (default: all), conditionally (ETag, Last-Modified).
+
+    A 304 or an identical body marks a page unchanged (its body kept); a changed page is
+    replaced and its new links are crawled; a 404/410 is recorded as gone (its last body
+    kept). Every fetch is a row of the fetches table. Politeness, robots.txt and the
+    crawl's settings apply as in a crawl (flags given here replace stored ones). Ctrl-C
+    stops it; `crawler resume` continues it.
+    """
+    from crawler.revisit import duration_seconds
+    from crawler.run import recrawl_crawl
+
+    setup_logging(verbose, quiet, log_format)
+    options = take_run_options(values)
+    given = given_settings(values)
+    build_settings(given, source="command line")  # validate before touching the file
+    selection = {
+        "where": where if where and where.strip() else None,
+        "older_than": duration_seconds(older_than) if older_than is not None else None,
+        "due": due,
+    }
+    out = run_output(quiet, log_format, status_host, status_port)
+    return recrawl_crawl(db, given, selection, out, options)
 
 
 @cli.command()

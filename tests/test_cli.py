@@ -233,7 +233,17 @@ COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 
 def test_the_commands_are_the_documented_ones() -> None:
-    assert COMMANDS == ["config", "crawl", "export", "report", "resume", "stats", "why", "work"]
+    assert COMMANDS == [
+        "config",
+        "crawl",
+        "export",
+        "recrawl",
+        "report",
+        "resume",
+        "stats",
+        "why",
+        "work",
+    ]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

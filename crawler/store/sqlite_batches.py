@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
-from crawler.records import Outcome, PageRow, URLState
+from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store.buffer import OutcomeBuffer, one_line
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class BatchWriter(OutcomeBuffer):
         super().__init__(batch_size)
         self.db = db
         self.path = self.name = path
+        self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
         # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
         # (the frontier's seen-set deduplicates; `dedups` is False).
 
@@ -94,7 +95,7 @@ class BatchWriter(OutcomeBuffer):
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await self._write(_rows(batch, await self._last_page_id()))
+            await self._write(_rows(batch, await self._last_page_id(), self.run_id))
             await db.commit()
         except BaseException:
             # Cancellation or a write error: nothing of this batch may stay half-written.
@@ -123,9 +124,7 @@ class BatchWriter(OutcomeBuffer):
                     continue
                 log.warning("%s: stored as an error row: %s", row.url, row.error)
                 try:
-                    last_id = await self._write_savepoint(
-                        [Outcome(url=row.url, state=URLState.DONE, page=row)], last_id
-                    )
+                    last_id = await self._write_savepoint([error_outcome(outcome, row)], last_id)
                 except Exception as exc:
                     if _is_store_failure(exc):
                         raise
@@ -136,7 +135,7 @@ class BatchWriter(OutcomeBuffer):
             raise
 
     async def _write_savepoint(self, outcomes: list[Outcome], last_id: int) -> int:
-        rows = _rows(outcomes, last_id)
+        rows = _rows(outcomes, last_id, self.run_id)
         await self.db.execute("SAVEPOINT outcome")
         try:
             await self._write(rows)
@@ -177,6 +176,27 @@ class BatchWriter(OutcomeBuffer):
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
+        if rows.new_fetches:
+            await db.executemany(_NEW_FETCH, rows.new_fetches)
+        if rows.replaced:
+            # A changed page: its row, body and links replaced (old links before new ones).
+            await db.executemany(_REPLACE_PAGE, rows.replaced)
+            await db.executemany(
+                "INSERT OR REPLACE INTO bodies (page_id, body, body_codec) "
+                "SELECT id, ?, ? FROM page_rows WHERE url = ?",
+                rows.replaced_bodies,
+            )
+            await db.executemany(
+                "DELETE FROM links WHERE src_url = ?", [(p[-1],) for p in rows.replaced]
+            )
+        if rows.kept:
+            await db.executemany(_KEEP_PAGE, rows.kept)
+        if rows.fetches:
+            await db.executemany(
+                "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, "
+                "change) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows.fetches,
+            )
         if rows.links:
             await db.executemany(
                 "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
@@ -229,6 +249,27 @@ _INSERT_PAGE = (
     f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?) "
     "ON CONFLICT (url) DO NOTHING"
 )
+# A new page's first fetch, read back from its row (hashed once, by the page's insert).
+_NEW_FETCH = (
+    "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
+    "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows WHERE id = ?"
+)
+# A recrawl found the page changed: every column the fetch sets (the depth stays).
+_REPLACE_PAGE = (
+    "UPDATE page_rows SET final_url = ?, status = ?, final_status = ?, error = ?, "
+    "content_type = ?, fetched_at = ?, headers = ?, elapsed = ?, size = ?, truncated = ?, "
+    "links_found = ?, links_truncated = ?, redirect_to = ?, attempts = ?, content_hash = ?, "
+    "title = ?, canonical_url = ?, noindex = ?, data = ?, revisit_interval = ?, due_at = ? "
+    "WHERE url = ?"
+)
+# Unchanged, gone or failed: the stored page (and body) stays; a gone or failed fetch
+# records its status and error, an unchanged one (?1 = 1) keeps the stored ones.
+_KEEP_PAGE = (
+    "UPDATE page_rows SET status = CASE WHEN ?1 THEN status ELSE ?2 END, "
+    "final_status = CASE WHEN ?1 THEN final_status ELSE ?2 END, "
+    "error = CASE WHEN ?1 THEN error ELSE ?3 END, fetched_at = ?4, elapsed = ?5, "
+    "attempts = ?6, revisit_interval = ?7, due_at = ?8 WHERE url = ?9"
+)
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
 _END_CHAIN = (
     "UPDATE page_rows SET final_url = ?1, "
@@ -277,6 +318,16 @@ def _error_row(outcome: Outcome, exc: Exception) -> PageRow | None:
     )
 
 
+def error_outcome(outcome: Outcome, row: PageRow) -> Outcome:
+    """The outcome that stores `row` for a refused `outcome`: a recrawl's keeps the stored
+    page and records the error (a failed fetch), a new page's inserts the error row."""
+    if outcome.change is Change.NEW:
+        return Outcome(url=row.url, state=URLState.DONE, page=row)
+    return Outcome(
+        url=row.url, state=URLState.DONE, page=row, change=Change.FAILED, interval=outcome.interval
+    )
+
+
 def _sha1(body: bytes | None) -> str | None:
     return hashlib.sha1(body).hexdigest() if body else None
 
@@ -297,18 +348,26 @@ class _Rows:
     sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
     data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
     last_id: int = 0
+    new_fetches: list[tuple[object, ...]] = field(default_factory=list)  # (run, page id)
+    replaced: list[tuple[object, ...]] = field(default_factory=list)
+    replaced_bodies: list[tuple[object, ...]] = field(default_factory=list)
+    kept: list[tuple[object, ...]] = field(default_factory=list)
+    fetches: list[tuple[object, ...]] = field(default_factory=list)
 
 
-def _rows(batch: list[Outcome], last_id: int) -> _Rows:
+def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Rows:
     """Parameters for a batch whose pages get ids after `last_id`."""
     now = time.time()
     r = _Rows()
     for o in batch:
         for n in o.new_urls:
             r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
-        if o.page is not None:
+        if o.page is not None and o.change is not Change.NEW:
+            _revisited(r, o, o.page, run_id)
+        elif o.page is not None:
             p = o.page
             last_id += 1
+            r.new_fetches.append((run_id, last_id))
             final_status = p.final_status
             if final_status is None and not (p.status is not None and 300 <= p.status < 400):
                 final_status = p.status
@@ -338,3 +397,26 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
         r.sitemap_urls.extend(o.sitemap_urls)
     r.last_id = last_id
     return r
+
+
+def _revisited(r: _Rows, o: Outcome, p: PageRow, run_id: int | None) -> None:
+    """A recrawl's fetch of a stored page: replace it (changed) or keep it, and its fetch."""
+    due = p.fetched_at + o.interval if o.interval is not None else None
+    r.fetches.append((p.url, run_id, p.fetched_at, p.status, p.error, p.content_hash, o.change))
+    if o.change is Change.CHANGED:
+        final_status = p.final_status
+        if final_status is None and not (p.status is not None and 300 <= p.status < 400):
+            final_status = p.status
+        r.replaced.append(
+            (p.final_url, p.status, final_status, p.error, p.content_type, p.fetched_at,
+             p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
+             int(p.links_truncated), p.redirect_to, p.attempts, p.content_hash, p.title,
+             p.canonical_url, None if p.noindex is None else int(p.noindex), p.data,
+             o.interval, due, p.url)
+        )  # fmt: skip
+        r.replaced_bodies.append((p.body if p.body is not None else b"", p.body_codec, p.url))
+        return
+    keep = int(o.change is Change.UNCHANGED)
+    r.kept.append(
+        (keep, p.status, p.error, p.fetched_at, p.elapsed, p.attempts, o.interval, due, p.url)
+    )

@@ -285,7 +285,6 @@ async def test_cancelled_flush_leaves_no_partial_rows_and_keeps_the_batch(
         assert calls == [
             "INSERT OR IGNORE INTO urls",
             "INSERT INTO page_rows",
-            "INSERT INTO fetches",
             "INSERT INTO links",
         ]
         assert table_counts(db) == {"pages": 0, "links": 0, "urls": 2}

@@ -177,7 +177,7 @@ class BatchWriter(OutcomeBuffer):
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
         if rows.new_fetches:
-            await db.executemany(_NEW_FETCH, rows.new_fetches)
+            await db.execute(_NEW_FETCHES, rows.new_fetches)
         if rows.replaced:
             # A changed page: its row, body and links replaced (old links before new ones).
             await db.executemany(_REPLACE_PAGE, rows.replaced)
@@ -249,10 +249,13 @@ _INSERT_PAGE = (
     f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?) "
     "ON CONFLICT (url) DO NOTHING"
 )
-# A new page's first fetch, read back from its row (hashed once, by the page's insert).
-_NEW_FETCH = (
+# The new pages' first fetches, read back from their rows (hashed once, by the pages'
+# insert) in one statement: the batch's ids are a range of the rowid (a row ignored as a
+# second one for its URL has no id in it).
+_NEW_FETCHES = (
     "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
-    "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows WHERE id = ?"
+    "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows "
+    "WHERE id > ? AND id <= ? ORDER BY id"
 )
 # A recrawl found the page changed: every column the fetch sets (the depth stays).
 _REPLACE_PAGE = (
@@ -348,7 +351,7 @@ class _Rows:
     sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
     data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
     last_id: int = 0
-    new_fetches: list[tuple[object, ...]] = field(default_factory=list)  # (run, page id)
+    new_fetches: tuple[object, ...] = ()  # (run, after id, last id): the new pages' ids
     replaced: list[tuple[object, ...]] = field(default_factory=list)
     replaced_bodies: list[tuple[object, ...]] = field(default_factory=list)
     kept: list[tuple[object, ...]] = field(default_factory=list)
@@ -359,6 +362,7 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
     """Parameters for a batch whose pages get ids after `last_id`."""
     now = time.time()
     r = _Rows()
+    first_id = last_id
     for o in batch:
         for n in o.new_urls:
             r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
@@ -367,7 +371,6 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
         elif o.page is not None:
             p = o.page
             last_id += 1
-            r.new_fetches.append((run_id, last_id))
             final_status = p.final_status
             if final_status is None and not (p.status is not None and 300 <= p.status < 400):
                 final_status = p.status
@@ -395,6 +398,8 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
             if m.state == "done":
                 r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
         r.sitemap_urls.extend(o.sitemap_urls)
+    if last_id > first_id:
+        r.new_fetches = (run_id, first_id, last_id)
     r.last_id = last_id
     return r
 

@@ -26,10 +26,11 @@ from crawler.cli_options import (
     settings_options,
     take_run_options,
 )
+from crawler.cli_search import search
 from crawler.config import SETTING_NAMES, Resolved, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 from crawler.logs import setup_logging
-from crawler.store import open_reader
+from crawler.store import open_reader, shown_name
 
 log = logging.getLogger("crawler")
 
@@ -356,6 +357,9 @@ def why(url: str, db: str, as_json: bool) -> None:
         click.echo("\n".join(explain.render(data)))
 
 
+cli.add_command(search)
+
+
 @cli.command()
 @click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
 @click.option(
@@ -401,7 +405,7 @@ def show_config(config_path: Path | None, db: str | None, as_json: bool, **value
         resolved = _stored(db, given_settings(values))
     else:
         resolved = resolve({**given_settings(values), "db": db}, config_path)
-    rows = [("db", resolved.db, resolved.sources["db"])]
+    rows = [("db", shown_name(resolved.db), resolved.sources["db"])]
     rows += [
         (name, getattr(resolved.settings, name), resolved.sources[name]) for name in SETTING_NAMES
     ]
@@ -425,10 +429,10 @@ def _stored(db: str, given: dict[str, Any]) -> Resolved:
     with contextlib.closing(open_reader(db)) as reader:
         crawl = reader.crawl()
     if crawl is None:
-        raise UsageError(f"{db} holds no crawl")
+        raise UsageError(f"{shown_name(db)} holds no crawl")
     stored = crawl[0]
     settings, cli_sources = build_settings(given, source="command line", base=stored)
-    source = f"stored in {db}"
+    source = f"stored in {shown_name(db)}"
     sources = {name: source for name in SETTING_NAMES} | cli_sources | {"db": "command line"}
     return Resolved(settings=settings, db=db, sources=sources)
 

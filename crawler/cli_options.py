@@ -58,6 +58,7 @@ _HELP = {
     "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
     "sitemap_probe": "Also try /sitemap.xml when robots.txt names no sitemap (default: off).",
     "sitemaps": "Fetch the sitemaps robots.txt names and crawl the URLs they list (default: on).",
+    "text": "Store each HTML page's visible text in a full-text index (crawler search).",
     "timeout": "Seconds per request, from the moment it is sent.",
     "user_agent": "The User-Agent header, also matched against robots.txt.",
 }
@@ -73,6 +74,7 @@ _BOOL_PAIRS = {
     "sitemaps": "--sitemaps/--no-sitemaps",
     "allow_private": "--allow-private/--no-allow-private",
     "insecure": "--insecure/--verify-tls",
+    "text": "--text/--no-text",
 }
 
 

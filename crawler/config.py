@@ -68,6 +68,7 @@ class Settings:
     scope: str = "host"  # host: the seeds' hosts; domain: their registered domains; any
     sitemap_probe: bool = False  # also try /sitemap.xml when robots.txt names no sitemap
     sitemaps: bool = True  # fetch the sitemaps robots.txt names and crawl what they list
+    text: bool = False  # keep HTML pages' visible text, indexed for `crawler search` (CPU cost)
     timeout: float = 30.0  # seconds per request, from the moment it is sent
     user_agent: str = DEFAULT_USER_AGENT  # names the project; add your own contact to it
 

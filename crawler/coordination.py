@@ -6,7 +6,7 @@ names, writes URLs of other hosts as queued rows for their owners, and polls the
 for rows the others wrote for it; the crawl ends when no URL anywhere is still queued (a
 URL stays queued until the commit of its fetch, which also commits the links it found).
 `Leased`: one of many workers on any machines sharing a PostgreSQL store, each crawling
-the hosts it holds a lease on.
+the hosts it holds a lease on, with `StoreBudget`, `--max-pages` counted in the store.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from crawler.partition import Partition
+from crawler.errors import LeaseLost
+from crawler.partition import PageBudget, Partition
 from crawler.store import Store
 
 
@@ -142,6 +143,8 @@ class Leased(_Watched):
         # Set by the frontier: this worker's leased hosts with nothing queued, in flight
         # or spilled, and the seconds until each may be fetched again.
         self.idle: Callable[[], dict[str, float]] = dict
+        self.budget: StoreBudget | None = None  # with --max-pages
+        self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
 
     def owns(self, host: str) -> bool:
         return host in self.store.leased
@@ -163,11 +166,16 @@ class Leased(_Watched):
         store = self.store
         renew_every = store.lease_seconds / 3
         renewed = time.monotonic()
+        self._lapse_at(renewed + store.lease_seconds)
         try:
             while True:
                 if time.monotonic() - renewed >= renew_every:
+                    sent = time.monotonic()
                     await store.renew()
-                    renewed = time.monotonic()
+                    # The server extended the leases when it got the request, after `sent`:
+                    # by this worker's clock they lapse no sooner than this.
+                    renewed = sent
+                    self._lapse_at(sent + store.lease_seconds)
                 if self.idle():
                     # What was fetched there is committed first; the commit may queue new
                     # URLs of those hosts here, so which are idle is asked again after it.
@@ -181,8 +189,131 @@ class Leased(_Watched):
                 if more := await store.new_work():
                     on_hosts(more)
                 self._others_busy = bool(store.leased) or await store.any_queued()
+                if self.budget is not None:
+                    await self.budget.poll()
                 if done():
                     return
                 await asyncio.sleep(self.poll_interval)
         finally:
             self._watching = None
+
+    def _lapse_at(self, when: float) -> None:
+        """Stop the crawl once this worker's leases lapse unrenewed (a cut network, a
+        server that stopped answering): from then on its hosts are others' to fetch, so
+        it must not fetch them, even with URLs of theirs in RAM."""
+        if self._lapse is not None:
+            self._lapse.cancel()
+        loop = asyncio.get_running_loop()
+        self._lapse = loop.call_at(loop.time() + when - time.monotonic(), self._lapsed)
+
+    def _lapsed(self) -> None:
+        store = self.store
+        exc = LeaseLost(
+            f"store failed: this worker could not renew its leases in {store.name} for "
+            f"{store.lease_seconds:g} s (--lease), so its hosts went to other workers; "
+            "what it committed is intact"
+        )
+        store.failure = store.failure or exc  # nothing more is written (nor waited for)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    def close(self) -> None:
+        super().close()
+        if self._lapse is not None:
+            self._lapse.cancel()
+
+
+class StoreBudget(PageBudget):
+    """`max_pages` across every worker of a shared store: units come from the store's
+    atomic counter (`page_budget`: pages stored plus units held never pass the limit),
+    a few at a time, so that N workers store exactly `max_pages` pages.
+
+    `take` is synchronous (the scheduler's), so it spends units granted before
+    (`spare`); when none is left it asks the store for as many as this worker has URLs
+    in RAM (`wanted`), in the background, and `on_granted` wakes the workers. Spare units
+    beyond what this worker holds in RAM go back, so none sits idle while another
+    worker has URLs and no units. `left` is the crawl's: the limit minus the pages the
+    store holds, so a worker stops once they are all stored, not while others' fetches
+    could still give units back.
+    """
+
+    def __init__(self, store: Any, limit: int, wanted: Callable[[], int]) -> None:
+        super().__init__(limit)
+        self.store = store
+        self.wanted = wanted  # URLs this worker holds in RAM
+        self.spare = 0  # units granted by the store, not yet spent on a fetch
+        self.stored = 0  # pages stored by every worker, as last read
+        self.room = limit  # units the store could still grant, as last read
+        self.on_granted: Callable[[], None] = lambda: None
+        self.on_fatal: Callable[[BaseException], None] | None = None
+        self._asking: asyncio.Task[None] | None = None
+        self._starved = False
+
+    def start(self, stored: int) -> None:
+        self.stored = stored
+
+    @property
+    def used(self) -> int:
+        return self.limit - self.room
+
+    def left(self) -> int:
+        return self.limit - self.stored
+
+    def can_take(self) -> bool:
+        if self.spare > 0:
+            return True
+        self._ask()
+        return False
+
+    def take(self) -> bool:
+        if self.spare > 0:
+            self.spare -= 1
+            return True
+        self._ask()
+        return False
+
+    def add(self, n: int) -> None:
+        if n < 0:
+            self.spare -= n  # a fetch stored nothing: its unit is spare again
+        else:
+            # A row stored without a fetch (a dead host's URL) counts as a page, as in the
+            # SQLite crawl; its commit spends a unit this worker holds, if any.
+            self.spare -= min(self.spare, n)
+
+    def _ask(self) -> None:
+        self._starved = True
+        if self._asking is None and self.room > 0:
+            self._asking = asyncio.get_running_loop().create_task(self._grant())
+            self._asking.add_done_callback(self._asked)
+
+    async def _grant(self) -> None:
+        granted = await self.store.take_pages(self.limit, max(1, self.wanted() - self.spare))
+        self.spare += granted
+        if granted:
+            self._starved = False
+            self.on_granted()
+        else:
+            self.room = 0  # until the next poll reads the store again
+
+    def _asked(self, task: asyncio.Task[None]) -> None:
+        self._asking = None
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    async def poll(self) -> None:
+        """Read the crawl's count again; give back spare units this worker has no URLs
+        for; ask again if it waits for units and some came free (a fetch elsewhere stored
+        nothing, a dead worker's units came back)."""
+        excess = self.spare - self.wanted()
+        if excess > 0:
+            self.spare -= excess  # before the await: `take` must not spend them meanwhile
+            await self.store.give_pages(excess)
+        self.stored, in_flight = await self.store.page_budget()
+        self.room = self.limit - self.stored - in_flight
+        if self._starved and self.room > 0:
+            self._ask()
+
+    def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()

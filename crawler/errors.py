@@ -5,6 +5,7 @@ CrawlerError                 exit 1 unless a subclass says otherwise
 │   └── SettingError         a setting's value (also a ValueError, for Python callers)
 ├── StorageError             exit 2: --db is not a crawl database we can use
 ├── StoreFailure             exit 1: a write to the store failed (disk full, I/O, lock)
+│   └── LeaseLost            exit 1: a worker of a shared store was cut off past its lease
 └── InternalError            exit 1: a bug stopped the crawl (a background task failed)
 
 A failed request is no exception: `fetcher.fetch` returns it as a `Response` with
@@ -46,6 +47,11 @@ class StoreFailure(CrawlerError):
     before stays intact and `crawler resume` continues it."""
 
     exit_code = 1
+
+
+class LeaseLost(StoreFailure):
+    """A worker of a shared store could not renew its host leases in time (cut off from
+    the server longer than `--lease`): its hosts are other workers' now."""
 
 
 class InternalError(CrawlerError):

@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from crawler.addresses import Addresses
 from crawler.admission import Admission
 from crawler.config import Settings
-from crawler.coordination import Leased, Partitioned, Solo
+from crawler.coordination import Leased, Partitioned, Solo, StoreBudget
 from crawler.partition import PageBudget, Partition
 from crawler.reasons import Reason
 from crawler.records import Job, NewURL, Outcome, QueuedURL
 from crawler.robots import RobotsCache, Rules
 from crawler.scheduler import Scheduler
 from crawler.scope import Scope
-from crawler.seen import SeenSet
+from crawler.seen import RecentSeen, SeenSet
 from crawler.sitemap_queue import SitemapQueue
 from crawler.sitemaps import Entry
 from crawler.store import Store
@@ -58,12 +58,19 @@ class Frontier:
         self._lookups: set[asyncio.Task[None]] = set()
         self.store = store
         self.budget = budget or PageBudget(settings.max_pages)
-        self.seen = SeenSet()
+        # A store that deduplicates itself needs only a cache of recent URLs in front.
+        self.seen = RecentSeen() if store.dedups else SeenSet()
         self.admission = Admission(settings, scope, self.seen)
         self.coordination: Solo
         if hasattr(store, "lease_hosts"):  # a store shared by workers on many machines
             wanted = max(4, 2 * settings.concurrency // settings.per_host)
             self.coordination = Leased(store, hosts_wanted=wanted)
+            if settings.max_pages:  # counted in the store, whatever `budget` was given
+                self.budget = self.coordination.budget = StoreBudget(
+                    store,
+                    settings.max_pages,
+                    lambda: min(self.scheduler.in_ram, settings.concurrency),
+                )
         elif partition is not None:
             self.coordination = Partitioned(partition, poll_interval)
         else:
@@ -73,6 +80,8 @@ class Frontier:
             self.coordination.on_fatal = self._fatal
         if isinstance(self.coordination, Leased):
             self.coordination.idle = self._idle_hosts
+        if isinstance(self.budget, StoreBudget):
+            self.budget.on_fatal = self._fatal
         self.scheduler = Scheduler(
             settings,
             self.budget,
@@ -83,6 +92,8 @@ class Frontier:
             address=addresses.address if addresses else lambda host: None,
             resolve=self._resolve,
         )
+        if isinstance(self.budget, StoreBudget):
+            self.budget.on_granted = self.scheduler.wake_all
         self.window = Window(
             store,
             self.scheduler,
@@ -107,7 +118,10 @@ class Frontier:
         async for url in self.store.seen_urls():
             self.seen.add(url)
         self.scheduler.stored = await self.store.page_count()
-        self.budget.start(self.scheduler.stored)
+        if isinstance(self.budget, StoreBudget):
+            await self.budget.poll()  # every worker's pages, from the crawl's own count
+        else:
+            self.budget.start(self.scheduler.stored)
         if self.settings.host_budget:
             self.scheduler.host_pages = await self.store.host_page_counts()
         for host in await self.store.queued_hosts():
@@ -339,6 +353,8 @@ class Frontier:
         self.scheduler.close()
         self.window.close()
         self.coordination.close()
+        if isinstance(self.budget, StoreBudget):
+            self.budget.close()
 
 
 def _unhandled(exc: BaseException) -> None:

@@ -36,6 +36,7 @@ from crawler.records import (
     QueuedURL,
     URLState,
 )
+from crawler.text import visible_text
 from crawler.urls import canonical_url
 
 
@@ -126,6 +127,10 @@ class Outcomes:
             data, follow = await self._hooks(job, resp, parsed, skipped)
         if parsed is not None:
             links, new = self._links(job, parsed, skipped, follow)
+        text, text_truncated = None, False
+        if settings.text and parsed is not None and parsed.document is not None:
+            # From the tree the links came from, after the hooks: it strips the tree.
+            text, text_truncated = visible_text(parsed.document)
         # Plain bodies are hashed by the store, on its writer thread; a body stored
         # compressed is compressed and hashed here, in a thread (off the event loop).
         got_body = resp.status is not None and resp.downloaded  # else no body was read
@@ -160,6 +165,8 @@ class Outcomes:
             noindex=robots.noindex or (parsed is not None and parsed.noindex)
             if resp.status is not None
             else None,
+            text=text,
+            text_truncated=text_truncated,
         )
         return Outcome(
             url=item.url,

@@ -69,6 +69,10 @@ class PageBudget:
             return 1 << 62
         return self.limit - self.used
 
+    def can_take(self) -> bool:
+        """Whether `take` may succeed now."""
+        return self.left() > 0
+
     def take(self) -> bool:
         """Reserve one page; False when the budget is spent."""
         if self.shared is None:

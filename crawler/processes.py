@@ -57,7 +57,7 @@ class ChildSpec:
 
     index: int
     count: int
-    db: str
+    db: str = dataclasses.field(repr=False)  # a PostgreSQL URL may hold its password
     settings: Settings
     seeds: list[str]
     new_seeds: list[str]
@@ -114,7 +114,7 @@ async def run_partitioned(
                 ChildSpec(
                     i,
                     count,
-                    store.name,
+                    getattr(store, "dsn", "") or store.name,
                     settings,
                     seeds,
                     new_seeds,

@@ -9,7 +9,7 @@ error kinds are enums, so no module parses strings to learn them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -159,6 +159,8 @@ class PageRow:
     canonical_url: str | None = None  # the page's <link rel=canonical> target
     noindex: bool | None = None  # meta robots / X-Robots-Tag noindex; None: no response
     data: str | None = None  # JSON of the fields hooks and --extract stored (crawler.hooks)
+    text: str | None = None  # visible text (`text` setting): a `page_text` row, indexed
+    text_truncated: bool = False  # `text` was cut at text.TEXT_LIMIT characters
 
     @classmethod
     def failed(cls, url: str, host: str, depth: int, reason: str, *, attempts: int) -> PageRow:
@@ -231,6 +233,22 @@ class Summary:
     not_downloaded: int = 0  # responses whose body --accept-type refused (rows say so)
     stopped_by: str | None = None  # an interrupted run: "signal" or "time limit of 2h reached"
     changes: dict[str, int] = field(default_factory=dict)  # fetches.change: n, this run
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One page `crawler search` found, best first."""
+
+    rank: int  # 1 for the best page
+    score: float  # relevance, higher is better (SQLite: -bm25; PostgreSQL: ts_rank)
+    url: str
+    title: str | None
+    snippet: str  # the text around the match, matched words in [brackets]
+
+
+# Visible text of a stored body (`crawler search --reindex`): (title, text, truncated), or
+# None when the body is not an HTML page. Passed into the store, which never parses HTML.
+TextOf = Callable[[bytes, str | None], tuple[str | None, str, bool] | None]
 
 
 # ---------------------------------------------------------------------- the report

@@ -26,7 +26,7 @@ from crawler.report import print_summary
 from crawler.runoptions import NO_OPTIONS, RunOptions
 from crawler.scope import Scope
 from crawler.seen import SeenSet
-from crawler.store import Store, is_postgres, open_store
+from crawler.store import Store, open_store, shown_name
 from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,9 @@ def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output, options: RunO
     again = [
         f"--{n}" for n, given in (("header", options.header), ("proxy", options.proxy)) if given
     ]
-    if is_postgres(db):  # the resume hint names the store, never its password
-        from crawler.store.postgres_schema import public_name
-
-        db = public_name(db)
-    print_summary(summary, db=db, quiet=out.quiet, log_format=out.log_format, again=again)
+    print_summary(
+        summary, db=shown_name(db), quiet=out.quiet, log_format=out.log_format, again=again
+    )
     return 0
 
 
@@ -102,7 +100,8 @@ async def crawl(
         with store.lock():
             if await store.load_crawl() is not None:
                 raise UsageError(
-                    f"{db} already holds a crawl: continue it with `crawler resume --db {db}` "
+                    f"{store.name} already holds a crawl: continue it with "
+                    f"`crawler resume --db {store.name}` "
                     "(add seeds with --seed URL), or crawl into another file"
                 )
             await store.save_crawl(settings, seeds)
@@ -128,7 +127,7 @@ async def resume(
         with store.lock():
             record = await store.load_crawl()
             if record is None:
-                raise UsageError(f"{db} holds no crawl to resume")
+                raise UsageError(f"{store.name} holds no crawl to resume")
             settings = _overridden(record.settings, overrides, "resume")
             added = canonical_seeds(list(seeds), settings.max_url_length)
             settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
@@ -194,7 +193,9 @@ async def recrawl(
         with store.lock():
             record = await store.load_crawl()
             if record is None:
-                raise UsageError(f"{db} holds no crawl to recrawl: start one with `crawler crawl`")
+                raise UsageError(
+                    f"{store.name} holds no crawl to recrawl: start one with `crawler crawl`"
+                )
             settings = _overridden(record.settings, overrides, "recrawl")
             settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
             since = time.time() - older_than if older_than is not None else None
@@ -275,8 +276,8 @@ async def _go(
             "the User-Agent names no contact of yours: site owners cannot reach you about "
             "this crawl; add a URL or e-mail with --user-agent 'mybot/1.0 (+https://you.example/bot)'"
         )
-    if hasattr(store, "lease_seconds"):
-        store.lease_seconds = settings.lease
+    if hasattr(store, "use_lease"):
+        await store.use_lease(settings.lease)
     run_id = await store.start_run(kind)
     if settings.processes > 1:
         summary = await run_partitioned(

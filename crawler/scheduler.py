@@ -174,7 +174,7 @@ class Scheduler:
         # Once open requests hold what is left of max_pages, _take hands out nothing and
         # puts the host straight back on the ready list: stop instead of cycling through
         # it for ever without yielding.
-        while self._ready and self.budget.left() > 0:
+        while self._ready and self.budget.can_take():
             slot = self._ready.popleft()
             slot.in_ready = False
             job = self._take(slot)

@@ -87,3 +87,53 @@ class SeenSet:
         self._sorted = a = np.insert(a, at[fresh], new[fresh])
         self.recent.clear()
         self._cap = max(self._min, len(a) // _RECENT_SHARE)
+
+
+class RecentSeen(SeenSet):
+    """A bounded seen-set for a store that deduplicates itself (PostgreSQL): only the
+    hashes of the last `capacity` URLs admitted or met, in two generations (`recent`, then
+    `older`; when `recent` fills up it becomes `older` and the oldest are forgotten).
+
+    It only saves round trips: a link to a URL it forgot is sent to the store again and
+    refused there (`ON CONFLICT DO NOTHING`). Memory stays at `capacity` hashes (the
+    default 100,000: about 7 MB) however large the crawl; the links a site repeats on
+    every page (menus, footers) stay in it, as they keep coming back.
+    """
+
+    __slots__ = ("older",)
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        super().__init__()
+        self.older: set[int] = set()
+        self._cap = max(1, capacity // 2)  # each generation's size
+
+    def __contains__(self, url: str) -> bool:
+        h = hash(url)
+        return h in self.recent or h in self.older
+
+    def add(self, url: str) -> None:
+        self.recent.add(hash(url))
+        if len(self.recent) >= self._cap:
+            self._merge()
+
+    def unseen(self, urls: Sequence[str]) -> list[str]:
+        if len(self.recent) >= self._cap:
+            self._merge()
+        recent, older = self.recent, self.older
+        out = []
+        for url in urls:
+            h = hash(url)
+            if h in recent:
+                continue
+            if h in older:
+                recent.add(h)  # met again: kept for another generation
+                continue
+            out.append(url)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.recent | self.older)
+
+    def _merge(self) -> None:
+        self.older = self.recent
+        self.recent = set()

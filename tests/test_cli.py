@@ -234,16 +234,9 @@ COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 def test_the_commands_are_the_documented_ones() -> None:
     assert COMMANDS == [
-        "config",
-        "crawl",
-        "export",
-        "recrawl",
-        "report",
-        "resume",
-        "stats",
-        "why",
+        "config", "crawl", "export", "recrawl", "report", "resume", "search", "stats", "why",
         "work",
-    ]
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

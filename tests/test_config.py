@@ -265,7 +265,7 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
 def test_every_range_check_is_listed_here() -> None:
     # A new bounded setting must get its edges tested: unbounded ones are named here.
     unbounded = {"allow", "assets", "compress", "cookies", "deny", "ignore_robots", "scope"}
-    unbounded |= {"sitemap_probe", "sitemaps"}
+    unbounded |= {"sitemap_probe", "sitemaps", "text"}
     unbounded |= {"allow_private", "insecure", "ca_bundle"}  # ca_bundle: tests/test_request.py
     assert {r[0] for r in RANGES} | unbounded == set(SETTING_NAMES)
 

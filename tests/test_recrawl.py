@@ -615,3 +615,37 @@ async def test_postgres_0003_backfills_one_fetch_per_stored_page(
         )
     ]
     assert len(await b.rows("SELECT 1 FROM fetches")) == 2  # / and /a
+
+
+async def test_a_changed_page_is_searched_by_its_new_words_only(
+    site: Site, backend: Backend
+) -> None:
+    host = await site.host()
+    pages = {
+        "/": Page(links("/a", "/b") + "<p>home of the heron</p>", etag='"h-1"'),
+        "/a": Page("<html><title>Birds</title><body><p>the brown pelican dives</p></body></html>"),
+        "/b": Page("<html><body><p>a quiet cormorant</p></body></html>", etag='"b-1"'),
+    }
+    serve(host, pages)
+    await crawl(backend.db, settings(text=True), [host.url("/")])
+
+    def search(query: str) -> list[str]:
+        result = invoke("search", query, "--db", backend.db)
+        assert result.exit_code in (0, 1), result.stderr
+        return [line.split("\t")[1] for line in result.stdout.splitlines()]
+
+    assert await asyncio.to_thread(search, "pelican") == [host.url("/a")]
+    pages["/a"].body = "<html><title>Flamingos</title><body><p>pink flamingo</p></body></html>"
+    summary = await recrawl(backend.db)
+    assert summary.changes == {"unchanged": 2, "changed": 1}
+    assert await asyncio.to_thread(search, "flamingo") == [host.url("/a")]
+    assert await asyncio.to_thread(search, "pelican") == []  # the old words are gone
+    assert await asyncio.to_thread(search, "cormorant") == [host.url("/b")]  # a 304 keeps it
+    assert await backend.rows(
+        "SELECT t.title FROM page_text AS t JOIN pages AS p ON p.id = t.page_id WHERE p.url = ?",
+        host.url("/a"),
+    ) == [("Flamingos",)]
+    if backend.kind == "sqlite":  # the FTS5 index agrees with its content table
+        await backend.execute(
+            "INSERT INTO page_text_fts (page_text_fts) VALUES ('integrity-check')"
+        )

@@ -9,12 +9,30 @@ from __future__ import annotations
 
 from crawler.store.protocol import PAGE_FIELDS, Leases, Reader, Store
 
-__all__ = ["PAGE_FIELDS", "Leases", "Reader", "Store", "is_postgres", "open_reader", "open_store"]
+__all__ = [
+    "PAGE_FIELDS",
+    "Leases",
+    "Reader",
+    "Store",
+    "is_postgres",
+    "open_reader",
+    "open_store",
+    "shown_name",
+]
 
 
 def is_postgres(db: str) -> bool:
     """Whether `--db` names a PostgreSQL database (a URL) rather than a SQLite file."""
     return db.startswith(("postgres://", "postgresql://"))
+
+
+def shown_name(db: str) -> str:
+    """`--db` as messages may show it: a PostgreSQL URL without its password."""
+    if is_postgres(db):
+        from crawler.store.postgres_schema import public_name
+
+        return public_name(db)
+    return db
 
 
 async def open_store(db: str, *, create: bool) -> Store:

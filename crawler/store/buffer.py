@@ -33,9 +33,8 @@ class OutcomeBuffer:
         """Queue an outcome for the next batch (committed by `flush`)."""
         self._buffer.append(outcome)
         page = outcome.page
-        self.backlog_bytes += (len(page.body) if page and page.body else 0) + 100 * (
-            len(outcome.links) + len(outcome.new_urls) + 1
-        )
+        held = (len(page.body or b"") + len(page.text or "")) if page else 0
+        self.backlog_bytes += held + 100 * (len(outcome.links) + len(outcome.new_urls) + 1)
         if len(self._buffer) >= self.batch_size:
             self._full.set()
 

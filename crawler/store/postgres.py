@@ -23,8 +23,9 @@ from typing import Any
 
 from crawler.config import Settings
 from crawler.errors import UsageError
-from crawler.records import CrawlRecord, QueuedURL, Sitemap
+from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
 from crawler.revisit import stored_page
+from crawler.store import postgres_text
 from crawler.store.buffer import one_line
 from crawler.store.postgres_batches import is_store_failure
 from crawler.store.postgres_leases import Leases
@@ -36,6 +37,9 @@ class PostgresStore(Leases):
     """A PostgreSQL crawl database opened by one worker for one run."""
 
     dedups = True  # the database deduplicates: on_commit reports what was really new
+    # The URL as given, password included: only for this machine's worker processes
+    # (`--processes`), handed to them through a pipe; `name` is what messages show.
+    dsn: str = ""
 
     def __init__(self, pool: Any, name: str, *, lease_seconds: float = 30.0) -> None:
         super().__init__(pool, name, lease_seconds=lease_seconds)
@@ -52,6 +56,15 @@ class PostgresStore(Leases):
         """Connect and migrate; StorageError (exit 2) when the database is unusable."""
         apg = driver()
         name = public_name(dsn)
+        lease = [lease_seconds]  # read by every new connection: `use_lease` changes it
+
+        async def init(conn: Any) -> None:
+            # A worker cut off inside a transaction keeps its row locks on the server
+            # until the server notices: the lease's length at most, or the others could
+            # not reap it (they wait for those locks) and its hosts would stay stuck.
+            timeout_ms = int(lease[0] * 1000)
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+
         try:
             pool = await apg.create_pool(
                 dsn,
@@ -62,6 +75,7 @@ class PostgresStore(Leases):
                 # hang; twice the lease, so a short cut is ridden out.
                 command_timeout=max(60.0, 2 * lease_seconds),
                 server_settings={"application_name": "crawler"},
+                init=init,
             )
         except (OSError, TimeoutError, apg.PostgresError, apg.InterfaceError) as exc:
             raise connect_error(name, exc) from None
@@ -69,6 +83,8 @@ class PostgresStore(Leases):
             async with pool.acquire() as conn:
                 await check_and_migrate(conn, name, create=create)
             store = cls(pool, name, lease_seconds=lease_seconds)
+            store._lease = lease
+            store.dsn = dsn
             await store._register()
             async with pool.acquire() as conn:
                 row = await conn.fetchrow(
@@ -165,6 +181,10 @@ class PostgresStore(Leases):
                 "WHERE u.state = 'queued') THEN 1 ELSE 0 END WHERE id = 1",
                 time.time(),
             )
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        async with self._writing():
+            return await postgres_text.reindex(self.pool, text_of, batch)
 
     # ------------------------------------------------------------------ frontier
 

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crawler.errors import StoreFailure
+from crawler.errors import LeaseLost, StoreFailure
 from crawler.records import Change, Outcome, PageRow
 from crawler.store import postgres_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
 
 
-class LeaseLost(StoreFailure):
-    """This worker was cut off from the store longer than its lease: its hosts are others'."""
-
-
 class PostgresWriter(OutcomeBuffer):
     """The write side of a PostgreSQL store: a connection pool, one batch at a time."""
 
@@ -59,6 +55,10 @@ class PostgresWriter(OutcomeBuffer):
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
         self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
+        # New-URL rows sent to the database's dedup, and those it found new: what the
+        # seen-cache in front (`seen.RecentSeen`) saves shows in the first.
+        self.dedup_sent = 0
+        self.dedup_new = 0
 
     async def flush(self) -> int:
         """Commit every queued outcome in one transaction; returns how many.
@@ -113,9 +113,12 @@ class PostgresWriter(OutcomeBuffer):
     async def _commit(self, batch: list[Outcome]) -> list[str]:
         rows = _rows(batch, self.run_id)
         async with self.pool.acquire() as conn, conn.transaction():
+            used = await self._begin(conn, rows.pages_sent)
             inserted, pages = await _write(conn, rows)
-            used = await self._finish(conn, inserted, rows, pages)
+            await self._finish(conn, inserted, pages, used)
         self._units -= used  # only once committed: a rollback leaves the units ours
+        self.dedup_sent += len(rows.new_urls)
+        self.dedup_new += len(inserted)
         return [url for url, _ in inserted]
 
     async def _commit_each(self, batch: list[Outcome]) -> list[str]:
@@ -124,8 +127,8 @@ class PostgresWriter(OutcomeBuffer):
         apg = driver()
         inserted: list[tuple[str, str]] = []
         pages_in = 0
-        total = _Rows()
         async with self.pool.acquire() as conn, conn.transaction():
+            used = await self._begin(conn, sum(o.page is not None for o in batch))
             for outcome in batch:
                 rows = _rows([outcome], self.run_id)
                 try:
@@ -138,10 +141,8 @@ class PostgresWriter(OutcomeBuffer):
                 else:
                     inserted += new
                     pages_in += n
-                    total.pages_sent += rows.pages_sent
                     continue
                 log.debug("outcome for %r refused", outcome.url, exc_info=error)
-                total.pages_sent += rows.pages_sent
                 row = _error_row(outcome, error)
                 if row is None:
                     log.error("dropped an outcome the store refused: %s", _one_line(error))
@@ -158,25 +159,15 @@ class PostgresWriter(OutcomeBuffer):
                     if is_store_failure(exc) or isinstance(exc, apg.TransactionRollbackError):
                         raise
                     log.error("dropped an outcome the store refused: %s", _one_line(exc))
-            used = await self._finish(conn, inserted, total, pages_in)
+            await self._finish(conn, inserted, pages_in, used)
         self._units -= used
         return [url for url, _ in inserted]
 
-    async def _finish(
-        self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], rows: _Rows, pages: int
-    ) -> int:
-        """The rows every worker shares, last and in a fixed order: hosts that have work,
-        this worker's lease and budget units, the crawl's page count."""
-        hosts = sorted({host for _, host in inserted})
-        if hosts:
-            # The flag is set with the URLs it stands for: a lease holder that clears it
-            # (finding none queued) either sees these URLs or is seen by this statement.
-            await conn.execute(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
-                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
-                hosts,
-            )
-        used = min(rows.pages_sent, self._units)
+    async def _begin(self, conn: asyncpg.Connection, pages_sent: int) -> int:
+        """This worker's row first (every transaction of a worker locks it before any
+        shared row, so a commit and a lease renewal of one worker never wait for each
+        other): its lease extended, the budget units its pages spend taken off."""
+        used = min(pages_sent, self._units)
         alive = await conn.fetchval(
             "UPDATE workers SET taken = taken - $2, "
             "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
@@ -190,6 +181,22 @@ class PostgresWriter(OutcomeBuffer):
                 f"store failed: this worker was cut off from {self.name} longer than its lease "
                 "and its hosts went to other workers; what it committed is intact"
             )
+        return used
+
+    async def _finish(
+        self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], pages: int, used: int
+    ) -> None:
+        """The rows every worker shares, last and in a fixed order: hosts that have work,
+        then the crawl's page count."""
+        hosts = sorted({host for _, host in inserted})
+        if hosts:
+            # The flag is set with the URLs it stands for: a lease holder that clears it
+            # (finding none queued) either sees these URLs or is seen by this statement.
+            await conn.execute(
+                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
+                hosts,
+            )
         if pages or used:
             await conn.execute(
                 "UPDATE page_budget SET stored = stored + $1, in_flight = in_flight - $2 "
@@ -197,7 +204,6 @@ class PostgresWriter(OutcomeBuffer):
                 pages,
                 used,
             )
-        return used
 
     @staticmethod
     def is_store_failure(exc: BaseException) -> bool:
@@ -223,7 +229,11 @@ _INSERT_PAGES = (
     "USING (url)), "
     # Each new page's first fetch, in the same statement (no round trip of its own).
     "f AS (INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
-    f"SELECT url, ${_B + 3}::int8, fetched_at, status, error, content_hash, 'new' FROM p) "
+    f"SELECT url, ${_B + 3}::int8, fetched_at, status, error, content_hash, 'new' FROM p), "
+    "t AS (INSERT INTO page_text (page_id, title, text, truncated) "
+    "SELECT p.id, t.title, t.text, t.truncated FROM p "
+    f"JOIN unnest(${_B + 4}::text[], ${_B + 5}::text[], ${_B + 6}::text[], ${_B + 7}::int[]) "
+    "AS t (url, title, text, truncated) USING (url)) "
     "SELECT count(*) FROM p"
 )
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
@@ -256,7 +266,8 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
     if rows.pages:
         columns = list(zip(*rows.pages.values(), strict=True))
         bodies = [list(c) for c in zip(*rows.bodies, strict=True)] or [[], [], []]
-        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies, rows.run_id)
+        texts = [list(c) for c in zip(*rows.texts, strict=True)] or [[], [], [], []]
+        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies, rows.run_id, *texts)
     if rows.data:
         # Apart from the INSERT, so that a crawl without hooks sends no extra column.
         urls, data = zip(*rows.data, strict=True)
@@ -349,6 +360,7 @@ class _Rows:
     new_urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     pages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     bodies: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    texts: list[tuple[str, str | None, str, int]] = field(default_factory=list)
     links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     chains: list[tuple[Any, ...]] = field(default_factory=list)
@@ -379,6 +391,8 @@ def _rows(batch: list[Outcome], run_id: int | None = None) -> _Rows:
                     r.bodies.append((p.url, p.body, p.body_codec))
                 if p.data is not None:
                     r.data.append((p.url, p.data))
+                if p.text is not None:
+                    r.texts.append((p.url, p.title, p.text, int(p.text_truncated)))
         r.links.extend(o.links)
         if o.state is not None:
             r.states[o.url] = (o.state, o.reason)

@@ -17,13 +17,17 @@ A worker cut off for longer than its lease finds its row gone and fails with `Le
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
-from crawler.store.postgres_batches import LeaseLost, PostgresWriter
+from crawler.errors import LeaseLost
+from crawler.store.postgres_batches import RETRIES, PostgresWriter
+from crawler.store.postgres_schema import driver
 
 if TYPE_CHECKING:
     import asyncpg
+
+T = TypeVar("T")
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 # A host of the queue: its queued URLs, claimed or not (one partial index each).
@@ -39,9 +43,43 @@ class Leases(PostgresWriter):
 
     leased: set[str]  # hosts this worker holds, as far as it knows
 
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`work` in one transaction, again when the server rolled it back (a deadlock with
+        another worker's: the shared rows are locked in one order, `workers` row first
+        and `page_budget` last, but a claim and a commit of one host may still cross)."""
+        apg = driver()
+        for attempt in range(RETRIES):
+            try:
+                async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+                    return await work(conn)
+            except apg.TransactionRollbackError:
+                if attempt == RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    _lease: list[float]  # the lease new connections are set up for (`open`)
+
+    async def use_lease(self, seconds: float) -> None:
+        """The crawl's `--lease`, known once its settings are read: for this worker's row
+        and leases, and for the server's idle-in-transaction timeout of its sessions."""
+        self.lease_seconds = seconds
+        if getattr(self, "_lease", None) is not None and self._lease[0] != seconds:
+            self._lease[0] = seconds
+            await self.pool.expire_connections()  # set up again, with the new timeout
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                f"UPDATE workers SET lease_until = {_NOW} + $2 WHERE id = $1",
+                self.worker,
+                seconds,
+            )
+
+        await self._transaction(work)
+
     async def _register(self) -> None:
         """Join the crawl: reap dead workers, then add this one."""
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> None:
             await _reap(conn)
             await conn.execute(
                 f"INSERT INTO workers (id, started_at, lease_until) VALUES ($1, $2, {_NOW} + $3)",
@@ -50,9 +88,13 @@ class Leases(PostgresWriter):
                 self.lease_seconds,
             )
 
+        await self._transaction(work)
+
     async def _unregister(self) -> None:
         """Leave the crawl: leases, claims and budget units go back at once."""
-        async with self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", self.worker)
             await self._release(conn, dict.fromkeys(self.leased, 0.0))
             await conn.execute(
                 "UPDATE urls SET claimed_by = NULL WHERE state = 'queued' AND claimed_by = $1",
@@ -65,14 +107,18 @@ class Leases(PostgresWriter):
                 await conn.execute(
                     "UPDATE page_budget SET in_flight = in_flight - $1 WHERE id = 1", taken
                 )
-        self._units = 0
+
+        async with self._lock:  # no commit spends units meanwhile
+            await self._transaction(work)
+            self._units = 0
 
     # ------------------------------------------------------------------ leases
 
     async def lease_hosts(self, n: int) -> list[str]:
         """Lease up to `n` hosts with queued work that no live lease holds and that may be
         fetched now; their stale claims (a dead worker's) go back to the queue."""
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> list[str]:
             await self._alive(conn)
             await _reap(conn)
             rows = await conn.fetch(
@@ -93,6 +139,9 @@ class Leases(PostgresWriter):
                     "AND state = 'queued' AND claimed_by IS NOT NULL",
                     hosts,
                 )
+            return hosts
+
+        hosts = await self._transaction(work)
         self.leased.update(hosts)
         return hosts
 
@@ -100,7 +149,8 @@ class Leases(PostgresWriter):
         """Extend this worker's leases (all it holds by default); the hosts it still holds.
         LeaseLost when the worker's own row expired and was reaped."""
         wanted = sorted(self.leased if hosts is None else set(hosts))
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> list[str]:
             await self._alive(conn)
             rows = await conn.fetch(
                 f"UPDATE hosts SET lease_until = {_NOW} + $3 "
@@ -109,7 +159,9 @@ class Leases(PostgresWriter):
                 wanted,
                 self.lease_seconds,
             )
-        held = sorted(r[0] for r in rows)
+            return sorted(r[0] for r in rows)
+
+        held = await self._transaction(work)
         self.leased.difference_update(set(wanted) - set(held))
         return held
 
@@ -117,8 +169,11 @@ class Leases(PostgresWriter):
         """Give hosts back, each with the seconds until it may be fetched again (its
         politeness delay, Crawl-delay or Retry-After). Flush first: a URL in flight stays
         queued, and the next holder would fetch it again."""
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> None:
             await self._release(conn, waits)
+
+        await self._transaction(work)
 
     async def release_host(self, host: str, wait: float = 0.0) -> None:
         await self.release_hosts({host: wait})
@@ -182,7 +237,9 @@ class Leases(PostgresWriter):
     async def take_pages(self, limit: int, n: int = 1) -> int:
         """Reserve up to `n` pages of `limit` (stored + in flight, across every worker);
         how many were granted (0: the budget is spent)."""
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+
+        async def work(conn: asyncpg.Connection) -> int:
+            await self._hold(conn, 0)  # this worker's row first: the order commits lock in
             granted = await conn.fetchval(
                 "UPDATE page_budget SET "
                 "granted = least($2, $1 - stored - in_flight), "
@@ -193,8 +250,11 @@ class Leases(PostgresWriter):
             )
             if granted:
                 await self._hold(conn, granted)
-        self._units += granted or 0
-        return int(granted or 0)
+            return int(granted or 0)
+
+        granted = await self._transaction(work)
+        self._units += granted
+        return granted
 
     async def take_page(self, limit: int) -> bool:
         return await self.take_pages(limit, 1) == 1
@@ -202,22 +262,40 @@ class Leases(PostgresWriter):
     async def add_pages(self, n: int) -> None:
         """Count `n` pages as taken whatever the limit (a row stored without a fetch), or,
         negative, give units back (fetches that stored nothing)."""
-        if n < 0:
-            n = -min(-n, self._units)
-        if not n:
-            return
-        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("UPDATE page_budget SET in_flight = in_flight + $1 WHERE id = 1", n)
-            await self._hold(conn, n)
-        self._units += n
+        # Under the writer's lock: a commit spends units too, and both must not give back
+        # the same one (the shared count would then pass the limit).
+        async with self._lock:
+            if n < 0:
+                n = -min(-n, self._units)
+            if not n:
+                return
+
+            async def work(conn: asyncpg.Connection) -> None:
+                await self._hold(conn, n)
+                await conn.execute(
+                    "UPDATE page_budget SET in_flight = in_flight + $1 WHERE id = 1", n
+                )
+
+            await self._transaction(work)
+            self._units += n
 
     async def give_pages(self, n: int) -> None:
         await self.add_pages(-n)
 
     async def pages_left(self, limit: int) -> int:
-        async with self._writing(), self.pool.acquire() as conn:
-            used = await conn.fetchval("SELECT stored + in_flight FROM page_budget WHERE id = 1")
-        return limit - int(used)
+        stored, in_flight = await self.page_budget()
+        return limit - stored - in_flight
+
+    async def page_budget(self) -> tuple[int, int]:
+        """(pages stored, units held for fetches under way) across the crawl's workers,
+        once dead workers' units came back (a worker waiting for units reaps them)."""
+
+        async def work(conn: asyncpg.Connection) -> tuple[int, int]:
+            await _reap(conn)
+            row = await conn.fetchrow("SELECT stored, in_flight FROM page_budget WHERE id = 1")
+            return int(row[0]), int(row[1])
+
+        return await self._transaction(work)
 
     async def _hold(self, conn: asyncpg.Connection, n: int) -> None:
         held = await conn.fetchval(

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
-from crawler.records import ReportData
+from crawler.records import ReportData, SearchHit
+from crawler.store import postgres_text
 from crawler.store.postgres_schema import connect_error, driver, public_name
 from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import PER_RUN, PER_RUN_KEYS, sitemap_counts
@@ -320,6 +321,27 @@ class PostgresReader:
                 self._run(transaction.rollback())
 
     # ------------------------------------------------------------------ one URL (`why`)
+
+    def search(self, query: str, limit: int) -> list[SearchHit]:
+        apg = driver()
+        text, prefixes = postgres_text.split_query(query)
+        try:
+            if not self._one(postgres_text.LEXEMES, text, prefixes):
+                raise postgres_text.refuse(query)
+            return postgres_text.hits(self._fetch(postgres_text.SEARCH, text, prefixes, limit))
+        except apg.UndefinedTableError:
+            raise StorageError(
+                f"{self.name} has no search index yet (an older crawl): "
+                "run crawler search --reindex to build it"
+            ) from None
+        except apg.PostgresSyntaxError as exc:  # a prefix term to_tsquery cannot read
+            raise UsageError(f"bad search query {query!r}: {exc}") from None
+
+    def text_pages(self) -> int:
+        try:
+            return int(self._one("SELECT count(*) FROM page_text"))
+        except driver().UndefinedTableError:
+            return 0
 
     def page(self, url: str) -> dict[str, Any] | None:
         return self._record(

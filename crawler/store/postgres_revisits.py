@@ -1,5 +1,6 @@
-"""A recrawl's writes on PostgreSQL: stored pages replaced (changed) or kept (unchanged,
-gone, failed), and each fetch's `fetches` row, in the batch's transaction."""
+"""A recrawl's writes on PostgreSQL: stored pages replaced (changed: body and full text
+too) or kept (unchanged, gone, failed), and each fetch's `fetches` row, in the batch's
+transaction."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ class Revisits:
     replaced: list[tuple[Any, ...]] = field(default_factory=list)
     replaced_bodies: list[tuple[Any, ...]] = field(default_factory=list)
     kept: list[tuple[Any, ...]] = field(default_factory=list)
+    # A changed page's new text (url, title, text, truncated), or its url alone: it has
+    # none now (not HTML any more, or the crawl keeps no text), and the old one goes.
+    texts: list[tuple[Any, ...]] = field(default_factory=list)
+    textless: list[str] = field(default_factory=list)
     # (url, fetched_at, status, error, content_hash, change)
     fetches: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -50,6 +55,10 @@ class Revisits:
             self.replaced.append((*row[1:6], *row[7:8], *row[9:21], p.data, o.interval, due, p.url))
             body = p.body if p.body is not None else b""
             self.replaced_bodies.append((body, p.body_codec, p.url))
+            if p.text is not None:
+                self.texts.append((p.url, p.title, p.text, int(p.text_truncated)))
+            else:
+                self.textless.append(p.url)
             return
         keep = o.change is Change.UNCHANGED
         self.kept.append(
@@ -68,6 +77,21 @@ async def write(conn: asyncpg.Connection, r: Revisits, run_id: int | None) -> in
             "body_codec = excluded.body_codec",
             r.replaced_bodies,
         )
+        if r.texts:
+            # The generated tsvector follows the row: the old words are no longer found.
+            await conn.executemany(
+                "INSERT INTO page_text (page_id, title, text, truncated) "
+                "SELECT id, $2, $3, $4 FROM page_rows WHERE url = $1 "
+                "ON CONFLICT (page_id) DO UPDATE SET title = excluded.title, "
+                "text = excluded.text, truncated = excluded.truncated",
+                r.texts,
+            )
+        if r.textless:
+            await conn.execute(
+                "DELETE FROM page_text WHERE page_id IN "
+                "(SELECT id FROM page_rows WHERE url = ANY($1::text[]))",
+                r.textless,
+            )
         await conn.execute(
             "DELETE FROM links WHERE src_url = ANY($1::text[])", [x[-1] for x in r.replaced]
         )

@@ -35,7 +35,15 @@ from typing import Any, Protocol
 
 from crawler.config import Settings
 from crawler.errors import StoreFailure
-from crawler.records import CrawlRecord, Outcome, QueuedURL, ReportData, Sitemap
+from crawler.records import (
+    CrawlRecord,
+    Outcome,
+    QueuedURL,
+    ReportData,
+    SearchHit,
+    Sitemap,
+    TextOf,
+)
 
 # The columns of an exported page, in order (jsonl keys, csv header).
 PAGE_FIELDS = (
@@ -103,6 +111,11 @@ class Store(Protocol):
         before this unix time; `due`: only pages whose revisit is due, `due` the first
         interval of pages never revisited), in one transaction; and mark the crawl as
         recrawling. How many were queued."""
+        ...
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        """Store the text of stored HTML pages that have none (crawled with text off, or
+        before full-text search existed); how many. Commits batch by batch."""
         ...
 
     def deferred_indexes(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -206,6 +219,10 @@ class Leases(Protocol):
 
     async def pages_left(self, limit: int) -> int: ...
 
+    async def page_budget(self) -> tuple[int, int]:
+        """(pages stored, units held for fetches under way), all workers."""
+        ...
+
 
 class Reader(Protocol):
     """Read-only questions to a stored crawl."""
@@ -254,4 +271,12 @@ class Reader(Protocol):
     def linking_depth(self, url: str) -> tuple[int | None, bool, list[str]]:
         """The least depth of a stored page linking to `url`, whether every <a> link to it
         is nofollow (False when there is none), and the kinds it is linked as, sorted."""
+        ...
+
+    def search(self, query: str, limit: int) -> list[SearchHit]:
+        """The best pages for a full-text query; UsageError when it is malformed."""
+        ...
+
+    def text_pages(self) -> int:
+        """Pages with text stored (what `search` can find)."""
         ...

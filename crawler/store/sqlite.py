@@ -24,9 +24,9 @@ import aiosqlite
 
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
-from crawler.records import CrawlRecord, QueuedURL, Sitemap
+from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
 from crawler.revisit import stored_page
-from crawler.store import lock
+from crawler.store import lock, sqlite_text
 from crawler.store.selection import recrawl_selection
 from crawler.store.sqlite_batches import BatchWriter, _rollback, _sha1, log
 from crawler.store.sqlite_schema import check_and_migrate
@@ -188,6 +188,10 @@ class SQLiteStore(BatchWriter):
     async def mark_finished(self) -> None:
         async with self._writing():
             await self.db.execute(_FINISHED, (time.time(),))
+
+    async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
+        async with self._writing():
+            return await sqlite_text.reindex(self.db, self._lock, text_of, batch)
 
     # ------------------------------------------------------------------ frontier
 

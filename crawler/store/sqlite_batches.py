@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 import aiosqlite
 
 from crawler.records import Change, Outcome, PageRow, URLState
+from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
+from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
 
@@ -176,27 +178,16 @@ class BatchWriter(OutcomeBuffer):
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
+        if rows.texts:
+            # The page_text_insert trigger adds each row to the full-text index.
+            await db.executemany(
+                "INSERT INTO page_text (page_id, title, text, truncated) "
+                "SELECT id, ?, ?, ? FROM page_rows WHERE id = ?",
+                rows.texts,
+            )
         if rows.new_fetches:
             await db.execute(_NEW_FETCHES, rows.new_fetches)
-        if rows.replaced:
-            # A changed page: its row, body and links replaced (old links before new ones).
-            await db.executemany(_REPLACE_PAGE, rows.replaced)
-            await db.executemany(
-                "INSERT OR REPLACE INTO bodies (page_id, body, body_codec) "
-                "SELECT id, ?, ? FROM page_rows WHERE url = ?",
-                rows.replaced_bodies,
-            )
-            await db.executemany(
-                "DELETE FROM links WHERE src_url = ?", [(p[-1],) for p in rows.replaced]
-            )
-        if rows.kept:
-            await db.executemany(_KEEP_PAGE, rows.kept)
-        if rows.fetches:
-            await db.executemany(
-                "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, "
-                "change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows.fetches,
-            )
+        await revisits.write(db, rows.revisits)
         if rows.links:
             await db.executemany(
                 "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
@@ -256,22 +247,6 @@ _NEW_FETCHES = (
     "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
     "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows "
     "WHERE id > ? AND id <= ? ORDER BY id"
-)
-# A recrawl found the page changed: every column the fetch sets (the depth stays).
-_REPLACE_PAGE = (
-    "UPDATE page_rows SET final_url = ?, status = ?, final_status = ?, error = ?, "
-    "content_type = ?, fetched_at = ?, headers = ?, elapsed = ?, size = ?, truncated = ?, "
-    "links_found = ?, links_truncated = ?, redirect_to = ?, attempts = ?, content_hash = ?, "
-    "title = ?, canonical_url = ?, noindex = ?, data = ?, revisit_interval = ?, due_at = ? "
-    "WHERE url = ?"
-)
-# Unchanged, gone or failed: the stored page (and body) stays; a gone or failed fetch
-# records its status and error, an unchanged one (?1 = 1) keeps the stored ones.
-_KEEP_PAGE = (
-    "UPDATE page_rows SET status = CASE WHEN ?1 THEN status ELSE ?2 END, "
-    "final_status = CASE WHEN ?1 THEN final_status ELSE ?2 END, "
-    "error = CASE WHEN ?1 THEN error ELSE ?3 END, fetched_at = ?4, elapsed = ?5, "
-    "attempts = ?6, revisit_interval = ?7, due_at = ?8 WHERE url = ?9"
 )
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
 _END_CHAIN = (
@@ -342,6 +317,7 @@ class _Rows:
     new_urls: list[tuple[object, ...]] = field(default_factory=list)
     pages: list[tuple[object, ...]] = field(default_factory=list)
     bodies: list[tuple[object, ...]] = field(default_factory=list)
+    texts: list[tuple[object, ...]] = field(default_factory=list)
     links: list[tuple[str, str, int, str]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
     chains: list[tuple[object, ...]] = field(default_factory=list)
@@ -352,10 +328,7 @@ class _Rows:
     data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
     last_id: int = 0
     new_fetches: tuple[object, ...] = ()  # (run, after id, last id): the new pages' ids
-    replaced: list[tuple[object, ...]] = field(default_factory=list)
-    replaced_bodies: list[tuple[object, ...]] = field(default_factory=list)
-    kept: list[tuple[object, ...]] = field(default_factory=list)
-    fetches: list[tuple[object, ...]] = field(default_factory=list)
+    revisits: Revisits = field(default_factory=Revisits)  # a recrawl's stored pages
 
 
 def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Rows:
@@ -367,7 +340,7 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
         for n in o.new_urls:
             r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
         if o.page is not None and o.change is not Change.NEW:
-            _revisited(r, o, o.page, run_id)
+            r.revisits.add(o, o.page, run_id)
         elif o.page is not None:
             p = o.page
             last_id += 1
@@ -386,6 +359,8 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
                 r.bodies.append((p.body, p.body_codec, last_id))
             if p.data is not None:
                 r.data.append((p.data, last_id))
+            if p.text is not None:
+                r.texts.append((p.title, p.text, int(p.text_truncated), last_id))
         r.links.extend(o.links)
         if o.state is not None:
             r.states.append((o.state, o.reason, o.url))
@@ -402,26 +377,3 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
         r.new_fetches = (run_id, first_id, last_id)
     r.last_id = last_id
     return r
-
-
-def _revisited(r: _Rows, o: Outcome, p: PageRow, run_id: int | None) -> None:
-    """A recrawl's fetch of a stored page: replace it (changed) or keep it, and its fetch."""
-    due = p.fetched_at + o.interval if o.interval is not None else None
-    r.fetches.append((p.url, run_id, p.fetched_at, p.status, p.error, p.content_hash, o.change))
-    if o.change is Change.CHANGED:
-        final_status = p.final_status
-        if final_status is None and not (p.status is not None and 300 <= p.status < 400):
-            final_status = p.status
-        r.replaced.append(
-            (p.final_url, p.status, final_status, p.error, p.content_type, p.fetched_at,
-             p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
-             int(p.links_truncated), p.redirect_to, p.attempts, p.content_hash, p.title,
-             p.canonical_url, None if p.noindex is None else int(p.noindex), p.data,
-             o.interval, due, p.url)
-        )  # fmt: skip
-        r.replaced_bodies.append((p.body if p.body is not None else b"", p.body_codec, p.url))
-        return
-    keep = int(o.change is Change.UNCHANGED)
-    r.kept.append(
-        (keep, p.status, p.error, p.fetched_at, p.elapsed, p.attempts, o.interval, due, p.url)
-    )

@@ -17,7 +17,8 @@ from typing import Any
 
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
-from crawler.records import ReportData
+from crawler.records import ReportData, SearchHit
+from crawler.store import sqlite_text
 from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import stats
 
@@ -117,6 +118,12 @@ class SQLiteReader:
         return _records(cur, list(LINK_FIELDS), BATCH, bool(where))
 
     # ------------------------------------------------------------------ one URL (`why`)
+
+    def search(self, query: str, limit: int) -> list[SearchHit]:
+        return sqlite_text.search(self.db, self.name, query, limit)
+
+    def text_pages(self) -> int:
+        return sqlite_text.text_pages(self.db)
 
     @property
     def _signals(self) -> str:

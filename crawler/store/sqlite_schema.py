@@ -59,6 +59,9 @@ async def check_and_migrate(db: aiosqlite.Connection, path: str) -> None:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
+        # An INSERT OR REPLACE that replaces a page_text row fires its delete trigger
+        # (which takes the old text out of the full-text index) only with this on.
+        await db.execute("PRAGMA recursive_triggers = ON")
         # Writers take turns: with --processes, each commit may wait for the others'.
         await db.execute("PRAGMA busy_timeout = 30000")
         if "schema_migrations" not in tables:

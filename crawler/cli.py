@@ -20,11 +20,13 @@ from crawler import __version__
 from crawler.cli_options import (
     given_settings,
     output_options,
+    recrawl_options,
     request_options,
     run_output,
     settings_options,
     take_run_options,
 )
+from crawler.cli_search import search
 from crawler.config import SETTING_NAMES, Resolved, build_settings, resolve
 from crawler.errors import CrawlerError, UsageError
 from crawler.logs import setup_logging
@@ -174,6 +176,48 @@ def resume(
 
 
 @cli.command()
+@click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
+@recrawl_options
+@settings_options
+@request_options
+@output_options
+def recrawl(
+    db: str,
+    older_than: str | None,
+    where: str | None,
+    due: bool,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    status_host: str,
+    status_port: int | None,
+    **values: Any,
+) -> int:
+    """Fetch stored pages again (default: all), conditionally (ETag, Last-Modified).
+
+    A 304 or an identical body marks a page unchanged (its body kept); a changed page is
+    replaced and its new links are crawled; a 404/410 is recorded as gone (its last body
+    kept). Every fetch is a row of the fetches table. Politeness, robots.txt and the
+    crawl's settings apply as in a crawl (flags given here replace stored ones). Ctrl-C
+    stops it; `crawler resume` continues it.
+    """
+    from crawler.revisit import duration_seconds
+    from crawler.run import recrawl_crawl
+
+    setup_logging(verbose, quiet, log_format)
+    options = take_run_options(values)
+    given = given_settings(values)
+    build_settings(given, source="command line")  # validate before touching the file
+    selection = {
+        "where": where if where and where.strip() else None,
+        "older_than": duration_seconds(older_than) if older_than is not None else None,
+        "due": due,
+    }
+    out = run_output(quiet, log_format, status_host, status_port)
+    return recrawl_crawl(db, given, selection, out, options)
+
+
+@cli.command()
 @click.option("--db", required=True, help="The shared store: postgresql://user@host:port/dbname.")
 @click.option("--concurrency", type=int, default=None, help="This worker's requests in flight.")
 @click.option("--processes", type=int, default=None, help="Worker processes on this machine.")
@@ -313,47 +357,7 @@ def why(url: str, db: str, as_json: bool) -> None:
         click.echo("\n".join(explain.render(data)))
 
 
-@cli.command()
-@click.argument("terms", nargs=-1)
-@click.option("--db", default="crawl.db", show_default=True, help="The crawl database.")
-@click.option(
-    "--limit", default=10, show_default=True, type=click.IntRange(min=1), help="Most hits shown."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit and line.")
-@click.option(
-    "--reindex",
-    is_flag=True,
-    help="First index the stored HTML pages that have no text yet (crawled with --no-text, "
-    "or before full-text search existed).",
-)
-def search(terms: tuple[str, ...], db: str, limit: int, as_json: bool, reindex: bool) -> int:
-    """Full-text search over the stored pages' titles and visible text.
-
-    TERMS are words (all must match), "a phrase" in quotes, word* for a prefix, and OR.
-    SQLite takes FTS5's syntax (NOT, NEAR, title:word); PostgreSQL its web search syntax
-    (-word excludes). Prints the best pages first, one per line: score, URL, title and
-    a snippet with the matched words in [brackets], tab-separated. Exit 1 when nothing
-    matches (as grep), 2 when the query is malformed.
-    """
-    import asyncio
-
-    from crawler import search as fts
-
-    query = " ".join(terms).strip()
-    if not query and not reindex:
-        raise UsageError('no search terms given (crawler search "words" or --reindex)')
-    if reindex:
-        added = asyncio.run(fts.reindex(db))
-        click.echo(f"indexed the text of {added:,} pages", err=True)
-        if not query:
-            return 0
-    with contextlib.closing(open_reader(db)) as reader:
-        hits = reader.search(query, limit)
-        for hit in hits:
-            click.echo(fts.json_line(hit) if as_json else fts.line(hit))
-        if not hits:
-            click.echo(f"crawler: {fts.no_hits(reader, query)}", err=True)
-    return 0 if hits else 1
+cli.add_command(search)
 
 
 @cli.command()

@@ -50,6 +50,9 @@ _HELP = {
     "not the scheme's default (http and https of one name share it).",
     "per_ip": "Most simultaneous requests to hosts on one IP address (0: no cap).",
     "processes": "Crawl in this many processes, each owning a share of the hosts.",
+    "recrawl_interval": "A page's first revisit interval in seconds (recrawl --due).",
+    "recrawl_max_interval": "Longest revisit interval in seconds (an unchanging page's).",
+    "recrawl_min_interval": "Shortest revisit interval in seconds (a page that keeps changing).",
     "repeat_segments": "A path segment repeated more often than this is a trap.",
     "retries": "Extra attempts after a network error, 429 or 5xx.",
     "scope": "Which links to follow: the seeds' hosts, their domains, or any.",
@@ -188,3 +191,33 @@ def given_settings(values: dict[str, Any]) -> dict[str, Any]:
             continue
         out[name] = value
     return out
+
+
+def recrawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`crawler recrawl`'s selection of the stored pages to fetch again."""
+    for option in reversed(_RECRAWL_OPTIONS):
+        func = option(func)
+    return func
+
+
+_RECRAWL_OPTIONS = [
+    click.option(
+        "--older-than",
+        metavar="DURATION",
+        default=None,
+        help="Only pages last fetched longer ago than DURATION: 90s, 15m, 2h, 7d.",
+    ),
+    click.option(
+        "--where",
+        metavar="SQL",
+        default=None,
+        help='Only pages matching this SQL condition on the pages table, e.g. "error IS NOT '
+        'NULL" (retry failures) or "host = \'https://example.com:443\'".',
+    ),
+    click.option(
+        "--due",
+        is_flag=True,
+        help="Only pages whose revisit interval has passed (adaptive: shorter for pages "
+        "that change, longer for pages that do not).",
+    ),
+]

@@ -60,6 +60,9 @@ class Settings:
     per_host: int = 2  # most simultaneous requests to one server (host, + port if not default)
     per_ip: int = 0  # most simultaneous requests to the hosts on one IP address (0: no cap)
     processes: int = 1  # processes crawling at once, each owning a share of the hosts
+    recrawl_interval: float = 86_400.0  # a page's first revisit interval, seconds (1 day)
+    recrawl_max_interval: float = 2_592_000.0  # longest revisit interval, seconds (30 days)
+    recrawl_min_interval: float = 3_600.0  # shortest revisit interval, seconds (1 hour)
     repeat_segments: int = 3  # a path segment repeated more often than this is a trap
     retries: int = 2  # extra attempts after a network error, 429 or 5xx
     scope: str = "host"  # host: the seeds' hosts; domain: their registered domains; any
@@ -154,6 +157,12 @@ def _validate(s: Settings) -> None:
         (s.max_crawl_delay >= 0, "max_crawl_delay must not be negative"),
         (s.host_budget >= 0, "host_budget must not be negative (0: no limit)"),
         (s.host_failures >= 1, "host_failures must be at least 1"),
+        (s.recrawl_min_interval > 0, "recrawl_min_interval must be positive"),
+        (
+            s.recrawl_min_interval <= s.recrawl_max_interval,
+            "recrawl_min_interval must not be more than recrawl_max_interval",
+        ),
+        (s.recrawl_interval > 0, "recrawl_interval must be positive"),
         (s.repeat_segments >= 1, "repeat_segments must be at least 1"),
         (s.scope in SCOPES, f"scope must be one of {', '.join(SCOPES)}, got {s.scope!r}"),
         (bool(s.user_agent.strip()), "user_agent must not be empty"),

@@ -24,6 +24,7 @@ class Counters:
     by_status_class: dict[str, int] = field(default_factory=dict)  # "2xx": n; "error": no status
     by_status: dict[str, int] = field(default_factory=dict)  # "200": n; "error": no status
     latency: Latency = field(default_factory=Latency)  # seconds per stored fetch
+    changes: dict[str, int] = field(default_factory=dict)  # fetches.change: n (a recrawl's)
 
     @property
     def elapsed(self) -> float:
@@ -48,10 +49,16 @@ class Counters:
         code = str(status)
         self.by_status[code] = self.by_status.get(code, 0) + 1
 
-    def failed_row(self, reason: str) -> None:
-        """An error row written without a response (an internal error, a dropped host)."""
+    def failed_row(self, reason: str, change: str = "new") -> None:
+        """An error row written without a response (an internal error, a dropped host);
+        `change`: what it means for a page stored before (`fetches.change`)."""
         self.pages += 1
         self._error(reason)
+        self.changed(change)
+
+    def changed(self, change: str) -> None:
+        """A fetch stored: what it found (`fetches.change`)."""
+        self.changes[change] = self.changes.get(change, 0) + 1
 
     def _error(self, reason: str) -> None:
         self.errors += 1

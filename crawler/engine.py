@@ -33,7 +33,8 @@ from crawler.netbytes import location_url
 from crawler.network import Network
 from crawler.outcome import Outcomes
 from crawler.partition import PageBudget, Partition
-from crawler.records import Job, Outcome, PageRow, Summary, URLState
+from crawler.records import Job, PageRow, Summary
+from crawler.revisit import conditional_headers, error_outcome
 from crawler.robots import RobotsCache, fetch_rules
 from crawler.runoptions import NO_OPTIONS, RunOptions, duration_text
 from crawler.scope import Scope
@@ -184,6 +185,7 @@ class Engine:
             by_status_class=dict(self.counters.by_status_class),
             not_downloaded=self.counters.not_downloaded,
             stopped_by=self.stopped_by if interrupted else None,
+            changes=dict(self.counters.changes),
         )
 
     def _time_up(self) -> None:
@@ -276,8 +278,9 @@ class Engine:
         item = job.item
         assert item is not None
         row = PageRow.failed(item.url, item.host, item.depth, reason[:300], attempts=job.attempt)
-        self.counters.failed_row(reason)
-        self.store.add(Outcome(url=item.url, state=URLState.DONE, page=row))
+        outcome = error_outcome(item, row)
+        self.counters.failed_row(reason, outcome.change)
+        self.store.add(outcome)
         self.frontier.finish(job, stored=True, failed=None)
 
     async def _robots(self, job: Job) -> None:
@@ -381,6 +384,7 @@ class Engine:
                 on_sent=self.frontier.sent(job),
                 network=self.network,
                 accept=settings.accept_type,
+                request_headers=conditional_headers(job.item.stored),
             )
         except BaseException:
             # Cancelled (second SIGINT): the URL stays queued in the file for resume.
@@ -407,7 +411,9 @@ class Engine:
         self.counters.response(resp.status, resp.error, len(resp.body), resp.elapsed)
         if not resp.downloaded:
             self.counters.not_downloaded += 1
-        self.store.add(await self.outcomes.build(job, resp))
+        outcome = await self.outcomes.build(job, resp)
+        self.counters.changed(outcome.change)
+        self.store.add(outcome)
         self.frontier.finish(job, stored=True, failed=failed, elapsed=resp.elapsed)
         if self.store.backlog_bytes >= BACKLOG_BYTES:
             # Back-pressure: when the store falls behind, workers wait for the write

@@ -23,7 +23,7 @@ import contextvars
 import email.utils
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -183,8 +183,10 @@ async def fetch(
     consume: Callable[[bytes], bool] | None = None,
     network: Network | None = None,
     accept: tuple[str, ...] = (),
+    request_headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """GET `url` once, without following redirects, keeping at most `max_bytes` of body.
+    """GET `url` once, without following redirects, keeping at most `max_bytes` of body;
+    `request_headers` are sent besides the session's (a recrawl's If-None-Match...).
 
     The timeout covers the whole exchange from the moment the request is sent: the
     frontier hands out a URL only when a connection slot is free, so no time is spent
@@ -199,7 +201,7 @@ async def fetch(
         async with asyncio.timeout(timeout):
             target = yarl.URL(url, encoded=True)
             proxy = await network.route(target) if network is not None else None
-            resp = await _send(session, target, on_sent, proxy)
+            resp = await _send(session, target, on_sent, proxy, request_headers)
             async with resp:
                 headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
                 if accept and not 300 <= resp.status < 400 and not accepts(accept, resp):
@@ -254,6 +256,7 @@ async def _send(
     url: yarl.URL,
     on_sent: Callable[[float], None] | None,
     proxy: Proxy | None,
+    headers: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
     """Send the GET and wait for the response head.
 
@@ -265,20 +268,28 @@ async def _send(
     """
     attempt = _Attempt(on_sent)
     try:
-        return await _get(session, url, attempt, proxy)
+        return await _get(session, url, attempt, proxy, headers)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
             raise
     # The dead connection is closed: the pool opens a new one unless another idle
     # connection to the host is there; that one is not retried again if it fails.
-    return await _get(session, url, _Attempt(on_sent), proxy)
+    return await _get(session, url, _Attempt(on_sent), proxy, headers)
 
 
 async def _get(
-    session: aiohttp.ClientSession, url: yarl.URL, attempt: _Attempt, proxy: Proxy | None
+    session: aiohttp.ClientSession,
+    url: yarl.URL,
+    attempt: _Attempt,
+    proxy: Proxy | None,
+    headers: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
     token = _ATTEMPT.set(attempt)
     tunnel = url.scheme == "https"
+    # Proxy credentials: on the request itself when the proxy forwards it (plain http),
+    # on the CONNECT only when it tunnels (https): never to the site.
+    if proxy is not None and not tunnel:
+        headers = {**(proxy.headers or {}), **(headers or {})}
     try:
         # `url` is encoded=True: sent byte for byte; yarl would otherwise re-normalise
         # escapes (%21 -> !) and fetch a URL other than the one we store.
@@ -287,9 +298,7 @@ async def _get(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=None),
             proxy=proxy.url if proxy is not None else None,
-            # Proxy credentials: on the request itself when the proxy forwards it (plain
-            # http), on the CONNECT only when it tunnels (https): never to the site.
-            headers=proxy.headers if proxy is not None and not tunnel else None,
+            headers=headers,
             proxy_headers=proxy.headers if proxy is not None and tunnel else None,
         )
     finally:

@@ -50,7 +50,7 @@ class Frontier:
         budget: PageBudget | None = None,
         poll_interval: float = 0.05,
         on_fatal: Callable[[BaseException], None] | None = None,
-        on_failed_row: Callable[[str], None] = lambda reason: None,
+        on_failed_row: Callable[[str, str], None] = lambda reason, change: None,
         addresses: Addresses | None = None,
     ) -> None:
         self.settings = settings

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from crawler import revisit
 from crawler.config import Settings
 from crawler.directives import NONE, agent_token, x_robots_tag
 from crawler.fetcher import Response
@@ -25,7 +26,16 @@ from crawler.hooks import Hooks, Page
 from crawler.netbytes import location_url
 from crawler.parser import ParsedPage, extract_links, is_html
 from crawler.reasons import Reason
-from crawler.records import ChainEnd, Job, NewURL, Outcome, PageRow, QueuedURL, URLState
+from crawler.records import (
+    ChainEnd,
+    Change,
+    Job,
+    NewURL,
+    Outcome,
+    PageRow,
+    QueuedURL,
+    URLState,
+)
 from crawler.text import visible_text
 from crawler.urls import canonical_url
 
@@ -53,6 +63,23 @@ class Outcomes:
         item = job.item
         assert item is not None
         settings = self.settings
+        change, interval, digest = Change.NEW, None, None
+        if item.stored is not None:
+            # A recrawl of a stored page: only a changed one is parsed and replaced.
+            if resp.body:
+                digest = await _digest(resp.body)
+            change = revisit.change_of(item.stored, resp.status, digest)
+            interval = revisit.next_interval(settings, change, item.stored.interval)
+            if change is not Change.CHANGED:
+                if change is Change.UNCHANGED:
+                    digest = item.stored.content_hash  # a 304 has no body of its own
+                return Outcome(
+                    url=item.url,
+                    state=URLState.DONE,
+                    page=_fetch_row(job, item, resp, digest),
+                    change=change,
+                    interval=interval,
+                )
         skipped: dict[str, int] = {}
         status = resp.status or 0
         hop = _Redirect(error=resp.error)
@@ -108,7 +135,7 @@ class Outcomes:
         # compressed is compressed and hashed here, in a thread (off the event loop).
         got_body = resp.status is not None and resp.downloaded  # else no body was read
         body: bytes | None = resp.body if got_body else None
-        codec = digest = None
+        codec = None
         if body and self.settings.compress:
             body, codec, digest = await asyncio.to_thread(_compressed, body)
         page = PageRow(
@@ -149,6 +176,8 @@ class Outcomes:
             new_urls=new,
             chain_end=chain_end,
             skipped=tuple(skipped.items()),
+            change=change,
+            interval=interval,
         )
 
     async def _hooks(
@@ -225,6 +254,26 @@ class Outcomes:
                 hop.chain_error = f"redirect target not followed: {target.value}"
                 skipped[target] = 1
         return hop
+
+
+def _fetch_row(job: Job, item: QueuedURL, resp: Response, digest: str | None) -> PageRow:
+    """The row of a recrawl's fetch that leaves the stored page in place (unchanged, gone,
+    failed): the store takes from it only what the fetch says (status, time, hash)."""
+    return PageRow(
+        url=item.url, final_url=None, status=resp.status, error=resp.error,
+        content_type=resp.content_type, depth=item.depth, fetched_at=time.time(), body=None,
+        host=item.host, headers=None, elapsed=round(resp.elapsed, 6),
+        size=len(resp.body) if resp.status is not None else None, truncated=resp.truncated,
+        links_found=None, links_truncated=False, redirect_to=None, attempts=job.attempt,
+        body_codec=None, content_hash=digest, title=None,
+    )  # fmt: skip
+
+
+async def _digest(body: bytes) -> str:
+    # A large body is hashed off the event loop (hashlib releases the GIL).
+    if len(body) < 65_536:
+        return hashlib.sha1(body).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha1(body).hexdigest())
 
 
 def _compressed(body: bytes) -> tuple[bytes, str, str]:

@@ -162,6 +162,7 @@ async def run_partitioned(
         by_status_class=_merged([s.by_status_class for s in summaries]),
         not_downloaded=sum(s.not_downloaded for s in summaries),
         stopped_by=_stopped_by(stops, summaries) if interrupted else None,
+        changes=_merged([s.changes for s in summaries]),
     )
 
 

@@ -46,6 +46,16 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"
 
 
+class Change(StrEnum):
+    """`fetches.change`: what one fetch of a URL found, against what was stored."""
+
+    NEW = "new"  # the URL's first fetch
+    CHANGED = "changed"  # another status or body: the row and body replaced, links again
+    UNCHANGED = "unchanged"  # 304, or the same status and body: the stored page kept
+    GONE = "gone"  # 404 or 410 now: the status recorded, the last body kept
+    FAILED = "failed"  # no usable answer this time (network error, 429, 5xx): body kept
+
+
 def error_kind(error: str) -> str:
     """The kind of an error text: "timeout: no complete response within 5s" -> "timeout".
 
@@ -66,6 +76,17 @@ class NewURL:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """What a recrawl knows of a URL's stored page: what to send and compare with."""
+
+    status: int | None
+    content_hash: str | None
+    etag: str | None  # for If-None-Match
+    last_modified: str | None  # for If-Modified-Since
+    interval: float | None  # the page's revisit interval (None: the crawl's default)
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedURL:
     """A frontier row waiting to be fetched; `id` is the store's handle, not an order."""
 
@@ -75,6 +96,7 @@ class QueuedURL:
     depth: int
     hops: int
     origin: str | None
+    stored: Stored | None = None  # a page stored before (a recrawl): fetched conditionally
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +200,10 @@ class Outcome:
     sitemaps: Sequence[Sitemap] = ()  # rows to add (queued) or to mark done
     # (url, sitemap, lastmod, changefreq, priority): what a sitemap says of a URL it lists
     sitemap_urls: Sequence[tuple[str, str, str | None, str | None, float | None]] = ()
+    # A page stored before (a recrawl): what this fetch found, and its next revisit
+    # interval. NEW: the page row is inserted (a second row for a URL is ignored).
+    change: Change = Change.NEW
+    interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +232,7 @@ class Summary:
     by_status_class: dict[str, int] = field(default_factory=dict)
     not_downloaded: int = 0  # responses whose body --accept-type refused (rows say so)
     stopped_by: str | None = None  # an interrupted run: "signal" or "time limit of 2h reached"
+    changes: dict[str, int] = field(default_factory=dict)  # fetches.change: n, this run
 
 
 @dataclass(frozen=True, slots=True)

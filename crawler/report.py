@@ -23,6 +23,7 @@ def summary_data(summary: Summary) -> dict[str, Any]:
     data["pages_per_s"] = round(summary.pages / summary.elapsed, 2) if summary.elapsed > 0 else 0
     data["errors_by_kind"] = dict(sorted(summary.errors_by_kind.items()))
     data["by_status_class"] = dict(sorted(summary.by_status_class.items()))
+    data["changes"] = dict(sorted(summary.changes.items()))
     return data
 
 
@@ -62,6 +63,9 @@ def print_summary(
     table.add_row("network errors", f"{summary.errors:,}")
     for kind, n in data["errors_by_kind"].items():
         table.add_row(f"  {kind}", f"{n:,}")
+    if set(summary.changes) - {"new"}:  # a recrawl: what the fetches of stored pages found
+        for change in ("changed", "unchanged", "gone", "failed", "new"):
+            table.add_row(f"pages {change}", f"{summary.changes.get(change, 0):,}")
     console.print(table)
     if summary.interrupted:
         if summary.stopped_by and summary.stopped_by != "signal":
@@ -109,6 +113,7 @@ def print_stats(data: dict[str, Any]) -> None:
         ("Error reasons", "error_reasons"),
         ("Links not followed", "skipped"),
         ("Depths", "depths"),
+        ("Fetches per run", "per_run"),
     ):
         rows = data.get(key) or []
         if not rows:

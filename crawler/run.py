@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,13 +128,7 @@ async def resume(
             record = await store.load_crawl()
             if record is None:
                 raise UsageError(f"{store.name} holds no crawl to resume")
-            settings = record.settings
-            if overrides:
-                settings = build_settings(overrides, source="command line", base=settings)[0]
-                for name in SETTING_NAMES:
-                    old, new = getattr(record.settings, name), getattr(settings, name)
-                    if old != new:
-                        log.warning("resume: %s is now %r (was %r)", name, new, old)
+            settings = _overridden(record.settings, overrides, "resume")
             added = canonical_seeds(list(seeds), settings.max_url_length)
             settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
             all_seeds = list(dict.fromkeys([*record.seeds, *added]))
@@ -144,6 +139,73 @@ async def resume(
             return await _go(
                 store, settings, all_seeds, all_seeds, "resume", output, page_hooks, options
             )
+    finally:
+        await store.close()
+
+
+def _overridden(stored: Settings, overrides: dict[str, Any] | None, kind: str) -> Settings:
+    """The stored settings with the flags given now on top; each change is logged."""
+    if not overrides:
+        return stored
+    settings = build_settings(overrides, source="command line", base=stored)[0]
+    for name in SETTING_NAMES:
+        old, new = getattr(stored, name), getattr(settings, name)
+        if old != new:
+            log.warning("%s: %s is now %r (was %r)", kind, name, new, old)
+    return settings
+
+
+def recrawl_crawl(
+    db: str,
+    overrides: dict[str, Any],
+    selection: dict[str, Any],
+    out: Output,
+    options: RunOptions = NO_OPTIONS,
+) -> int:
+    """`crawler recrawl`: fetch the stored pages of `db` that match `selection` again."""
+    Proxies.of(options.proxy)  # a bad --proxy env: exit 2 before the file is touched
+    main = recrawl(db, overrides, **selection, output=out, options=options)
+    return _run(main, db, out, options)
+
+
+async def recrawl(
+    db: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    where: str | None = None,
+    older_than: float | None = None,
+    due: bool = False,
+    output: Output = Output(),
+    hooks: Sequence[Hook] = (),
+    options: RunOptions = NO_OPTIONS,
+) -> Summary:
+    """Fetch again the stored pages of the crawl in `db` that match (default: all):
+    `where` an SQL condition on `pages`, `older_than` seconds since their last fetch,
+    `due` only those whose revisit interval has passed. Conditional requests; changed
+    pages are replaced and their new links crawled (crawler.revisit).
+
+    An interrupted recrawl is continued by `crawler resume` (the crawl stays marked as
+    recrawling until its frontier runs dry); `recrawl` again selects pages anew.
+    `hooks` and `options` as for `resume`.
+    """
+    store = await open_store(db, create=False)
+    try:
+        with store.lock():
+            record = await store.load_crawl()
+            if record is None:
+                raise UsageError(
+                    f"{store.name} holds no crawl to recrawl: start one with `crawler crawl`"
+                )
+            settings = _overridden(record.settings, overrides, "recrawl")
+            settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
+            since = time.time() - older_than if older_than is not None else None
+            first = settings.recrawl_interval if due else None
+            count = await store.select_recrawl(where, since, first)
+            log.info("recrawl: %d stored page(s) to fetch again", count)
+            if settings != record.settings:
+                await store.save_crawl(settings, record.seeds)
+            seeds = list(record.seeds)
+            return await _go(store, settings, seeds, [], "recrawl", output, page_hooks, options)
     finally:
         await store.close()
 

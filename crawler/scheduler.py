@@ -23,6 +23,7 @@ from crawler.hosts import Gate, Gates, HostSlot
 from crawler.partition import PageBudget
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, Sitemap, URLState
+from crawler.revisit import error_outcome
 from crawler.robots import RobotsCache, Rules
 from crawler.urls import server_key
 
@@ -42,7 +43,7 @@ class Scheduler:
         robots: RobotsCache,
         *,
         emit: Callable[[Outcome], None],
-        on_failed_row: Callable[[str], None] = lambda reason: None,
+        on_failed_row: Callable[[str, str], None] = lambda reason, change: None,
         on_taken: Callable[[str, int], None] = lambda host, left: None,
         address: Callable[[str], str | None] = lambda host: None,
         resolve: Callable[[str], None] = lambda host: None,
@@ -376,9 +377,10 @@ class Scheduler:
             self.dropped += 1
             self.stored += 1
             self.budget.add(1)
-            self.on_failed_row(slot.dead)
             row = PageRow.failed(item.url, item.host, item.depth, slot.dead, attempts=0)
-            self.emit(Outcome(url=item.url, state=URLState.DONE, page=row))
+            outcome = error_outcome(item, row)
+            self.on_failed_row(slot.dead, outcome.change)
+            self.emit(outcome)
 
     # ------------------------------------------------------------------ readiness
 

@@ -234,7 +234,8 @@ COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 def test_the_commands_are_the_documented_ones() -> None:
     assert COMMANDS == [
-        "config", "crawl", "export", "report", "resume", "search", "stats", "why", "work",
+        "config", "crawl", "export", "recrawl", "report", "resume", "search", "stats", "why",
+        "work",
     ]  # fmt: skip
 
 

@@ -232,6 +232,14 @@ RANGES: list[tuple[str, list[Any], list[Any], str]] = [
     ("host_budget", [0], [-1], "host_budget must not be negative (0: no limit)"),
     ("host_failures", [1], [0], "host_failures must be at least 1"),
     ("repeat_segments", [1], [0], "repeat_segments must be at least 1"),
+    ("recrawl_interval", [0.001], [0, -1.0], "recrawl_interval must be positive"),
+    ("recrawl_min_interval", [0.001, 3600], [0, -1.0], "recrawl_min_interval must be positive"),
+    (
+        "recrawl_max_interval",
+        [3600, 1e9],
+        [3599.9],
+        "recrawl_min_interval must not be more than recrawl_max_interval",
+    ),
     ("user_agent", ["x"], ["", " \t"], "user_agent must not be empty"),
     (
         "extract",

@@ -217,6 +217,16 @@ def check_indexing(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     assert result == [(f"{c.a}/copy", 0, f"{c.a}/about"), (f"{c.a}/new", 1, None)]
 
 
+def check_changes(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    # One crawl, no recrawl yet: every page fetched once, as new.
+    assert len(result) == c.pages
+    assert {r[1:4] for r in result} == {(1, 0, 0)}
+
+
+def check_per_run(c: Crawled, result: list[tuple[Any, ...]]) -> None:
+    assert result == [(1, "crawl", c.pages, c.pages, 0, 0, 0)]
+
+
 def check_servers(c: Crawled, result: list[tuple[Any, ...]]) -> None:
     assert sorted({r[0] for r in result}) == sorted([c.a, c.b])
     assert all("aiohttp" in r[1] for r in result)
@@ -226,6 +236,8 @@ CHECKS = {
     "Sitemaps:": check_sitemaps,
     "Broken images": check_broken_images,
     "not to be indexed": check_indexing,
+    "How often each page changes": check_changes,
+    "Fetches per run": check_per_run,
     "Broken links and": check_broken_links,
     "with their final status": check_final_status,
     "Links not followed": check_skipped,

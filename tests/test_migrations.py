@@ -49,7 +49,9 @@ def snapshot(db: str) -> dict[str, list[tuple[Any, ...]]]:
         "urls": rows(db, "SELECT * FROM urls ORDER BY id"),
         "links": rows(db, "SELECT rowid, src_url, dst_url, nofollow FROM links ORDER BY rowid"),
         "robots": rows(db, "SELECT * FROM robots ORDER BY host"),
-        "crawl": rows(db, "SELECT * FROM crawl"),
+        "crawl": rows(
+            db, "SELECT id, settings, seeds, started_at, resumed_at, finished_at FROM crawl"
+        ),
         "frontier": rows(db, "SELECT * FROM frontier ORDER BY url"),
     }
 
@@ -111,6 +113,23 @@ async def test_0001_file_is_upgraded_with_every_row_and_body_unchanged(old_db: s
     first, last = rows(old_db, "SELECT min(fetched_at), max(fetched_at) FROM pages")[0]
     # Not interrupted: max_pages ends a crawl as finished (0001 set finished_at).
     assert (kind, started, ended, pages, interrupted) == ("crawl", first, last, 14, 0)
+
+
+async def test_0004_backfills_one_fetch_per_stored_page(old_db: str) -> None:
+    pages = rows(old_db, "SELECT url, fetched_at, status, content_hash FROM pages ORDER BY id")
+    storage = await Storage.open(old_db, create=False)
+    await storage.close()
+    ((run,),) = rows(old_db, "SELECT id FROM runs")
+    assert (
+        rows(
+            old_db,
+            "SELECT url, fetched_at, status, content_hash FROM fetches WHERE change = 'new' "
+            "AND run_id = ? ORDER BY id",
+            run,
+        )
+        == pages
+    )
+    assert rows(old_db, "SELECT count(*) FROM fetches") == [(len(pages),)]
 
 
 async def test_the_upgraded_crawl_resumes_to_the_end(old_db: str) -> None:

@@ -384,3 +384,56 @@ def test_sigterm_gives_leases_back_and_the_password_is_never_stored_nor_printed(
         capture_output=True, text=True, timeout=DEADLINE, check=True,
     ).stdout  # fmt: skip
     assert "crawl" in dump and seeds[0] in dump and PASSWORD not in dump
+
+
+def test_a_recrawl_with_max_pages_is_exact_across_three_workers(
+    sites: tuple[LoopThread, asyncio.Event, list[Host]], pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    # A recrawl takes the stored pages it queues off `page_budget.stored`; each one stored
+    # again counts back at its commit, under the units the workers share.
+    thread, gate, hosts = sites
+    seeds = [h.url("/") for h in hosts]
+    thread.loop.call_soon_threadsafe(gate.set)
+    assert finish(start_crawl(pg_dsn, seeds, "--concurrency", "1")) == 0  # all 104 pages
+    stored = pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM pages")
+    thread.loop.call_soon_threadsafe(gate.clear)  # home pages held again
+    reset(hosts)
+    limit = 20
+    args = ["recrawl", "--db", pg_dsn, "-q", "--concurrency", "1", "--max-pages", str(limit)]
+    procs = [subprocess.Popen(crawler(*args), stderr=subprocess.PIPE, text=True)]
+    recrawl_runs = "SELECT count(*) FROM runs WHERE kind = 'recrawl'"
+    try:
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, recrawl_runs) == [("1",)], "the recrawl")
+        procs += [start_worker(pg_dsn) for _ in range(2)]
+        wait_for(
+            lambda: int(pg_rows(pg_cluster, pg_dsn, HOLDERS)[0][0]) >= 2,
+            "two workers holding leases",
+        )
+        thread.loop.call_soon_threadsafe(gate.set)
+        assert [finish(p) for p in procs] == [0, 0, 0]
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    fetched = [(h.ip, p) for h in hosts for p in h.paths if p != "/robots.txt"]
+    assert len(fetched) == limit and len(set(fetched)) == limit
+    assert pg_rows(
+        pg_cluster,
+        pg_dsn,
+        "SELECT f.change, count(*), count(DISTINCT f.url) FROM fetches AS f JOIN runs AS r "
+        "ON r.id = f.run_id WHERE r.kind <> 'crawl' GROUP BY f.change",
+    ) == [("unchanged", str(limit), str(limit))]
+    working = pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM runs WHERE id > 1 AND pages > 0")
+    assert int(working[0][0]) >= 2  # the budget was shared
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM pages") == stored
+    # The pages still queued for their revisit are not counted as stored.
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT stored, in_flight FROM page_budget") == [
+        (str(limit), "0")
+    ]
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT recrawling FROM crawl") == [("1",)]
+    assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
+
+
+HOLDERS = "SELECT count(DISTINCT lease_owner) FROM hosts"

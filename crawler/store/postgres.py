@@ -22,11 +22,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from crawler.config import Settings
+from crawler.errors import UsageError
 from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
+from crawler.revisit import stored_page
 from crawler.store import postgres_text
+from crawler.store.buffer import one_line
 from crawler.store.postgres_batches import is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
+from crawler.store.selection import recrawl_selection
 
 
 class PostgresStore(Leases):
@@ -41,6 +45,7 @@ class PostgresStore(Leases):
         super().__init__(pool, name, lease_seconds=lease_seconds)
         self.leased: set[str] = set()
         self._released: set[str] = set()  # hosts whose claims `claim` hands out again
+        self.revisit = False  # a recrawl is going: claims carry each URL's stored page
 
     # ------------------------------------------------------------------ open / close
 
@@ -81,6 +86,11 @@ class PostgresStore(Leases):
             store._lease = lease
             store.dsn = dsn
             await store._register()
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
+                )
+            store.run_id, store.revisit = row[0], bool(row[1])
         except BaseException as exc:
             pool.terminate()
             if isinstance(exc, OSError | TimeoutError | apg.PostgresError | apg.InterfaceError):
@@ -142,6 +152,7 @@ class PostgresStore(Leases):
             )
             if kind == "resume":
                 await conn.execute("UPDATE crawl SET resumed_at = $1 WHERE id = 1", now)
+        self.run_id = int(run_id)
         return int(run_id)
 
     async def end_run(self, run_id: int, pages: int, interrupted: bool) -> float:
@@ -164,7 +175,12 @@ class PostgresStore(Leases):
 
     async def mark_finished(self) -> None:
         async with self._writing(), self.pool.acquire() as conn:
-            await conn.execute("UPDATE crawl SET finished_at = $1 WHERE id = 1", time.time())
+            await conn.execute(
+                "UPDATE crawl SET finished_at = $1, recrawling = CASE WHEN recrawling = 1 AND "
+                "EXISTS (SELECT 1 FROM urls AS u JOIN page_rows AS p ON p.url = u.url "
+                "WHERE u.state = 'queued') THEN 1 ELSE 0 END WHERE id = 1",
+                time.time(),
+            )
 
     async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
         async with self._writing():
@@ -206,10 +222,12 @@ class PostgresStore(Leases):
                 )
             while len(out) < limit:
                 want = min(batch, limit - len(out))
-                rows = await conn.fetch(CLAIM, self.worker, host, want)
+                rows = await conn.fetch(
+                    CLAIM_REVISITS if self.revisit else CLAIM, self.worker, host, want
+                )
                 for row in sorted(rows, key=lambda r: r[0]):
                     if not skip(row[1]):
-                        out.append(QueuedURL(*row))
+                        out.append(_queued(row))
                 if len(rows) < want:
                     return out, True
         return out, False
@@ -219,13 +237,60 @@ class PostgresStore(Leases):
         self._released.add(host)
 
     async def page_count(self) -> int:
+        """Pages stored; in a recrawl, not those queued to be fetched again."""
+        not_queued = _NOT_REVISITED if self.revisit else ""
         async with self._writing(), self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM page_rows"))
+            return int(await conn.fetchval(f"SELECT count(*) FROM page_rows AS p {not_queued}"))
 
     async def host_page_counts(self) -> dict[str, int]:
+        not_queued = _NOT_REVISITED if self.revisit else ""
         async with self._writing(), self.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT host, count(*) FROM page_rows GROUP BY host")
+            rows = await conn.fetch(
+                f"SELECT host, count(*) FROM page_rows AS p {not_queued} GROUP BY host"
+            )
         return {r[0]: int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------------ recrawl
+
+    async def select_recrawl(
+        self, where: str | None, older_than: float | None, due: float | None
+    ) -> int:
+        """Queue again the stored pages that match, in one transaction (see Store): their
+        hosts are flagged as having work, and the page budget counts them as not stored
+        until their fetch is (max_pages counts pages stored)."""
+        apg = driver()
+        sql, params = recrawl_selection(where, older_than, due, time.time(), lambda i: f"${i}")
+        bad: str | None = None
+        async with self._writing(), self.pool.acquire() as conn:
+            try:
+                await conn.fetchval(f"SELECT count(*) FROM ({sql}) AS s", *params)
+            except apg.PostgresError as exc:
+                if (getattr(exc, "sqlstate", None) or "")[:2] not in _CONDITION_CLASSES:
+                    raise
+                bad = one_line(exc)
+        if bad is not None:  # outside `_writing`: the condition's fault, not the store's
+            raise UsageError(f"invalid --where condition: {bad}")
+        async with self._writing(), self.pool.acquire() as conn, conn.transaction():
+            hosts = await conn.fetch(
+                "WITH q AS (UPDATE urls SET state = 'queued', reason = NULL, claimed_by = NULL "
+                f"WHERE url IN ({sql}) RETURNING host) SELECT host, count(*) FROM q GROUP BY host "
+                "ORDER BY host",
+                *params,
+            )
+            count = sum(int(r[1]) for r in hosts)
+            await conn.execute(
+                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                "ON CONFLICT (host) DO UPDATE SET queued = true",
+                [r[0] for r in hosts],
+            )
+            await conn.execute(
+                "UPDATE page_budget SET stored = greatest(stored - $1, 0) WHERE id = 1", count
+            )
+            await conn.execute("UPDATE crawl SET recrawling = 1, finished_at = NULL WHERE id = 1")
+            # A changed page's old links go by their page: found by an index.
+            await conn.execute("CREATE INDEX IF NOT EXISTS links_src ON links (src_url)")
+        self.revisit = True
+        return count
 
     # ------------------------------------------------------------------ other workers
 
@@ -313,9 +378,30 @@ class PostgresStore(Leases):
             yield host, status, body, fetched_at
 
 
+# SQLSTATE classes a bad condition raises: 42 syntax or an unknown column, function or
+# type; 22 data (a bad cast); 21 cardinality (a subquery of several rows); 0A unsupported.
+_CONDITION_CLASSES = ("42", "22", "21", "0A")
+
+
+def _queued(row: Any) -> QueuedURL:
+    stored = None
+    if len(row) > 6 and row[6] is not None:
+        stored = stored_page(row[7], row[8], row[9], row[10])
+    return QueuedURL(row[0], row[1], row[2], row[3], row[4], row[5], stored)
+
+
+_NOT_REVISITED = (
+    "WHERE NOT EXISTS (SELECT 1 FROM urls AS u WHERE u.url = p.url AND u.state = 'queued')"
+)
 # Claimed rows must be exactly those returned: the inner LIMIT is the number wanted.
 CLAIM = (
     "UPDATE urls SET claimed_by = $1 WHERE id IN (SELECT id FROM urls WHERE host = $2 "
     "AND state = 'queued' AND claimed_by IS NULL ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "RETURNING id, url, host, depth, hops, origin"
+)
+# In a recrawl, each claimed URL with its stored page (one probe of page_rows' url index).
+CLAIM_REVISITS = (
+    f"WITH c AS ({CLAIM}) SELECT c.id, c.url, c.host, c.depth, c.hops, c.origin, p.id, "
+    "p.status, p.content_hash, p.headers, p.revisit_interval FROM c "
+    "LEFT JOIN page_rows AS p ON p.url = c.url"
 )

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crawler.errors import LeaseLost, StoreFailure
-from crawler.records import Outcome, PageRow, URLState
+from crawler.records import Change, Outcome, PageRow
+from crawler.store import postgres_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer
+from crawler.store.postgres_revisits import Revisits
 from crawler.store.postgres_schema import driver
-from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved
+from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved, error_outcome
 
 if TYPE_CHECKING:
     import asyncpg
@@ -51,6 +53,7 @@ class PostgresWriter(OutcomeBuffer):
         self.name = name
         self.lease_seconds = lease_seconds
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
+        self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
         # New-URL rows sent to the database's dedup, and those it found new: what the
         # seen-cache in front (`seen.RecentSeen`) saves shows in the first.
@@ -108,7 +111,7 @@ class PostgresWriter(OutcomeBuffer):
         raise AssertionError("unreachable")
 
     async def _commit(self, batch: list[Outcome]) -> list[str]:
-        rows = _rows(batch)
+        rows = _rows(batch, self.run_id)
         async with self.pool.acquire() as conn, conn.transaction():
             used = await self._begin(conn, rows.pages_sent)
             inserted, pages = await _write(conn, rows)
@@ -127,7 +130,7 @@ class PostgresWriter(OutcomeBuffer):
         async with self.pool.acquire() as conn, conn.transaction():
             used = await self._begin(conn, sum(o.page is not None for o in batch))
             for outcome in batch:
-                rows = _rows([outcome])
+                rows = _rows([outcome], self.run_id)
                 try:
                     async with conn.transaction():
                         new, n = await _write(conn, rows)
@@ -148,7 +151,8 @@ class PostgresWriter(OutcomeBuffer):
                 try:
                     async with conn.transaction():
                         _, n = await _write(
-                            conn, _rows([Outcome(url=row.url, state=URLState.DONE, page=row)])
+                            conn,
+                            _rows([error_outcome(outcome, row)], self.run_id),
                         )
                         pages_in += n
                 except Exception as exc:
@@ -218,13 +222,17 @@ _INSERT_PAGES = (
     "content_type, depth, fetched_at, host, headers, elapsed, size, truncated, links_found, "
     "links_truncated, redirect_to, attempts, content_hash, title, canonical_url, noindex) "
     f"SELECT * FROM unnest({', '.join(f'${i + 1}::{t}[]' for i, t in enumerate(_PAGE_TYPES))}) "
-    "ON CONFLICT (url) DO NOTHING RETURNING id, url), "
+    "ON CONFLICT (url) DO NOTHING "
+    "RETURNING id, url, fetched_at, status, error, content_hash), "
     "b AS (INSERT INTO bodies (page_id, body, body_codec) SELECT p.id, b.body, b.codec FROM p "
     f"JOIN unnest(${_B}::text[], ${_B + 1}::bytea[], ${_B + 2}::text[]) AS b (url, body, codec) "
     "USING (url)), "
+    # Each new page's first fetch, in the same statement (no round trip of its own).
+    "f AS (INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
+    f"SELECT url, ${_B + 3}::int8, fetched_at, status, error, content_hash, 'new' FROM p), "
     "t AS (INSERT INTO page_text (page_id, title, text, truncated) "
     "SELECT p.id, t.title, t.text, t.truncated FROM p "
-    f"JOIN unnest(${_B + 3}::text[], ${_B + 4}::text[], ${_B + 5}::text[], ${_B + 6}::int[]) "
+    f"JOIN unnest(${_B + 4}::text[], ${_B + 5}::text[], ${_B + 6}::text[], ${_B + 7}::int[]) "
     "AS t (url, title, text, truncated) USING (url)) "
     "SELECT count(*) FROM p"
 )
@@ -259,7 +267,7 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
         columns = list(zip(*rows.pages.values(), strict=True))
         bodies = [list(c) for c in zip(*rows.bodies, strict=True)] or [[], [], []]
         texts = [list(c) for c in zip(*rows.texts, strict=True)] or [[], [], [], []]
-        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies, *texts)
+        pages = await conn.fetchval(_INSERT_PAGES, *columns, *bodies, rows.run_id, *texts)
     if rows.data:
         # Apart from the INSERT, so that a crawl without hooks sends no extra column.
         urls, data = zip(*rows.data, strict=True)
@@ -269,6 +277,7 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
             urls,
             data,
         )
+    pages += await revisits.write(conn, rows.revisits, rows.run_id)
     if rows.links:
         await conn.copy_records_to_table(
             "links", records=rows.links, columns=("src_url", "dst_url", "nofollow", "kind")
@@ -361,15 +370,20 @@ class _Rows:
     sitemap_urls: list[tuple[Any, ...]] = field(default_factory=list)
     data: list[tuple[str, str]] = field(default_factory=list)  # (url, pages.data)
     pages_sent: int = 0  # page rows in the batch, inserted or not (budget units spent)
+    run_id: int | None = None
+    revisits: Revisits = field(default_factory=Revisits)  # a recrawl's stored pages
 
 
-def _rows(batch: list[Outcome]) -> _Rows:
-    r = _Rows()
+def _rows(batch: list[Outcome], run_id: int | None = None) -> _Rows:
+    r = _Rows(run_id=run_id)
     for o in batch:
         for n in o.new_urls:
             if n.url not in r.new_urls:  # the first of a URL wins, as in SQLite
                 r.new_urls[n.url] = (n.url, n.host, n.depth, n.hops, n.origin)
-        if (p := o.page) is not None:
+        if (p := o.page) is not None and o.change is not Change.NEW:
+            r.pages_sent += 1
+            r.revisits.add(o, p, _page(p) if o.change is Change.CHANGED else ())
+        elif (p := o.page) is not None:
             r.pages_sent += 1
             if p.url not in r.pages:  # a second row for a URL is ignored, and its body
                 r.pages[p.url] = _page(p)

@@ -23,7 +23,7 @@ from crawler.records import ReportData, SearchHit
 from crawler.store import postgres_text
 from crawler.store.postgres_schema import connect_error, driver, public_name
 from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
-from crawler.store.sqlite_stats import sitemap_counts
+from crawler.store.sqlite_stats import PER_RUN, PER_RUN_KEYS, sitemap_counts
 
 T = TypeVar("T")
 
@@ -225,6 +225,7 @@ class PostgresReader:
             ),
             "sitemaps": sitemap_counts(one),
             "runs": int(runs),
+            "per_run": table(PER_RUN, PER_RUN_KEYS),
             "duration_s": round(duration, 3),
             "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
             "seeds": json.loads(crawl[0][0]) if crawl else [],

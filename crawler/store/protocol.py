@@ -76,6 +76,10 @@ class Store(Protocol):
     # `new_urls` that the commit added (empty when `dedups` is False: all were new).
     on_commit: Callable[[list[Outcome], Sequence[str]], None] | None
     backlog_bytes: int  # RAM held by outcomes not yet committed (back-pressure)
+    # A recrawl is going (set at open from the crawl, or by `select_recrawl`): claims
+    # carry each queued URL's stored page (`QueuedURL.stored`), and `page_count` leaves
+    # out the pages queued to be fetched again.
+    revisit: bool
 
     async def close(self) -> None: ...
 
@@ -95,7 +99,19 @@ class Store(Protocol):
         """Record a run's end; its duration in seconds, as `stats` adds it up."""
         ...
 
-    async def mark_finished(self) -> None: ...
+    async def mark_finished(self) -> None:
+        """The frontier ran dry: the crawl (and a recrawl) is finished."""
+        ...
+
+    async def select_recrawl(
+        self, where: str | None, older_than: float | None, due: float | None
+    ) -> int:
+        """Queue again the stored pages that match (`where`: an SQL condition on `pages`,
+        UsageError and nothing changed when the database refuses it; `older_than`: fetched
+        before this unix time; `due`: only pages whose revisit is due, `due` the first
+        interval of pages never revisited), in one transaction; and mark the crawl as
+        recrawling. How many were queued."""
+        ...
 
     async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
         """Store the text of stored HTML pages that have none (crawled with text off, or

@@ -18,14 +18,16 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosqlite
 
 from crawler.config import Settings
-from crawler.errors import StorageError
+from crawler.errors import StorageError, UsageError
 from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
+from crawler.revisit import stored_page
 from crawler.store import lock, sqlite_text
+from crawler.store.selection import recrawl_selection
 from crawler.store.sqlite_batches import BatchWriter, _rollback, _sha1, log
 from crawler.store.sqlite_schema import check_and_migrate
 
@@ -41,6 +43,8 @@ class SQLiteStore(BatchWriter):
         # RAM, being fetched or done. And the newest id `new_work` has looked at.
         self._cursors: dict[str, int] = {}
         self._watermark = 0
+        # A recrawl is going (`crawl.recrawling`): claims carry each URL's stored page.
+        self.revisit = False
 
     # ------------------------------------------------------------------ open / close
 
@@ -69,10 +73,22 @@ class SQLiteStore(BatchWriter):
             # Hashing bodies in SQL runs it on the writer's thread, where hashlib releases
             # the GIL: the event loop's core stays free for fetching and parsing.
             await db.create_function("crawler_sha1", 1, _sha1, deterministic=True)
+            store = cls(db, path)
+            await store._load_recrawl()
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return store
+
+    async def _load_recrawl(self) -> None:
+        # A process of --processes opens the file after its parent started the run: the
+        # newest run is the one its fetches belong to.
+        async with self.db.execute(
+            "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            self.run_id, self.revisit = row[0], bool(row[1])
 
     async def close(self) -> None:
         await self.db.close()
@@ -119,6 +135,7 @@ class SQLiteStore(BatchWriter):
                 await _rollback(self.db)
                 raise
         assert cur.lastrowid is not None
+        self.run_id = cur.lastrowid
         return cur.lastrowid
 
     async def end_run(self, run_id: int, pages: int, interrupted: bool) -> float:
@@ -150,6 +167,12 @@ class SQLiteStore(BatchWriter):
         async with self._writing():
             for name in self._DEFERRED_INDEXES:
                 await self.db.execute(f"DROP INDEX IF EXISTS {name}")
+            # A recrawl replaces a changed page's links, found by their page: the index
+            # lives only while one runs, so that other runs write links at no extra cost.
+            if self.revisit:
+                await self.db.execute(_LINKS_SRC)
+            else:
+                await self.db.execute("DROP INDEX IF EXISTS links_src")
         try:
             yield
         finally:
@@ -164,7 +187,7 @@ class SQLiteStore(BatchWriter):
 
     async def mark_finished(self) -> None:
         async with self._writing():
-            await self.db.execute("UPDATE crawl SET finished_at = ? WHERE id = 1", (time.time(),))
+            await self.db.execute(_FINISHED, (time.time(),))
 
     async def reindex_text(self, text_of: TextOf, *, batch: int = 100) -> int:
         async with self._writing():
@@ -203,12 +226,10 @@ class SQLiteStore(BatchWriter):
             async with (
                 self._lock,
                 self.db.execute(
-                    "SELECT id, url, host, depth, hops, origin FROM urls "
-                    "WHERE host = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?",
-                    (host, after, batch),
+                    _CLAIM_REVISITS if self.revisit else _CLAIM, (host, after, batch)
                 ) as cur,
             ):
-                rows = [QueuedURL(*row) for row in await cur.fetchall()]
+                rows = [_queued(row) for row in await cur.fetchall()]
             full = False
             for row in rows:
                 if skip(row.url):
@@ -231,13 +252,54 @@ class SQLiteStore(BatchWriter):
         self._cursors.pop(host, None)
 
     async def page_count(self) -> int:
-        async with self.db.execute("SELECT count(*) FROM pages") as cur:
+        """Pages stored; in a recrawl, not those queued to be fetched again (each is
+        counted again once its fetch is stored, as `max_pages` counts pages stored)."""
+        async with self.db.execute(
+            f"SELECT count(*) FROM page_rows AS p {_NOT_REVISITED if self.revisit else ''}"
+        ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def host_page_counts(self) -> dict[str, int]:
-        async with self.db.execute("SELECT host, count(*) FROM pages GROUP BY host") as cur:
+        async with self.db.execute(
+            f"SELECT host, count(*) FROM page_rows AS p {_NOT_REVISITED if self.revisit else ''} "
+            "GROUP BY host"
+        ) as cur:
             return {host: n for host, n in await cur.fetchall()}
+
+    # ------------------------------------------------------------------ recrawl
+
+    async def select_recrawl(
+        self, where: str | None, older_than: float | None, due: float | None
+    ) -> int:
+        """Queue the stored pages that match again and mark the crawl as recrawling; how
+        many. `where` is an SQL condition on `pages` (UsageError when SQLite refuses it,
+        nothing changed); `older_than`: fetched before that unix time; `due`: the first
+        revisit interval (seconds) of pages never recrawled, to take only due pages."""
+        sql, params = recrawl_selection(where, older_than, due, time.time())
+        async with self._lock:
+            try:
+                # Run once as a read: whatever SQLite says of it is the condition's fault.
+                async with self.db.execute(f"SELECT count(*) FROM ({sql})", params) as cur:
+                    await cur.fetchone()
+            except sqlite3.Error as exc:
+                raise UsageError(f"invalid --where condition: {exc}") from None
+        async with self._lock, self._writing():
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self.db.execute(
+                    f"UPDATE urls SET state = 'queued', reason = NULL WHERE url IN ({sql})", params
+                )
+                await self.db.execute(
+                    "UPDATE crawl SET recrawling = 1, finished_at = NULL WHERE id = 1"
+                )
+                await self.db.execute(_LINKS_SRC)  # see deferred_indexes
+                await self.db.commit()
+            except BaseException:
+                await _rollback(self.db)
+                raise
+        self.revisit = True
+        return cur.rowcount
 
     # ------------------------------------------------------------------ other processes
 
@@ -336,3 +398,32 @@ class SQLiteStore(BatchWriter):
             while rows := await cur.fetchmany(10_000):
                 for host, status, body, fetched_at in rows:
                     yield host, status, body, fetched_at
+
+
+_CLAIM = (
+    "SELECT id, url, host, depth, hops, origin FROM urls "
+    "WHERE host = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?"
+)
+# In a recrawl, each queued URL with its stored page (one probe of page_rows' url index).
+_CLAIM_REVISITS = (
+    "SELECT u.id, u.url, u.host, u.depth, u.hops, u.origin, p.id, p.status, p.content_hash, "
+    "p.headers, p.revisit_interval FROM urls AS u LEFT JOIN page_rows AS p ON p.url = u.url "
+    "WHERE u.host = ? AND u.state = 'queued' AND u.id > ? ORDER BY u.id LIMIT ?"
+)
+_LINKS_SRC = "CREATE INDEX IF NOT EXISTS links_src ON links (src_url)"
+# A recrawl is over once no stored page waits to be fetched again: one stopped by
+# `max_pages` stays a recrawl for `resume` (its pages would not be stored otherwise).
+_FINISHED = (
+    "UPDATE crawl SET finished_at = ?, recrawling = recrawling AND EXISTS (SELECT 1 FROM urls "
+    "AS u JOIN page_rows AS p ON p.url = u.url WHERE u.state = 'queued') WHERE id = 1"
+)
+_NOT_REVISITED = (
+    "WHERE NOT EXISTS (SELECT 1 FROM urls AS u WHERE u.url = p.url AND u.state = 'queued')"
+)
+
+
+def _queued(row: Any) -> QueuedURL:
+    stored = None
+    if len(row) > 6 and row[6] is not None:
+        stored = stored_page(row[7], row[8], row[9], row[10])
+    return QueuedURL(row[0], row[1], row[2], row[3], row[4], row[5], stored)

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
-from crawler.records import Outcome, PageRow, URLState
+from crawler.records import Change, Outcome, PageRow, URLState
+from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
+from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class BatchWriter(OutcomeBuffer):
         super().__init__(batch_size)
         self.db = db
         self.path = self.name = path
+        self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
         # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
         # (the frontier's seen-set deduplicates; `dedups` is False).
 
@@ -94,7 +97,7 @@ class BatchWriter(OutcomeBuffer):
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await self._write(_rows(batch, await self._last_page_id()))
+            await self._write(_rows(batch, await self._last_page_id(), self.run_id))
             await db.commit()
         except BaseException:
             # Cancellation or a write error: nothing of this batch may stay half-written.
@@ -123,9 +126,7 @@ class BatchWriter(OutcomeBuffer):
                     continue
                 log.warning("%s: stored as an error row: %s", row.url, row.error)
                 try:
-                    last_id = await self._write_savepoint(
-                        [Outcome(url=row.url, state=URLState.DONE, page=row)], last_id
-                    )
+                    last_id = await self._write_savepoint([error_outcome(outcome, row)], last_id)
                 except Exception as exc:
                     if _is_store_failure(exc):
                         raise
@@ -136,7 +137,7 @@ class BatchWriter(OutcomeBuffer):
             raise
 
     async def _write_savepoint(self, outcomes: list[Outcome], last_id: int) -> int:
-        rows = _rows(outcomes, last_id)
+        rows = _rows(outcomes, last_id, self.run_id)
         await self.db.execute("SAVEPOINT outcome")
         try:
             await self._write(rows)
@@ -184,6 +185,9 @@ class BatchWriter(OutcomeBuffer):
                 "SELECT id, ?, ?, ? FROM page_rows WHERE id = ?",
                 rows.texts,
             )
+        if rows.new_fetches:
+            await db.execute(_NEW_FETCHES, rows.new_fetches)
+        await revisits.write(db, rows.revisits)
         if rows.links:
             await db.executemany(
                 "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
@@ -236,6 +240,14 @@ _INSERT_PAGE = (
     f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?) "
     "ON CONFLICT (url) DO NOTHING"
 )
+# The new pages' first fetches, read back from their rows (hashed once, by the pages'
+# insert) in one statement: the batch's ids are a range of the rowid (a row ignored as a
+# second one for its URL has no id in it).
+_NEW_FETCHES = (
+    "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
+    "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows "
+    "WHERE id > ? AND id <= ? ORDER BY id"
+)
 # Both lookups are index searches: pages by url, the chain's other hops by urls_origin.
 _END_CHAIN = (
     "UPDATE page_rows SET final_url = ?1, "
@@ -284,6 +296,16 @@ def _error_row(outcome: Outcome, exc: Exception) -> PageRow | None:
     )
 
 
+def error_outcome(outcome: Outcome, row: PageRow) -> Outcome:
+    """The outcome that stores `row` for a refused `outcome`: a recrawl's keeps the stored
+    page and records the error (a failed fetch), a new page's inserts the error row."""
+    if outcome.change is Change.NEW:
+        return Outcome(url=row.url, state=URLState.DONE, page=row)
+    return Outcome(
+        url=row.url, state=URLState.DONE, page=row, change=Change.FAILED, interval=outcome.interval
+    )
+
+
 def _sha1(body: bytes | None) -> str | None:
     return hashlib.sha1(body).hexdigest() if body else None
 
@@ -305,16 +327,21 @@ class _Rows:
     sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
     data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
     last_id: int = 0
+    new_fetches: tuple[object, ...] = ()  # (run, after id, last id): the new pages' ids
+    revisits: Revisits = field(default_factory=Revisits)  # a recrawl's stored pages
 
 
-def _rows(batch: list[Outcome], last_id: int) -> _Rows:
+def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Rows:
     """Parameters for a batch whose pages get ids after `last_id`."""
     now = time.time()
     r = _Rows()
+    first_id = last_id
     for o in batch:
         for n in o.new_urls:
             r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
-        if o.page is not None:
+        if o.page is not None and o.change is not Change.NEW:
+            r.revisits.add(o, o.page, run_id)
+        elif o.page is not None:
             p = o.page
             last_id += 1
             final_status = p.final_status
@@ -346,5 +373,7 @@ def _rows(batch: list[Outcome], last_id: int) -> _Rows:
             if m.state == "done":
                 r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
         r.sitemap_urls.extend(o.sitemap_urls)
+    if last_id > first_id:
+        r.new_fetches = (run_id, first_id, last_id)
     r.last_id = last_id
     return r

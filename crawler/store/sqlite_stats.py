@@ -97,6 +97,7 @@ def stats(db: sqlite3.Connection, *, top: int = 10) -> dict[str, Any]:
         "skipped": skipped,
         "sitemaps": sitemaps,
         "runs": runs,
+        "per_run": table(PER_RUN, PER_RUN_KEYS) if "fetches" in tables else [],
         "duration_s": round(duration, 3),
         "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
         "seeds": json.loads(crawl[0]) if crawl else [],
@@ -119,6 +120,20 @@ def sitemap_counts(one: Callable[[str], Any]) -> dict[str, int]:
         "urls": int(one("SELECT count(DISTINCT url) FROM sitemap_urls")),
     }
 
+
+# What each run fetched (`fetches`, by what it found); the same SQL on both stores.
+PER_RUN = """
+SELECT r.id, r.kind, count(f.id),
+       coalesce(sum(CASE WHEN f.change = 'new' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN f.change = 'changed' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN f.change = 'unchanged' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN f.change = 'gone' THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN f.change = 'failed' THEN 1 ELSE 0 END), 0)
+FROM runs AS r LEFT JOIN fetches AS f ON f.run_id = r.id
+GROUP BY r.id, r.kind
+ORDER BY r.id
+"""
+PER_RUN_KEYS = ("run", "kind", "fetched", "new", "changed", "unchanged", "gone", "failed")
 
 # Each run lasts from its start to its end; a run without an end (killed, or still going)
 # to its last stored page: fetched after it started and before the next run started.

@@ -8,16 +8,14 @@ import asyncio
 import dataclasses
 import json
 import os
-import re
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from pg import Cluster
+from backends import Backend
 from support import (
     Host,
     Site,
@@ -37,38 +35,9 @@ from crawler.store import open_reader, open_store
 from crawler.store.lock import exclusive
 
 
-@dataclasses.dataclass
-class Backend:
-    kind: str
-    db: str
-
-    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Rows of `sql` (`?` placeholders), read through a connection of its own."""
-        if self.kind == "sqlite":
-            with sqlite3.connect(self.db) as conn:
-                found = conn.execute(sql, args).fetchall()
-            conn.close()
-            return found
-        import asyncpg
-
-        counter = iter(range(1, 100))
-        conn = await asyncpg.connect(self.db)
-        try:
-            numbered = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-            return [tuple(r) for r in await conn.fetch(numbered, *args)]
-        finally:
-            await conn.close()
-
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self.rows(sql, *args)  # sqlite3's `with` commits; asyncpg autocommits
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return Backend("sqlite", str(tmp_path / "crawl.db"))
-    cluster: Cluster = request.getfixturevalue("pg_cluster")
-    return Backend("postgres", cluster.dsn(cluster.new_database()))
+    return Backend.fresh(request, tmp_path)
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import gzip
 import re
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
-from pg import Cluster
+from backends import Backend
 from support import Host, Site, rows, run, run_resume
 
 from crawler.sitemaps import MAX_BYTES, MAX_URLS, Entry, SitemapError, SitemapReader
@@ -30,38 +28,12 @@ def index(*locs: str) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex {NS}>{maps}</sitemapindex>'
 
 
-class DB:
-    """A crawl database of either backend, and plain SQL on it (`?` placeholders)."""
-
-    def __init__(self, kind: str, db: str) -> None:
-        self.kind, self.db = kind, db
-
-    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            with sqlite3.connect(self.db) as conn:
-                found = conn.execute(sql, args).fetchall()
-            conn.close()
-            return found
-        import asyncpg
-
-        counter = iter(range(1, 100))
-        conn = await asyncpg.connect(self.db)
-        try:
-            numbered = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-            return [tuple(r) for r in await conn.fetch(numbered, *args)]
-        finally:
-            await conn.close()
-
-    async def one(self, sql: str, *args: Any) -> Any:
-        return (await self.rows(sql, *args))[0][0]
+DB = Backend  # a crawl database of either backend
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> DB:
-    if request.param == "sqlite":
-        return DB("sqlite", str(tmp_path / "crawl.db"))
-    cluster: Cluster = request.getfixturevalue("pg_cluster")
-    return DB("postgres", cluster.dsn(cluster.new_database()))
+    return Backend.fresh(request, tmp_path)
 
 
 def gzipped(host: Host, path: str, text: str, *, encoded: bool) -> None:

@@ -9,12 +9,12 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import Backend
 from pg import PASSWORD, Cluster
 
 from crawler.config import Settings
@@ -38,52 +38,9 @@ HOST = "http://127.0.0.2:8000"
 OTHER = "http://127.0.0.3:8000"
 
 
-@dataclasses.dataclass
-class Backend:
-    kind: str
-    db: str
-
-    async def open(self, *, create: bool = True) -> Store:
-        return await open_store(self.db, create=create)
-
-    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Rows of `sql` (`?` placeholders), read through a connection of its own."""
-        if self.kind == "sqlite":
-            with sqlite3.connect(self.db) as conn:
-                found = conn.execute(sql, args).fetchall()
-            conn.close()
-            return found
-        import asyncpg
-
-        counter = iter(range(1, 100))
-        conn = await asyncpg.connect(self.db)
-        try:
-            numbered = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-            return [tuple(r) for r in await conn.fetch(numbered, *args)]
-        finally:
-            await conn.close()
-
-    async def execute(self, sql: str) -> None:
-        if self.kind == "sqlite":
-            with sqlite3.connect(self.db) as conn:
-                conn.execute(sql)
-            conn.close()
-            return
-        import asyncpg
-
-        conn = await asyncpg.connect(self.db)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return Backend("sqlite", str(tmp_path / "crawl.db"))
-    cluster: Cluster = request.getfixturevalue("pg_cluster")
-    return Backend("postgres", cluster.dsn(cluster.new_database()))
+    return Backend.fresh(request, tmp_path)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -147,6 +148,11 @@ class Engine:
         network = self.network
         if self.options.proxy == "env" and not network.proxies.by_scheme:
             log.warning("--proxy env: neither HTTP_PROXY nor HTTPS_PROXY is set: no proxy")
+        elif not self.options.proxy and urllib.request.getproxies_environment().keys() & {
+            "http",
+            "https",
+        }:  # never silently: a user who set HTTP_PROXY expects it used
+            log.warning("HTTP_PROXY/HTTPS_PROXY is set but not used: give --proxy env to use it")
         try:
             async with make_session(self.settings, network=network) as session:
                 self._session = session

@@ -11,6 +11,15 @@ from pg import pg_cluster, pg_dsn  # noqa: F401  (PostgreSQL fixtures: tests/pg.
 from support import Site
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy set on the machine (CI often has one) is not the tests': they talk to
+    loopback only, and a crawl warns about an unused HTTP_PROXY. Tests set their own."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
     s = Site()

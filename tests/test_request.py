@@ -173,7 +173,12 @@ async def test_crawl_goes_only_through_the_proxy_robots_included(
 
 
 async def test_proxy_env_uses_http_proxy_and_honours_no_proxy(
-    site: Site, proxy: Proxy, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    site: Site,
+    proxy: Proxy,
+    db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     host = await site_host(site)
     other = await site.host()
@@ -188,11 +193,14 @@ async def test_proxy_env_uses_http_proxy_and_honours_no_proxy(
     assert summary.finished
     assert sorted(proxy.seen) == sorted(host.url(p) for p in ("/", "/a", "/robots.txt"))
     assert other.requests_for("/") == 1  # NO_PROXY: direct
-    # Without --proxy env the environment is not read: nothing goes through the proxy.
+    # Without --proxy env the environment is not read: nothing goes through the proxy,
+    # and the crawl says so rather than ignoring HTTP_PROXY silently.
     proxy.seen.clear()
     db2 = str(tmp_path / "direct.db")
-    assert (await crawl(db2, settings(), [host.url("/")])).finished
+    with caplog.at_level(logging.WARNING, logger="crawler"):
+        assert (await crawl(db2, settings(), [host.url("/")])).finished
     assert proxy.seen == []
+    assert "HTTP_PROXY/HTTPS_PROXY is set but not used: give --proxy env" in caplog.text
 
 
 # ---------------------------------------------------------------------- secrets

@@ -18,6 +18,7 @@ from typing import Any
 
 from crawler.errors import LeaseLost
 from crawler.partition import PageBudget, Partition
+from crawler.records import Sitemap
 from crawler.store import Store
 
 
@@ -144,6 +145,8 @@ class Leased(_Watched):
         # or spilled, and the seconds until each may be fetched again.
         self.idle: Callable[[], dict[str, float]] = dict
         self.budget: StoreBudget | None = None  # with --max-pages
+        # Set by the frontier: the sitemaps still to read of hosts just leased.
+        self.on_sitemaps: Callable[[list[Sitemap]], None] | None = None
         self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
 
     def owns(self, host: str) -> bool:
@@ -186,6 +189,8 @@ class Leased(_Watched):
                 room = self.hosts_wanted - len(store.leased)
                 if room > 0 and (new := await store.lease_hosts(room)):
                     on_hosts(new)
+                    if self.on_sitemaps is not None:
+                        self.on_sitemaps(await store.queued_sitemaps(new))
                 if more := await store.new_work():
                     on_hosts(more)
                 self._others_busy = bool(store.leased) or await store.any_queued()

@@ -106,6 +106,8 @@ class Frontier:
             on_fatal=self._fatal,
         )
         self.sitemaps = SitemapQueue(settings, store, self.scheduler, self.admission, self._queue)
+        if isinstance(self.coordination, Leased):
+            self.coordination.on_sitemaps = self.sitemaps.leased
         self._stopping = False
         store.on_commit = self._committed
 

@@ -47,6 +47,7 @@ class SitemapQueue:
         self.queue = queue  # the frontier's: a new URL to its host's RAM queue
         self.known: set[str] = set()  # every sitemap found, in any run
         self.pending: dict[str, list[Sitemap]] = {}  # queued in an earlier run, by robots host
+        self.enqueued: set[str] = set()  # sitemaps handed to the scheduler by this process
         self.owns: Callable[[str], bool] = lambda host: True  # this process's hosts (`load`)
 
     async def load(self, owns: Callable[[str], bool]) -> None:
@@ -61,7 +62,7 @@ class SitemapQueue:
                 self.pending.setdefault(sitemap.robots_host, []).append(sitemap)
         for host in [h for h in self.pending if owns(h)]:
             for sitemap in self.pending.pop(host):
-                self.scheduler.enqueue_sitemap(sitemap)
+                self._enqueue(sitemap)
 
     def named(self, host: str, rules: Rules) -> None:
         """Queue the sitemaps `host`'s robots.txt names (or /sitemap.xml, with
@@ -74,7 +75,7 @@ class SitemapQueue:
         if home is None or not self.admission.scope.host_in_scope(home):
             return
         for sitemap in self.pending.pop(host, []):
-            self.scheduler.enqueue_sitemap(sitemap)
+            self._enqueue(sitemap)
         named = list(rules.parser.sitemaps) if rules.parser is not None else []
         if not named and self.probe and not rules.unreachable:
             named = ["/sitemap.xml"]
@@ -93,6 +94,25 @@ class SitemapQueue:
                 Outcome(url="", state=None, sitemaps=found, skipped=tuple(skipped.items()))
             )
         for sitemap in found:
+            self._enqueue(sitemap)
+
+    def leased(self, sitemaps: Sequence[Sitemap]) -> None:
+        """Sitemaps still to read of hosts this worker has just leased (left queued by an
+        earlier run or by a worker that died): read here. With sitemaps off they are
+        recorded as not read, so that they stop being work for ever."""
+        for sitemap in sitemaps:
+            self.known.add(sitemap.url)
+            if self.on:
+                self._enqueue(sitemap)
+                continue
+            dropped = dataclasses.replace(
+                sitemap, state="done", error="not read: sitemaps are off", fetched_at=time.time()
+            )
+            self.store.add(Outcome(url="", state=None, sitemaps=(dropped,)))
+
+    def _enqueue(self, sitemap: Sitemap) -> None:
+        if sitemap.url not in self.enqueued:
+            self.enqueued.add(sitemap.url)
             self.scheduler.enqueue_sitemap(sitemap)
 
     def read(
@@ -144,7 +164,7 @@ class SitemapQueue:
             )
         )  # fmt: skip
         for child in children:
-            self.scheduler.enqueue_sitemap(child)
+            self._enqueue(child)
 
     def _accepted(self, sitemap: Sitemap, loc: str, skipped: dict[str, int]) -> str | None:
         """The canonical URL of an entry when the sitemap may speak for it, else None."""

@@ -184,6 +184,30 @@ async def test_resume_fetches_an_unfinished_sitemap_again_and_a_done_one_never(
     assert await store.rows("SELECT DISTINCT state FROM sitemaps") == [("done",)]
 
 
+async def test_a_sitemap_left_queued_is_read_on_resume_when_its_host_has_nothing_else(
+    site: Site, store: DB
+) -> None:
+    """Every URL of the host is done, only its sitemap is not (a worker killed while it
+    read it): resume reads it. On PostgreSQL that host must still be leased by someone."""
+    a = await site.host()
+    a.robots("Sitemap: /one.xml\n")
+    a.page("/")
+    for path in ("/s1", "/s2"):
+        a.page(path)
+    a.page("/one.xml", body=urlset(a.url("/s1")), content_type="text/xml")
+    await run(store.db, [a.url("/")])
+    assert set(await pages(store)) == {a.url("/"), a.url("/s1")}
+    # As if the run had been killed while reading /one.xml, which now lists /s2 as well.
+    await store.execute("UPDATE sitemaps SET state = 'queued' WHERE url = ?", a.url("/one.xml"))
+    a.page("/one.xml", body=urlset(a.url("/s1"), a.url("/s2")), content_type="text/xml")
+
+    await run_resume(store.db)
+
+    assert set(await pages(store)) == {a.url(p) for p in ("/", "/s1", "/s2")}
+    assert a.requests_for("/one.xml") == 2
+    assert await store.rows("SELECT DISTINCT state FROM sitemaps") == [("done",)]
+
+
 # ---------------------------------------------------------------------- crawls, SQLite
 
 

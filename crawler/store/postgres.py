@@ -87,6 +87,12 @@ class PostgresStore(Leases):
             store.dsn = dsn
             await store._register()
             async with pool.acquire() as conn:
+                # A sitemap left queued (a worker killed while reading it) makes its host
+                # work again, whatever its URLs: someone must lease it and read it.
+                await conn.execute(
+                    "UPDATE hosts SET queued = true FROM sitemaps AS s "
+                    "WHERE s.state = 'queued' AND hosts.host = s.robots_host AND NOT hosts.queued"
+                )
                 row = await conn.fetchrow(
                     "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
                 )
@@ -321,7 +327,8 @@ class PostgresStore(Leases):
                 await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM urls WHERE state = 'queued' "
                     "AND claimed_by IS NULL) OR EXISTS (SELECT 1 FROM urls "
-                    "WHERE state = 'queued' AND claimed_by IS NOT NULL)"
+                    "WHERE state = 'queued' AND claimed_by IS NOT NULL) "
+                    "OR EXISTS (SELECT 1 FROM sitemaps WHERE state = 'queued')"
                 )
             )
 
@@ -354,6 +361,16 @@ class PostgresStore(Leases):
                 since,
             )
         return (row[0], row[1], row[2]) if row else None
+
+    async def queued_sitemaps(self, hosts: list[str]) -> list[Sitemap]:
+        """The sitemaps still to read that `hosts`' robots.txt named (hosts just leased)."""
+        async with self._writing(), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT url, host, robots_host, source, level, state FROM sitemaps "
+                "WHERE state = 'queued' AND robots_host = ANY($1::text[]) ORDER BY url",
+                hosts,
+            )
+        return [Sitemap(*row) for row in rows]
 
     async def sitemaps(self) -> list[Sitemap]:
         """Every sitemap the crawl found (the queued ones are fetched on resume)."""

@@ -310,6 +310,12 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (url) DO NOTHING",
             sorted(rows.sitemaps),
         )
+        # A host with a sitemap to read is work: some worker must lease it (its URLs may
+        # all be done), and releasing it keeps it queued until the sitemap is read.
+        await conn.execute(
+            "UPDATE hosts SET queued = true WHERE host = ANY($1::text[]) AND NOT queued",
+            sorted({r[2] for r in rows.sitemaps}),
+        )
     if rows.sitemaps_done:
         await conn.executemany(
             "UPDATE sitemaps SET state = 'done', kind = $1, status = $2, error = $3, "

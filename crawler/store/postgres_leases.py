@@ -34,7 +34,8 @@ _NOW = "extract(epoch FROM clock_timestamp())"
 _HAS_QUEUED = (
     "(EXISTS (SELECT 1 FROM urls AS u WHERE u.host = {h} AND u.state = 'queued' "
     "AND u.claimed_by IS NULL) OR EXISTS (SELECT 1 FROM urls AS u WHERE u.host = {h} "
-    "AND u.state = 'queued' AND u.claimed_by IS NOT NULL))"
+    "AND u.state = 'queued' AND u.claimed_by IS NOT NULL) OR EXISTS (SELECT 1 FROM sitemaps "
+    "AS s WHERE s.robots_host = {h} AND s.state = 'queued'))"
 )
 
 

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support import rows
+from support import invoke, rows
 
 import crawler.store.sqlite_batches
 import crawler.store.sqlite_schema
@@ -74,6 +74,16 @@ async def test_the_kept_file_is_a_real_0001_crawl(old_db: str) -> None:
     assert rows(old_db, "SELECT count(*) FROM links")[0][0] > 0
     assert rows(old_db, "SELECT count(*) FROM urls WHERE state = 'queued'")[0][0] > 0
     assert OLD_FILE.stat().st_size < 200_000
+
+
+def test_the_read_commands_read_a_0001_file_without_upgrading_it(old_db: str) -> None:
+    (url,) = rows(old_db, "SELECT url FROM pages WHERE status = 200 ORDER BY url LIMIT 1")[0]
+    for args in (["why", url], ["stats"], ["export", "--format", "jsonl", "-o", old_db + ".jl"]):
+        result = invoke(*args, "--db", old_db)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+    assert "stored: status 200" in invoke("why", url, "--db", old_db).stdout
+    assert rows(old_db, "SELECT version FROM schema_migrations") == [(1,)]  # left as it was
 
 
 async def test_0001_file_is_upgraded_with_every_row_and_body_unchanged(old_db: str) -> None:

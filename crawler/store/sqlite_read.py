@@ -133,8 +133,10 @@ class SQLiteReader:
         return "NULL AS canonical_url, NULL AS noindex"
 
     def page(self, url: str) -> dict[str, Any] | None:
+        # A file from before migration 0002 has no final_status: the status stands for it.
+        final = "final_status" if "final_status" in self._page_columns else "status AS final_status"
         return self._one(
-            f"SELECT status, final_status, final_url, error, depth, fetched_at, attempts, "
+            f"SELECT status, {final}, final_url, error, depth, fetched_at, attempts, "
             f"{self._signals} FROM pages WHERE url = ?",
             url,
         )

@@ -15,8 +15,10 @@ here; a second `crawl` into a database that holds one is refused by the crawl re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -31,6 +33,8 @@ from crawler.store.postgres_batches import is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
 from crawler.store.selection import recrawl_selection
+
+log = logging.getLogger(__name__)
 
 
 class PostgresStore(Leases):
@@ -83,6 +87,7 @@ class PostgresStore(Leases):
             async with pool.acquire() as conn:
                 await check_and_migrate(conn, name, create=create)
             store = cls(pool, name, lease_seconds=lease_seconds)
+            store._quiet_after_failure()
             store._lease = lease
             store.dsn = dsn
             await store._register()
@@ -103,6 +108,24 @@ class PostgresStore(Leases):
                 raise connect_error(name, exc) from None
             raise
         return store
+
+    def _quiet_after_failure(self) -> None:
+        """Once the store has failed (a lost lease, a cut network), the driver's own
+        background tasks fail too as their connections die (a pool `release` no one
+        awaits): the failure is already told in one line, so these are not printed."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if self.failure is not None and exc is not None and is_store_failure(exc):
+                log.debug("after the store failed: %s", context.get("message"))
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
 
     async def close(self) -> None:
         """Give back leases, claims and budget units, then disconnect."""

@@ -13,7 +13,6 @@ import asyncio
 import decimal
 import json
 import threading
-import zlib
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData, SearchHit
 from crawler.store import postgres_text
+from crawler.store.bodies import plain
 from crawler.store.postgres_schema import connect_error, driver, public_name
 from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import PER_RUN, PER_RUN_KEYS, sitemap_counts
@@ -305,8 +305,8 @@ class PostgresReader:
                     rec = dict(zip(cols, row, strict=True))
                     if "body" in rec:
                         codec = rec.pop("body_codec")
-                        if rec["body"] is not None and codec == "zlib":
-                            rec["body"] = zlib.decompress(rec["body"])
+                        if rec["body"] is not None:
+                            rec["body"] = plain(rec["body"], codec)
                     if rec.get("headers"):
                         rec["headers"] = json.loads(rec["headers"])
                     if rec.get("data") is not None:

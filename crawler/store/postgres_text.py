@@ -11,11 +11,11 @@ a `word:*` term ANDed with the rest. A query with no searchable word at all is r
 from __future__ import annotations
 
 import re
-import zlib
 from typing import TYPE_CHECKING, Any
 
 from crawler.errors import UsageError
 from crawler.records import SearchHit, TextOf
+from crawler.store.bodies import page_texts
 
 if TYPE_CHECKING:
     import asyncpg
@@ -94,18 +94,8 @@ async def reindex(pool: asyncpg.Pool, text_of: TextOf, batch: int) -> int:
             rows = await conn.fetch(_MISSING, after, batch)
         if not rows:
             return done
-        texts = []
-        for page_id, content_type, body, codec in rows:
-            after = page_id
-            if codec == "zlib":
-                try:
-                    body = zlib.decompress(body)
-                except zlib.error:
-                    continue
-            found = text_of(bytes(body), content_type)
-            if found is not None:
-                title, text, truncated = found
-                texts.append((page_id, title, text, int(truncated)))
+        after = rows[-1][0]
+        texts = page_texts(rows, text_of)
         if texts:
             async with pool.acquire() as conn:
                 await conn.executemany(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +18,7 @@ from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
 from crawler.records import ReportData, SearchHit
 from crawler.store import sqlite_text
+from crawler.store.bodies import plain
 from crawler.store.protocol import LINK_FIELDS, PAGE_FIELDS
 from crawler.store.sqlite_stats import stats
 
@@ -243,8 +243,8 @@ def _records(
                 rec = dict(zip(cols, row, strict=True))
                 if "body" in rec:
                     codec = rec.pop("body_codec")
-                    if rec["body"] is not None and codec == "zlib":
-                        rec["body"] = zlib.decompress(rec["body"])
+                    if rec["body"] is not None:
+                        rec["body"] = plain(rec["body"], codec)
                 if rec.get("headers"):
                     rec["headers"] = json.loads(rec["headers"])
                 if rec.get("data") is not None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import zlib
 
 import aiosqlite
 
 from crawler.errors import StorageError, UsageError
 from crawler.records import SearchHit, TextOf
+from crawler.store.bodies import page_texts
 
 # Title matches weigh ten times a match in the text (bm25's per-column weights). bm25 is
 # lower for better pages: the score shown is its negation, higher is better.
@@ -82,18 +82,8 @@ async def reindex(db: aiosqlite.Connection, lock: asyncio.Lock, text_of: TextOf,
             rows = await cur.fetchall()
         if not rows:
             return done
-        texts = []
-        for page_id, content_type, body, codec in rows:
-            after = page_id
-            if codec == "zlib":
-                try:
-                    body = zlib.decompress(body)
-                except zlib.error:
-                    continue  # a corrupt body has no text to give
-            found = text_of(bytes(body), content_type)
-            if found is not None:
-                title, text, truncated = found
-                texts.append((page_id, title, text, int(truncated)))
+        after = list(rows)[-1][0]
+        texts = page_texts(rows, text_of)
         async with lock:
             await db.execute("BEGIN IMMEDIATE")
             try:

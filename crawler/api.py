@@ -127,12 +127,12 @@ def _hook_list(on_page: Hook | Sequence[Hook] | None) -> list[Hook]:
 
 
 def _blocking(main: Coroutine[Any, Any, T]) -> T:
-    from crawler.eventloop import loop_factory
+    from crawler.eventloop import crawl_runner
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        with crawl_runner() as runner:
             return runner.run(main)
     main.close()
     raise RuntimeError("crawler.crawl() and resume() block: inside an event loop, await "

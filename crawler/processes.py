@@ -35,7 +35,7 @@ from crawler import latency
 from crawler.config import Settings
 from crawler.engine import Engine
 from crawler.errors import CrawlerError
-from crawler.eventloop import loop_factory
+from crawler.eventloop import crawl_runner
 from crawler.hooks import load_hooks
 from crawler.logs import setup_logging
 from crawler.partition import PageBudget, Partition
@@ -324,7 +324,7 @@ def child_main(spec: ChildSpec, messages: Connection, watch: Connection) -> None
     setup_logging(level <= logging.DEBUG, level >= logging.WARNING, spec.log_format)
     main = _crawl_partition(spec, messages, watch)
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        with crawl_runner() as runner:
             summary = runner.run(main)
     except CrawlerError as exc:
         _send(messages, ("error", str(exc)))

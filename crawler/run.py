@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import re
@@ -15,7 +14,7 @@ from crawler.admission import Admission
 from crawler.config import PROJECT_URL, SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine
 from crawler.errors import UsageError
-from crawler.eventloop import loop_factory
+from crawler.eventloop import crawl_runner
 from crawler.hooks import Hook, Hooks, hook_name, load_hooks
 from crawler.network import Network, Proxies
 from crawler.processes import run_partitioned
@@ -64,7 +63,7 @@ def resume_crawl(
 
 
 def _run(main: Coroutine[Any, Any, Summary], db: str, out: Output, options: RunOptions) -> int:
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    with crawl_runner() as runner:
         summary = runner.run(main)
     again = [
         f"--{n}" for n, given in (("header", options.header), ("proxy", options.proxy)) if given

@@ -275,6 +275,11 @@ async def _go(
             "the User-Agent names no contact of yours: site owners cannot reach you about "
             "this crawl; add a URL or e-mail with --user-agent 'mybot/1.0 (+https://you.example/bot)'"
         )
+    if settings.ignore_robots and settings.sitemaps and settings.sitemap_probe:
+        log.warning(
+            "--sitemap-probe does nothing with --ignore-robots: sitemaps are found through "
+            "robots.txt, which is not read"
+        )
     if hasattr(store, "use_lease"):
         await store.use_lease(settings.lease)
     run_id = await store.start_run(kind)

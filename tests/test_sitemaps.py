@@ -231,6 +231,18 @@ async def test_sitemap_probe_tries_sitemap_xml_only_when_asked(site: Site, db: s
     assert b.requests_for("/sitemap.xml") == 1
 
 
+async def test_sitemap_probe_with_ignore_robots_says_it_does_nothing(
+    site: Site, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sitemaps are found through robots.txt: unread, none is found, and the user is told.
+    a = await site.host()
+    a.page("/")
+    a.page("/sitemap.xml", body=urlset(a.url("/probed")), content_type="application/xml")
+    await run(db, [a.url("/")], sitemap_probe=True, ignore_robots=True)
+    assert a.requests_for("/sitemap.xml") == 0
+    assert "--sitemap-probe does nothing with --ignore-robots" in caplog.text
+
+
 async def test_no_sitemaps_turns_them_off(site: Site, db: str) -> None:
     a = await site.host()
     a.robots("Sitemap: /sitemap.xml\n")

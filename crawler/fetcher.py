@@ -198,46 +198,54 @@ async def fetch(
     """
     started = time.monotonic()
     try:
-        async with asyncio.timeout(timeout):
-            target = yarl.URL(url, encoded=True)
-            proxy = await network.route(target) if network is not None else None
-            resp = await _send(session, target, on_sent, proxy, request_headers)
-            async with resp:
-                headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
-                if accept and not 300 <= resp.status < 400 and not accepts(accept, resp):
-                    resp.close()  # the body stays unread: the connection is dropped
-                    shown = safe_text(resp.headers.get("Content-Type", "none"))[:100]
-                    return Response(
-                        url=url,
-                        status=resp.status,
-                        headers=headers,
-                        body=b"",
-                        truncated=False,
-                        elapsed=time.monotonic() - started,
-                        error=f"not downloaded: content type {shown} is not an --accept-type",
-                        downloaded=False,
-                    )
-                try:
-                    with _failing_on_parser_error(resp):
-                        if consume is not None and not 200 <= resp.status < 300:
-                            body, truncated = b"", True
-                        else:
-                            body, truncated = await _read_body(resp, max_bytes, consume)
-                except aiohttp.ClientPayloadError:
-                    resp.close()  # the rest of a broken body is of no use
-                    raise
-                if truncated:
-                    # The rest of the body is unwanted: drop the connection rather than
-                    # reading it to the end to reuse it.
-                    resp.close()
+        target = yarl.URL(url, encoded=True)
+        proxy = None
+        if network is not None and network.proxies.by_scheme:
+            # A proxied request's host may be resolved here (its address checked).
+            async with asyncio.timeout(timeout):
+                proxy = await network.route(target)
+        elif network is not None:
+            await network.route(target)  # awaits nothing without a proxy
+        # aiohttp's own timer bounds the exchange, body included (cheaper per request
+        # than an asyncio.timeout around it); a second attempt gets what is left.
+        deadline = started + timeout
+        resp = await _send(session, target, on_sent, proxy, request_headers, deadline)
+        async with resp:
+            headers = tuple((safe_text(k), safe_text(v)) for k, v in resp.headers.items())
+            if accept and not 300 <= resp.status < 400 and not accepts(accept, resp):
+                resp.close()  # the body stays unread: the connection is dropped
+                shown = safe_text(resp.headers.get("Content-Type", "none"))[:100]
                 return Response(
                     url=url,
                     status=resp.status,
                     headers=headers,
-                    body=body,
-                    truncated=truncated,
+                    body=b"",
+                    truncated=False,
                     elapsed=time.monotonic() - started,
+                    error=f"not downloaded: content type {shown} is not an --accept-type",
+                    downloaded=False,
                 )
+            try:
+                with _failing_on_parser_error(resp):
+                    if consume is not None and not 200 <= resp.status < 300:
+                        body, truncated = b"", True
+                    else:
+                        body, truncated = await _read_body(resp, max_bytes, consume)
+            except aiohttp.ClientPayloadError:
+                resp.close()  # the rest of a broken body is of no use
+                raise
+            if truncated:
+                # The rest of the body is unwanted: drop the connection rather than
+                # reading it to the end to reuse it.
+                resp.close()
+            return Response(
+                url=url,
+                status=resp.status,
+                headers=headers,
+                body=body,
+                truncated=truncated,
+                elapsed=time.monotonic() - started,
+            )
     except TimeoutError:
         return _failure(url, started, f"timeout: no complete response within {timeout:g}s")
     except PrivateAddress as exc:
@@ -256,9 +264,10 @@ async def _send(
     url: yarl.URL,
     on_sent: Callable[[float], None] | None,
     proxy: Proxy | None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None,
+    deadline: float,
 ) -> aiohttp.ClientResponse:
-    """Send the GET and wait for the response head.
+    """Send the GET and wait for the response head; the exchange ends by `deadline`.
 
     A server may close an idle keep-alive connection just as we reuse it, without having
     said it would (RFC 9112 9.3.1, 9.6): then the request was never answered, and, as
@@ -268,13 +277,13 @@ async def _send(
     """
     attempt = _Attempt(on_sent)
     try:
-        return await _get(session, url, attempt, proxy, headers)
+        return await _get(session, url, attempt, proxy, headers, deadline)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
             raise
     # The dead connection is closed: the pool opens a new one unless another idle
     # connection to the host is there; that one is not retried again if it fails.
-    return await _get(session, url, _Attempt(on_sent), proxy, headers)
+    return await _get(session, url, _Attempt(on_sent), proxy, headers, deadline)
 
 
 async def _get(
@@ -282,7 +291,8 @@ async def _get(
     url: yarl.URL,
     attempt: _Attempt,
     proxy: Proxy | None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None,
+    deadline: float,
 ) -> aiohttp.ClientResponse:
     token = _ATTEMPT.set(attempt)
     tunnel = url.scheme == "https"
@@ -296,7 +306,7 @@ async def _get(
         return await session.get(
             url,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=None),
+            timeout=aiohttp.ClientTimeout(total=max(deadline - time.monotonic(), 0.001)),
             proxy=proxy.url if proxy is not None else None,
             headers=headers,
             proxy_headers=proxy.headers if proxy is not None and tunnel else None,

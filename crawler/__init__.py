@@ -1,9 +1,10 @@
 """crawler: a fast, polite, resumable asynchronous web crawler that stores into SQLite
 (or PostgreSQL).
 
-The Python API (README, "Python API"): `crawl` / `acrawl` and `resume` / `aresume` run
-a crawl and return its `Summary`; `open_crawl` reads one (pages, links, stats, why);
-hooks get a `Page`. Importing `crawler` is cheap: the crawl's modules load on first use.
+The Python API (README, "Python API"): `crawl` / `acrawl`, `resume` / `aresume` and
+`recrawl` / `arecrawl` run a crawl and return its `Summary`; `open_crawl` reads one
+(pages, links, stats, why); hooks get a `Page`. Importing `crawler` is cheap: the
+crawl's modules load on first use.
 
 The data flow, one module each: cli -> config -> run -> engine -> frontier (hosts,
 robots, scope, urls) -> fetcher -> outcome (parser, hooks) -> store; report, exporter
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
         PageRecord,
         StoredCrawl,
         acrawl,
+        arecrawl,
         aresume,
         crawl,
         open_crawl,
+        recrawl,
         resume,
     )
     from crawler.hooks import Page
@@ -42,9 +45,11 @@ _LAZY = {
     "StoredCrawl": "crawler.api",
     "Summary": "crawler.records",
     "acrawl": "crawler.api",
+    "arecrawl": "crawler.api",
     "aresume": "crawler.api",
     "crawl": "crawler.api",
     "open_crawl": "crawler.api",
+    "recrawl": "crawler.api",
     "resume": "crawler.api",
 }
 
@@ -61,9 +66,11 @@ __all__ = [
     "UsageError",
     "__version__",
     "acrawl",
+    "arecrawl",
     "aresume",
     "crawl",
     "open_crawl",
+    "recrawl",
     "resume",
 ]
 

@@ -1,4 +1,4 @@
-"""The Python API: crawl, resume and read a crawl from code, as the CLI does from a shell.
+"""The Python API: crawl, resume, recrawl and read a crawl from code, as the CLI does from a shell.
 
     summary = crawler.crawl("https://example.com/", db="site.db", max_pages=100)
     with crawler.open_crawl("site.db") as c:
@@ -27,8 +27,8 @@ from crawler.store import Reader, open_reader
 
 T = TypeVar("T")
 
-__all__ = ["Link", "PageRecord", "StoredCrawl", "acrawl", "aresume", "crawl", "open_crawl",
-           "resume"]  # fmt: skip
+__all__ = ["Link", "PageRecord", "StoredCrawl", "acrawl", "arecrawl", "aresume", "crawl",
+           "open_crawl", "recrawl", "resume"]  # fmt: skip
 
 
 def crawl(
@@ -95,6 +95,52 @@ async def aresume(
     return await run.resume(db, settings, list(seeds), hooks=_hook_list(on_page), options=options)
 
 
+def recrawl(
+    db: str = "crawl.db",
+    *,
+    where: str | None = None,
+    older_than: float | str | None = None,
+    due: bool = False,
+    on_page: Hook | Sequence[Hook] | None = None,
+    **settings: Any,
+) -> Summary:
+    """Fetch the stored pages of the crawl in `db` again; blocks. See `arecrawl`."""
+    return _blocking(
+        arecrawl(db, where=where, older_than=older_than, due=due, on_page=on_page, **settings)
+    )
+
+
+async def arecrawl(
+    db: str = "crawl.db",
+    *,
+    where: str | None = None,
+    older_than: float | str | None = None,
+    due: bool = False,
+    on_page: Hook | Sequence[Hook] | None = None,
+    **settings: Any,
+) -> Summary:
+    """`crawler recrawl` from code: fetch again, conditionally, the stored pages that
+    match (default: all): `where` an SQL condition on `pages`, `older_than` seconds (or
+    "7d") since their last fetch, `due` those whose revisit interval has passed. Changed
+    pages are replaced and their new links crawled; `settings` replace stored ones."""
+    from crawler import run
+    from crawler.revisit import duration_seconds
+
+    options = _options(settings)
+    _settings(settings, "recrawl()")
+    if isinstance(older_than, str):
+        older_than = duration_seconds(older_than)
+    return await run.recrawl(
+        db,
+        settings,
+        where=where if where and where.strip() else None,
+        older_than=older_than,
+        due=due,
+        hooks=_hook_list(on_page),
+        options=options,
+    )
+
+
 def _options(values: dict[str, Any]) -> RunOptions:
     """This run's own options, taken out of `values`: `header` ("Name: value" or a list),
     `proxy` (a URL or "env"), `resolve` ("HOST:ADDRESS" or a list), `time_limit` (seconds
@@ -135,8 +181,8 @@ def _blocking(main: Coroutine[Any, Any, T]) -> T:
         with crawl_runner() as runner:
             return runner.run(main)
     main.close()
-    raise RuntimeError("crawler.crawl() and resume() block: inside an event loop, await "
-                       "crawler.acrawl() or crawler.aresume()")  # fmt: skip
+    raise RuntimeError("crawler.crawl(), resume() and recrawl() block: inside an event loop, "
+                       "await crawler.acrawl(), aresume() or arecrawl()")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- reading a crawl

@@ -100,6 +100,33 @@ async def test_aresume_adds_seeds(site: Site, db: str) -> None:
     ]
 
 
+async def test_arecrawl_fetches_stored_pages_again_and_crawls_new_links(
+    site: Site, any_db: str
+) -> None:
+    host = await site.host()
+    host.page("/", body=_html("Home", ["/a", "/keep/c"]))
+    host.page("/a", body=_html("Page A", []))
+    host.page("/keep/c", body=_html("Kept", []))
+    await crawler.acrawl(host.url("/"), db=any_db, **FAST)
+
+    kept = await crawler.arecrawl(any_db, where="url LIKE '%/keep/%'")
+    assert (kept.pages, kept.errors) == (1, 0)
+    assert host.requests_for("/keep/c") == 2 and host.requests_for("/a") == 1
+
+    host.page("/a", body=_html("Page A, changed", ["/new"]))
+    host.page("/new", body=_html("New", []))
+    everything = await crawler.arecrawl(any_db, older_than="0s", per_host=1)
+    assert everything.pages == 4  # three stored pages again, and the new one
+    with crawler.open_crawl(any_db) as c:
+        assert {p.url: p.title for p in c.pages()}[host.url("/a")] == "Page A, changed"
+        assert host.url("/new") in {p.url for p in c.pages()}
+        assert c.settings.per_host == 1  # settings given replace stored ones, as in resume
+    with pytest.raises(crawler.UsageError, match="invalid duration"):
+        await crawler.arecrawl(any_db, older_than="soon")
+    with pytest.raises(crawler.SettingError, match="per_host"):
+        await crawler.arecrawl(any_db, per_host=0)
+
+
 # ---------------------------------------------------------------------- open_crawl
 
 

@@ -8,10 +8,8 @@ budget (a counter in shared memory). The parent only supervises: it drops and re
 the deferred index, relays SIGINT/SIGTERM, shows the summed progress and fails the run
 when a child fails.
 
-Children are spawned, never forked: the parent has threads (aiosqlite's). Messages go
-child -> parent over a pipe: a progress snapshot twice a second, then the summary or
-an error. Nothing goes the other way: a child that sees that pipe's twin close (its
-parent died, kill -9 included) stops gracefully, as after SIGTERM.
+Children are spawned, never forked: the parent has threads (aiosqlite's). What a child
+does and says is in `crawler.child`; nothing goes parent -> child but SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,41 +30,19 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from crawler import latency
+from crawler.child import ChildSpec, child_main
 from crawler.config import Settings
-from crawler.engine import Engine
 from crawler.errors import CrawlerError
-from crawler.eventloop import crawl_runner
-from crawler.hooks import load_hooks
-from crawler.logs import setup_logging
-from crawler.partition import PageBudget, Partition
 from crawler.progress import shown, watched
 from crawler.records import Summary
 from crawler.runoptions import NO_OPTIONS, RunOptions
-from crawler.store import Store, open_store
+from crawler.store import Store
 
 log = logging.getLogger(__name__)
 
-REPORT_EVERY = 0.5  # seconds between a child's progress messages
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _SUMMED = ("pages", "in_flight", "queued", "hosts_active", "errors", "http_errors", "retries",
            "bytes")  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class ChildSpec:
-    """What a child needs to crawl its partition (pickled to it by spawn)."""
-
-    index: int
-    count: int
-    db: str = dataclasses.field(repr=False)  # a PostgreSQL URL may hold its password
-    settings: Settings
-    seeds: list[str]
-    new_seeds: list[str]
-    budget: ctypes.c_longlong
-    budget_lock: str
-    log_level: int
-    log_format: str
-    options: RunOptions  # this run's own (headers, proxy): passed over the pipe, never stored
-    deadline: float | None = None  # unix time the run's --time-limit ends
 
 
 @dataclasses.dataclass
@@ -79,6 +55,8 @@ class _Child:
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)
     summary: Summary | None = None
     error: str | None = None
+    ready: bool = False  # it hears SIGTERM (before, it ignores it)
+    owed: bool = False  # a SIGTERM it would have ignored: sent when it is ready
 
 
 async def run_partitioned(
@@ -96,8 +74,8 @@ async def run_partitioned(
     """Crawl with `settings.processes` child processes into the open `store`.
 
     Each child gets the run options (headers, proxy) with its spec, and the time limit
-    as a deadline that its own engine keeps: a signal sent to a child still starting up
-    would kill it, a deadline it meets late stops it at once, gracefully.
+    as a deadline that its own engine keeps (one it meets late stops it at once,
+    gracefully). A stop while a child starts up reaches it once it can hear it.
     """
     ctx = multiprocessing.get_context("spawn")
     count = settings.processes
@@ -106,36 +84,44 @@ async def run_partitioned(
     os.close(lock_fd)
     started = time.monotonic()
     deadline = time.time() + options.time_limit if options.time_limit else None
-    async with store.deferred_indexes():  # rebuilt once every child has exited
-        level = logging.getLogger().getEffectiveLevel()
-        children = [
-            _start(
-                ctx,
-                ChildSpec(
-                    i,
-                    count,
-                    getattr(store, "dsn", "") or store.name,
-                    settings,
-                    seeds,
-                    new_seeds,
-                    budget,
-                    budget_lock,
-                    level,
-                    log_format,
-                    options,
-                    deadline,
-                ),
-            )
-            for i in range(count)
-        ]
-        try:
-            stops = await _supervise(
-                children, started, quiet, log_format, handle_signals, status, store.name
-            )
-        finally:
-            await _reap(children)
-            with contextlib.suppress(OSError):
-                os.unlink(budget_lock)
+    children: list[_Child] = []
+    relay = _Relay(children)
+    loop = asyncio.get_running_loop()
+    if handle_signals:  # before any child starts: a Ctrl-C during start-up is a stop too
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, relay.stop)
+    try:
+        async with store.deferred_indexes():  # rebuilt once every child has exited
+            level = logging.getLogger().getEffectiveLevel()
+            try:
+                for i in range(count):
+                    spec = ChildSpec(
+                        i,
+                        count,
+                        getattr(store, "dsn", "") or store.name,
+                        settings,
+                        seeds,
+                        new_seeds,
+                        budget,
+                        budget_lock,
+                        level,
+                        log_format,
+                        options,
+                        deadline,
+                    )
+                    children.append(_start(ctx, spec))
+                    if relay.stops:  # stopped while the others started: this one too
+                        _signal_all(children[-1:], signal.SIGTERM)
+                await _supervise(children, started, quiet, log_format, status, store.name)
+            finally:
+                await _reap(children)
+                with contextlib.suppress(OSError):
+                    os.unlink(budget_lock)
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    stops = relay.stops
     broken = [c for c in children if c.summary is None]
     if broken:
         child = broken[0]
@@ -171,47 +157,42 @@ async def _supervise(
     started: float,
     quiet: bool,
     log_format: str,
-    handle_signals: bool,
     status: tuple[str, int] | None,
     db: str,
-) -> int:
-    """Relay signals and show progress until every child has exited; returns the stops."""
-    loop = asyncio.get_running_loop()
-    stops = 0
+) -> None:
+    """Show progress until every child has exited; one that fails stops the others."""
+    source = summed_progress(children, started)
+    async with (
+        shown(source, quiet=quiet, log_format=log_format),
+        watched(status, source, db),
+    ):
+        pending = {c.exited for c in children}
+        failed = False
+        while pending:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for child in children:
+                _receive(child)  # what it sent before exiting
+                if not failed and child.exited.done() and child.summary is None:
+                    failed = True  # one part of the crawl is gone: stop the others
+                    _signal_all(children, signal.SIGTERM)
 
-    def stop() -> None:
-        nonlocal stops
-        stops += 1
+
+class _Relay:
+    """The parent's SIGINT/SIGTERM, passed on to the children as SIGTERM (each child
+    counts them as its engine does: the first finishes open requests, the second not)."""
+
+    def __init__(self, children: list[_Child]) -> None:
+        self.children = children  # those started so far
+        self.stops = 0
+
+    def stop(self) -> None:
+        self.stops += 1
         log.warning(
             "stopping: finishing open requests; interrupt again to stop at once"
-            if stops == 1
+            if self.stops == 1
             else "stopping at once"
         )
-        _signal_all(children, signal.SIGTERM)
-
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-    try:
-        source = summed_progress(children, started)
-        async with (
-            shown(source, quiet=quiet, log_format=log_format),
-            watched(status, source, db),
-        ):
-            pending = {c.exited for c in children}
-            failed = False
-            while pending:
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for child in children:
-                    _receive(child)  # what it sent before exiting
-                    if not failed and child.exited.done() and child.summary is None:
-                        failed = True  # one part of the crawl is gone: stop the others
-                        _signal_all(children, signal.SIGTERM)
-    finally:
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    return stops
+        _signal_all(self.children, signal.SIGTERM)
 
 
 def summed_progress(children: list[_Child], started: float) -> Callable[[], dict[str, Any]]:
@@ -256,7 +237,15 @@ def _start(ctx: Any, spec: ChildSpec) -> _Child:
         name=f"crawler-{spec.index + 1}-of-{spec.count}",
         daemon=True,  # a parent that exits normally takes its children along
     )
-    process.start()
+    # Spawned ignoring SIGINT and SIGTERM (ignoring survives exec; a mask does not): a
+    # stop during its imports would kill it. It says "ready" when it hears them; a stop
+    # it missed is sent again then (`_signal_all`, `_receive`).
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
+    try:
+        process.start()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     send.close()  # the child's ends: ours would hide its exit (no EOF) or outlive the parent
     watch.close()
     loop = asyncio.get_running_loop()
@@ -277,7 +266,11 @@ def _receive(child: _Child) -> None:
     try:
         while child.messages.poll():
             kind, data = child.messages.recv()
-            if kind == "progress":
+            if kind == "ready":
+                child.ready = True
+                if child.owed:
+                    _signal_all([child], signal.SIGTERM)
+            elif kind == "progress":
                 child.progress = data
             elif kind == "summary":
                 child.summary = Summary(**data)
@@ -290,6 +283,9 @@ def _receive(child: _Child) -> None:
 
 def _signal_all(children: list[_Child], sig: signal.Signals) -> None:
     for child in children:
+        if sig == signal.SIGTERM and not child.ready:
+            child.owed = True  # it would ignore it now
+            continue
         if child.process.exitcode is None and child.process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.process.pid, sig)
@@ -311,76 +307,3 @@ async def _reap(children: list[_Child]) -> None:
             await asyncio.to_thread(child.process.join)
         child.messages.close()
         child.alive.close()
-
-
-# ---------------------------------------------------------------------- in the child
-
-
-def child_main(spec: ChildSpec, messages: Connection, watch: Connection) -> None:
-    """A child process's entry point: crawl one partition and report to the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent relays Ctrl-C as SIGTERM
-
-    level = spec.log_level
-    setup_logging(level <= logging.DEBUG, level >= logging.WARNING, spec.log_format)
-    main = _crawl_partition(spec, messages, watch)
-    try:
-        with crawl_runner() as runner:
-            summary = runner.run(main)
-    except CrawlerError as exc:
-        _send(messages, ("error", str(exc)))
-        raise SystemExit(1) from None
-    except Exception as exc:
-        log.exception("process %d of %d failed", spec.index + 1, spec.count)
-        _send(messages, ("error", f"internal: {type(exc).__name__}: {exc}"))
-        raise SystemExit(1) from None
-    _send(messages, ("summary", dataclasses.asdict(summary)))
-
-
-def _send(messages: Connection, message: tuple[str, Any]) -> None:
-    """Tell the parent; a parent that is gone (kill -9) hears nothing, and that is fine."""
-    with contextlib.suppress(OSError):
-        messages.send(message)
-
-
-async def _crawl_partition(spec: ChildSpec, messages: Connection, watch: Connection) -> Summary:
-    index, count, settings = spec.index, spec.count, spec.settings
-    # Connections split so that all processes together keep to --concurrency.
-    share = settings.concurrency // count + (index < settings.concurrency % count)
-    mine = dataclasses.replace(settings, concurrency=max(1, share))
-    store = await open_store(spec.db, create=False)
-    try:
-        engine = Engine(
-            store,
-            mine,
-            spec.seeds,
-            options=spec.options,
-            deadline=spec.deadline,
-            partition=Partition(index, count),
-            budget=PageBudget(settings.max_pages, shared=spec.budget, lock_path=spec.budget_lock),
-            hooks=load_hooks(settings),  # by name: the parent checked they import
-        )
-        loop = asyncio.get_running_loop()
-
-        def parent_gone() -> None:
-            loop.remove_reader(watch.fileno())
-            log.warning("process %d of %d: the parent process is gone, stopping", index + 1, count)
-            engine.stop()
-
-        loop.add_reader(watch.fileno(), parent_gone)
-        reporter = asyncio.create_task(_report(engine, messages))
-        try:
-            return await engine.run(spec.new_seeds, handle_signals=True)
-        finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
-            with contextlib.suppress(OSError, ValueError):
-                loop.remove_reader(watch.fileno())
-    finally:
-        await store.close()
-
-
-async def _report(engine: Engine, messages: Connection) -> None:
-    while True:
-        _send(messages, ("progress", engine.status()))
-        await asyncio.sleep(REPORT_EVERY)

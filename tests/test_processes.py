@@ -209,6 +209,23 @@ def test_sigint_stops_every_process_gracefully(crawls: Crawls, demo: DemoSite) -
     assert Counter(demo.answered()) == Counter(demo.expected)
 
 
+def test_ctrl_c_while_the_children_start_is_a_graceful_stop(
+    crawls: Crawls, demo: DemoSite
+) -> None:
+    # As a terminal does: SIGINT to the parent and its children, while the children are
+    # still importing (before they could install a handler, it killed them).
+    proc = crawls.start("crawl", "--processes", "2")
+    kids = await_children(proc.pid, 2)
+    for pid in kids:
+        os.kill(pid, signal.SIGINT)
+    assert crawls.kill(proc, signal.SIGINT) == 0, crawls.output(proc)
+    out = crawls.output(proc)
+    assert "Traceback" not in out and "failed" not in out, out
+    assert not any(running(pid) for pid in kids)
+    crawls.run("resume")
+    assert_complete(crawls.db, demo)
+
+
 def test_kill_9_of_the_parent_stops_the_children(crawls: Crawls, demo: DemoSite) -> None:
     proc = crawls.start("crawl", "--processes", "2")
     kids = await_children(proc.pid, 2)

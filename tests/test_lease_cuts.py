@@ -103,7 +103,7 @@ def polite(hosts: list[Host]) -> None:
     """What each server saw, across both workers: one request at a time, DELAY apart."""
     for host in hosts:
         assert host.max_open <= 1, host.ip
-        starts = sorted(hit.start for hit in host.hits)
+        starts = sorted(hit.arrived for hit in host.hits)
         assert all(b - a >= DELAY - 0.010 for a, b in itertools.pairwise(starts)), host.ip
 
 

@@ -147,6 +147,9 @@ class Leased(_Watched):
         self.budget: StoreBudget | None = None  # with --max-pages
         # Set by the frontier: the sitemaps still to read of hosts just leased.
         self.on_sitemaps: Callable[[list[Sitemap]], None] | None = None
+        # Set by the frontier: a host just leased from a worker whose lease lapsed this
+        # many seconds ago (it may have fetched the host until then).
+        self.on_lapsed: Callable[[str, float], None] = lambda host, since: None
         self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
 
     def owns(self, host: str) -> bool:
@@ -188,9 +191,12 @@ class Leased(_Watched):
                         await store.release_hosts(idle)
                 room = self.hosts_wanted - len(store.leased)
                 if room > 0 and (new := await store.lease_hosts(room)):
-                    on_hosts(new)
+                    for host, since in new.items():  # before its URLs can be queued here
+                        if since is not None:
+                            self.on_lapsed(host, since)
+                    on_hosts(list(new))
                     if self.on_sitemaps is not None:
-                        self.on_sitemaps(await store.queued_sitemaps(new))
+                        self.on_sitemaps(await store.queued_sitemaps(list(new)))
                 if more := await store.new_work():
                     on_hosts(more)
                 self._others_busy = bool(store.leased) or await store.any_queued()

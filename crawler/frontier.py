@@ -108,6 +108,7 @@ class Frontier:
         self.sitemaps = SitemapQueue(settings, store, self.scheduler, self.admission, self._queue)
         if isinstance(self.coordination, Leased):
             self.coordination.on_sitemaps = self.sitemaps.leased
+            self.coordination.on_lapsed = self.scheduler.lapsed
         self._stopping = False
         store.on_commit = self._committed
 

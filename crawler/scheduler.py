@@ -309,6 +309,15 @@ class Scheduler:
         """The server asked us to wait (Retry-After): the whole host waits."""
         self.slots[host].back_off(time.monotonic(), seconds)
 
+    def lapsed(self, host: str, since: float) -> None:
+        """`host` was leased from a worker whose lease lapsed `since` seconds ago, and which
+        may have sent it a request until then: the first one here waits the delay from the
+        lapse (a Crawl-delay read later moves it on, as from any start)."""
+        slot = self.slots.get(host) or self._slot(host)
+        lapse = time.monotonic() - since  # no earlier: `since` was measured before now
+        slot.next_start = max(slot.next_start, lapse + slot.delay + SENT_MARGIN)
+        self._consider(slot)
+
     def robots_loaded(self, job: Job, rules: Rules) -> None:
         slot = self.slots[job.host]
         slot.robots_failures = 0

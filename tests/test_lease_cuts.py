@@ -1,7 +1,8 @@
 """A worker cut off from PostgreSQL (through a loopback proxy the test controls): a cut
 shorter than `--lease` is ridden out; a longer one makes the worker stop fetching the
 hosts whose leases lapsed and exit 1 with one line, while another worker finishes them.
-Either way the crawl stores what one SQLite crawl of the site stores, each page once."""
+Either way the crawl stores what one SQLite crawl of the site stores, each page once. A
+host taken over from a lapsed lease waits its delay from the lapse."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import itertools
 import subprocess
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 from pg import Cluster
 from proxy import Proxy
-from support import Host, LoopThread, rows, threaded_site
+from support import Host, LoopThread, Site, rows, settings, threaded_site
 from test_workers import (
     DEADLINE,
     build,
@@ -27,7 +29,11 @@ from test_workers import (
     wait_for,
 )
 
+from crawler.records import NewURL, Outcome
+from crawler.run import work
+
 LEASE = "2"
+AGENT = "testbot/1 (+mailto:ops@example.com)"
 DELAY = 0.5  # a worker still has URLs of its hosts in RAM when its leases lapse
 PAGES = 5
 
@@ -103,7 +109,7 @@ def polite(hosts: list[Host]) -> None:
     """What each server saw, across both workers: one request at a time, DELAY apart."""
     for host in hosts:
         assert host.max_open <= 1, host.ip
-        starts = sorted(hit.start for hit in host.hits)
+        starts = sorted(hit.arrived for hit in host.hits)
         assert all(b - a >= DELAY - 0.010 for a, b in itertools.pairwise(starts)), host.ip
 
 
@@ -119,7 +125,7 @@ def run_two_workers(
     seeds = [h.url("/") for h in hosts]
     crawl = start_crawl(
         dsn, seeds, "--concurrency", "1", "--lease", LEASE, "--delay", str(DELAY),
-        "--user-agent", "testbot/1 (+mailto:ops@example.com)",
+        "--user-agent", AGENT,
     )  # fmt: skip
     worker = None
     try:
@@ -189,3 +195,38 @@ def test_a_worker_cut_off_past_its_lease_stops_and_another_finishes_its_hosts(
     assert postgres_crawl(pg_cluster, pg_dsn) == want
     polite(hosts)
     assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
+
+
+async def test_a_host_taken_over_from_a_lapsed_lease_waits_its_delay_from_the_lapse(
+    site: Site, pg_dsn: str
+) -> None:
+    """A worker whose renewal came late may have sent a request just before its lease
+    lapsed (it stops only then), and that request is not in the host's `next_start`:
+    the worker that takes the host over waits the delay from the lapse."""
+    from crawler.store.postgres import PostgresStore
+
+    host = await site.host()
+    host.page("/")
+    delay = 1.0
+    holder = await PostgresStore.open(pg_dsn, create=True)
+    try:
+        await holder.save_crawl(
+            settings(delay=delay, per_host=1, lease=2.0, user_agent=AGENT), [host.url("/")]
+        )
+        holder.add(Outcome(url="", state=None, new_urls=[NewURL(host.url("/"), host.origin, 0)]))
+        await holder.flush()
+        assert await holder.lease_hosts(1) == {host.origin: None}
+        async with aiohttp.ClientSession() as session, session.get(host.url("/")) as resp:
+            await resp.read()  # the holder's last request...
+        async with holder.pool.acquire() as conn:  # ...and its lease lapses right after
+            await conn.execute(
+                "UPDATE hosts SET lease_until = extract(epoch FROM clock_timestamp()) "
+                "WHERE host = $1",
+                host.origin,
+            )
+        await work(pg_dsn)
+    finally:
+        await holder.close()
+    assert host.paths == ["/", "/robots.txt", "/"]
+    last, first = (hit.arrived for hit in host.hits[:2])
+    assert first - last >= delay - 0.010

@@ -125,8 +125,8 @@ async def test_cooling_host_never_holds_up_the_others(site: Site, db: str) -> No
 
 
 def gaps(host: Host) -> list[float]:
-    """Seconds between consecutive request starts on `host`, robots.txt included."""
-    starts = sorted(h.start for h in host.hits)
+    """Seconds between consecutive request arrivals on `host`, robots.txt included."""
+    starts = sorted(h.arrived for h in host.hits)
     return [b - a for a, b in itertools.pairwise(starts)]
 
 

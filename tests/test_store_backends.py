@@ -628,9 +628,9 @@ async def test_postgres_leases_a_host_to_one_worker_until_it_expires(postgres: B
         a.add(seeds("/1", "/2", "/3"))
         a.add(seeds("/o", host=OTHER))
         await a.flush()
-        assert await a.lease_hosts(1) == [HOST]
-        assert await b.lease_hosts(5) == [OTHER]  # HOST is a's
-        assert await b.lease_hosts(5) == []
+        assert await a.lease_hosts(1) == {HOST: None}
+        assert await b.lease_hosts(5) == {OTHER: None}  # HOST is a's
+        assert await b.lease_hosts(5) == {}
         claimed, _ = await a.claim(HOST, 2, lambda u: False)
         assert [q.url for q in claimed] == [HOST + "/1", HOST + "/2"]
         assert await a.renew() == [HOST] and await b.renew([OTHER, HOST]) == [OTHER]
@@ -638,8 +638,13 @@ async def test_postgres_leases_a_host_to_one_worker_until_it_expires(postgres: B
 
         # a is cut off: its worker row and lease run out (as if --lease seconds passed).
         await postgres.execute(f"UPDATE workers SET lease_until = 0 WHERE id = '{a.worker}'")
-        await postgres.execute(f"UPDATE hosts SET lease_until = 0 WHERE host = '{HOST}'")
-        assert await b.lease_hosts(5) == [HOST]
+        await postgres.execute(
+            "UPDATE hosts SET lease_until = extract(epoch FROM clock_timestamp()) - 5 "
+            f"WHERE host = '{HOST}'"
+        )
+        taken = await b.lease_hosts(5)
+        # a may have fetched HOST until its lease lapsed: b is told how long ago that was.
+        assert list(taken) == [HOST] and 5 <= (taken[HOST] or 0) < 60
         # a's claimed URLs came back to the queue: b gets them all, nothing lost.
         got, done = await b.claim(HOST, 10, lambda u: False)
         assert [q.url for q in got] == [HOST + p for p in ("/1", "/2", "/3")] and done
@@ -665,12 +670,12 @@ async def test_postgres_release_keeps_politeness_and_clears_a_finished_host(
         a.add(seeds("/1", "/2"))
         a.add(seeds("/o", host=OTHER))
         await a.flush()
-        assert await a.lease_hosts(5) == [HOST, OTHER]
+        assert list(await a.lease_hosts(5)) == [HOST, OTHER]
         await a.claim(HOST, 10, lambda u: False)
         a.add(outcome("/1"))
         await a.flush()
         await a.release_hosts({HOST: 3600.0, OTHER: 0.0})  # HOST: not for an hour
-        assert await b.lease_hosts(5) == [OTHER]
+        assert await b.lease_hosts(5) == {OTHER: None}
         assert await b.new_work() == [OTHER]
         b.add(dataclasses.replace(outcome("/o"), url=OTHER + "/o"))
         await b.flush()
@@ -680,7 +685,7 @@ async def test_postgres_release_keeps_politeness_and_clears_a_finished_host(
             OTHER: False,  # nothing left: no worker leases it again
         }
         await postgres.execute("UPDATE hosts SET next_start = 0")
-        assert await b.lease_hosts(5) == [HOST]
+        assert await b.lease_hosts(5) == {HOST: None}  # released: no lapse to wait out
         got, _ = await b.claim(HOST, 10, lambda u: False)
         assert [q.url for q in got] == [HOST + "/2"]  # a's claim went back on release
     finally:
@@ -709,7 +714,7 @@ async def test_postgres_max_pages_is_exact_across_workers(postgres: Backend) -> 
         # c dies holding units: once its row is reaped they return to the budget.
         assert c._units == grants[2] + grants[5] > 0
         await postgres.execute(f"UPDATE workers SET lease_until = 0 WHERE id = '{c.worker}'")
-        assert await a.lease_hosts(1) == []  # any worker's lease round reaps
+        assert await a.lease_hosts(1) == {}  # any worker's lease round reaps
         assert await a.pages_left(5) == 5 - 2 - a._units
     finally:
         for s in (a, b):

@@ -156,7 +156,7 @@ def test_three_workers_store_what_one_sqlite_crawl_stores(
     # Politeness held across all workers, as each server saw it.
     for host in hosts:
         assert host.max_open <= PER_HOST, host.ip
-        starts = sorted(hit.start for hit in host.hits)
+        starts = sorted(hit.arrived for hit in host.hits)
         assert all(b - a >= DELAY - 0.010 for a, b in itertools.pairwise(starts)), host.ip
         assert host.requests_for("/robots.txt") == 1  # once per host across workers
 

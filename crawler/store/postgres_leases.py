@@ -115,30 +115,37 @@ class Leases(PostgresWriter):
 
     # ------------------------------------------------------------------ leases
 
-    async def lease_hosts(self, n: int) -> list[str]:
+    async def lease_hosts(self, n: int) -> dict[str, float | None]:
         """Lease up to `n` hosts with queued work that no live lease holds and that may be
-        fetched now; their stale claims (a dead worker's) go back to the queue."""
+        fetched now; their stale claims (a dead worker's) go back to the queue.
 
-        async def work(conn: asyncpg.Connection) -> list[str]:
+        Each comes with the seconds since its last holder's lease lapsed (None: released).
+        That holder fetched until the lapse, and `next_start` knows none of it (a release
+        writes it): the next request waits the host's delay from the lapse. A span of the
+        server's clock, so no worker's clock needs to agree with the server's."""
+
+        async def work(conn: asyncpg.Connection) -> dict[str, float | None]:
             await self._alive(conn)
             await _reap(conn)
             rows = await conn.fetch(
                 f"WITH now AS MATERIALIZED (SELECT {_NOW} AS t), "
-                "free AS (SELECT h.host FROM hosts AS h, now WHERE h.queued "
+                "free AS (SELECT h.host, h.lease_owner AS lapsed, h.lease_until AS lapsed_at "
+                "FROM hosts AS h, now WHERE h.queued "
                 "AND h.next_start <= now.t AND (h.lease_owner IS NULL OR h.lease_until < now.t) "
                 "ORDER BY h.next_start LIMIT $2 FOR UPDATE OF h SKIP LOCKED) "
                 "UPDATE hosts SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3 "
-                "FROM free WHERE hosts.host = free.host RETURNING hosts.host",
+                "FROM free WHERE hosts.host = free.host RETURNING hosts.host, "
+                "CASE WHEN free.lapsed IS NOT NULL THEN (SELECT t FROM now) - free.lapsed_at END",
                 self.worker,
                 n,
                 self.lease_seconds,
             )
-            hosts = sorted(r[0] for r in rows)
+            hosts = {r[0]: r[1] for r in sorted(rows, key=lambda r: str(r[0]))}
             if hosts:
                 await conn.execute(
                     "UPDATE urls SET claimed_by = NULL WHERE host = ANY($1::text[]) "
                     "AND state = 'queued' AND claimed_by IS NOT NULL",
-                    hosts,
+                    list(hosts),
                 )
             return hosts
 

@@ -183,9 +183,10 @@ class Leases(Protocol):
     lease_seconds: float  # a lease not renewed for this long expires (`--lease`)
     leased: set[str]  # hosts this worker holds, as far as it knows
 
-    async def lease_hosts(self, n: int) -> list[str]:
+    async def lease_hosts(self, n: int) -> dict[str, float | None]:
         """Up to `n` more hosts with queued work that no live lease holds and that may be
-        fetched now; their stale claims (a dead worker's) go back to the queue."""
+        fetched now, each with the seconds since its last holder's lease lapsed (None: it
+        was released); their stale claims (a dead worker's) go back to the queue."""
         ...
 
     async def renew(self, hosts: Iterable[str] | None = None) -> list[str]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import sqlite3
+import ssl
 import struct
 import threading
 import time
@@ -57,12 +58,22 @@ class _StampedSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data, ancillary, _, _ = self.recvmsg(bufsize, 64, flags)
+        self._stamp(ancillary)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """What asyncio reads a TLS connection with (its SSL protocol is buffered)."""
+        view = memoryview(buffer)[:nbytes] if nbytes else buffer
+        n, ancillary, _, _ = self.recvmsg_into([view], 64, flags)
+        self._stamp(ancillary)
+        return n
+
+    def _stamp(self, ancillary: list[tuple[int, int, bytes]]) -> None:
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
                 sec, nsec = struct.unpack("qq", raw[:16])
                 # The stamp is the wall clock's; hits compare on the monotonic one.
                 self.arrived = sec + nsec / 1e9 - time.time() + time.monotonic()
-        return data
 
 
 class _StampingListener(socket.socket):
@@ -93,10 +104,11 @@ class Host:
     port: int = 0
     hold: float = 0.0  # seconds every response is held (to make requests overlap)
     listener: _StampingListener | None = None
+    scheme: str = "http"
 
     @property
     def origin(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+        return f"{self.scheme}://{self.ip}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.origin + path
@@ -187,10 +199,13 @@ class Site:
     open: int = 0
     max_open: int = 0
 
-    async def host(self, ip: str | None = None) -> Host:
-        """Start a server on a fresh 127.0.0.x address (x = 2, 3, ...)."""
+    async def host(
+        self, ip: str | None = None, *, port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> Host:
+        """Start a server on a fresh 127.0.0.x address (x = 2, 3, ...), on a free port
+        unless one is given; https with `tls`."""
         ip = ip or f"127.0.0.{len(self.hosts) + 2}"
-        host = Host(site=self, ip=ip)
+        host = Host(site=self, ip=ip, scheme="https" if tls else "http")
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", host._dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -202,8 +217,13 @@ class Site:
         # stamped too (connections inherit it). Not Linux: hits keep the handler's time.
         with contextlib.suppress(OSError):
             listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        listener.bind((ip, 0))
-        await web.SockSite(runner, listener).start()
+        try:
+            listener.bind((ip, port))
+        except OSError:  # a port taken, or one below 1024 without the right
+            listener.close()
+            await runner.cleanup()
+            raise
+        await web.SockSite(runner, listener, ssl_context=tls).start()
         host.port = listener.getsockname()[1]
         self.runners.append(runner)
         self.hosts.append(host)

@@ -20,6 +20,7 @@ from crawler.errors import LeaseLost
 from crawler.partition import PageBudget, Partition
 from crawler.records import Sitemap
 from crawler.store import Store
+from crawler.urls import server_key
 
 
 class Solo:
@@ -123,12 +124,12 @@ class Partitioned(_Watched):
 
 
 class Leased(_Watched):
-    """One of many workers, on any machines, sharing a store that leases hosts
-    (PostgreSQL): a worker crawls only the hosts it holds a lease on, so per-host limits,
-    delays, Crawl-delay and Retry-After hold across all of them.
+    """One of many workers, on any machines, sharing a store that leases servers
+    (PostgreSQL): a worker crawls only the origins of the servers it holds a lease on, so
+    per-host limits, delays, Crawl-delay and Retry-After hold across all of them.
 
-    A background task renews the leases, leases more hosts while this worker has room
-    for them, gives back hosts it has finished (with the wait before their next request),
+    A background task renews the leases, leases more servers while this worker has room
+    for them, gives back servers it has finished (with the wait before their next request),
     and notices the end of the crawl: nothing queued anywhere and no lease live.
     """
 
@@ -141,8 +142,8 @@ class Leased(_Watched):
         self._others_busy = True
         self._watching: asyncio.Task[None] | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
-        # Set by the frontier: this worker's leased hosts with nothing queued, in flight
-        # or spilled, and the seconds until each may be fetched again.
+        # Set by the frontier: this worker's leased servers with nothing queued, in flight
+        # or spilled on any origin, and the seconds until each may be fetched again.
         self.idle: Callable[[], dict[str, float]] = dict
         self.budget: StoreBudget | None = None  # with --max-pages
         # Set by the frontier: the sitemaps still to read of hosts just leased.
@@ -153,7 +154,7 @@ class Leased(_Watched):
         self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
 
     def owns(self, host: str) -> bool:
-        return host in self.store.leased
+        return server_key(host) in self.store.leased  # every origin of a leased server
 
     @property
     def others_busy(self) -> bool:
@@ -188,7 +189,7 @@ class Leased(_Watched):
                     await store.flush()
                     if idle := self.idle():
                         store.leased.difference_update(idle)  # no URL of theirs queued here now
-                        await store.release_hosts(idle)
+                        await store.release_servers(idle)
                 room = self.hosts_wanted - len(store.leased)
                 if room > 0 and (new := await store.lease_hosts(room)):
                     for host, since in new.items():  # before its URLs can be queued here

@@ -30,6 +30,7 @@ from crawler.seen import RecentSeen, SeenSet
 from crawler.sitemap_queue import SitemapQueue
 from crawler.sitemaps import Entry
 from crawler.store import Store
+from crawler.urls import server_key
 from crawler.window import Window
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Frontier:
         if isinstance(self.coordination, Partitioned | Leased):
             self.coordination.on_fatal = self._fatal
         if isinstance(self.coordination, Leased):
-            self.coordination.idle = self._idle_hosts
+            self.coordination.idle = self._idle_servers
         if isinstance(self.budget, StoreBudget):
             self.budget.on_fatal = self._fatal
         self.scheduler = Scheduler(
@@ -311,19 +312,21 @@ class Frontier:
         if self.window.committed(batch):
             self.scheduler.wake_one()
 
-    def _idle_hosts(self) -> dict[str, float]:
-        """Leased hosts with nothing queued, in flight or left in the store for this
-        worker, and the seconds until each may be fetched again."""
+    def _idle_servers(self) -> dict[str, float]:
+        """Leased servers none of whose origins has anything queued, in flight or left in
+        the store for this worker, and the seconds until each may be fetched again."""
         now = time.monotonic()
-        out = {}
-        for host in list(self.store.leased):  # type: ignore[attr-defined]
-            slot = self.scheduler.slots.get(host)
-            if self.window.holds(host):
+        out = dict.fromkeys(self.store.leased, 0.0)  # type: ignore[attr-defined]
+        for host in self.window.held():
+            out.pop(server_key(host), None)
+        for host, slot in self.scheduler.slots.items():
+            server = server_key(host)
+            if server not in out:
                 continue
-            if slot is None:
-                out[host] = 0.0
-            elif not (slot.queue or slot.sitemaps or slot.open or slot.fetching_robots):
-                out[host] = max(0.0, slot.next_start - now)
+            if slot.queue or slot.sitemaps or slot.open or slot.fetching_robots:
+                del out[server]
+            else:  # the origins of a server share its gate, and so its next start
+                out[server] = max(out[server], slot.next_start - now)
         return out
 
     def _fatal(self, exc: BaseException) -> None:

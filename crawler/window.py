@@ -92,6 +92,10 @@ class Window:
         """Whether `host` has rows in the store that this window still means to claim."""
         return host in self._spilled or host in self._uncommitted
 
+    def held(self) -> list[str]:
+        """The hosts `holds` is true of."""
+        return [*self._spilled, *self._uncommitted]
+
     def spilled(self, host: str) -> None:
         """`host` has queued rows in the store (an earlier run's, another process's)."""
         self._spilled[host] = None

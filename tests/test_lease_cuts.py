@@ -31,6 +31,7 @@ from test_workers import (
 
 from crawler.records import NewURL, Outcome
 from crawler.run import work
+from crawler.urls import server_key
 
 LEASE = "2"
 AGENT = "testbot/1 (+mailto:ops@example.com)"
@@ -99,8 +100,9 @@ def second_worker_stored_pages(cluster: Cluster, dsn: str) -> bool:
     found = pg_rows(
         cluster,
         dsn,
-        "SELECT count(*) FROM page_rows AS p JOIN hosts AS h USING (host) "
-        "WHERE h.lease_owner = (SELECT id FROM workers ORDER BY started_at DESC LIMIT 1)",
+        "SELECT count(*) FROM page_rows AS p JOIN hosts AS h USING (host) JOIN servers AS s "
+        "USING (server) "
+        "WHERE s.lease_owner = (SELECT id FROM workers ORDER BY started_at DESC LIMIT 1)",
     )
     return int(found[0][0]) > 0
 
@@ -220,9 +222,9 @@ async def test_a_host_taken_over_from_a_lapsed_lease_waits_its_delay_from_the_la
             await resp.read()  # the holder's last request...
         async with holder.pool.acquire() as conn:  # ...and its lease lapses right after
             await conn.execute(
-                "UPDATE hosts SET lease_until = extract(epoch FROM clock_timestamp()) "
-                "WHERE host = $1",
-                host.origin,
+                "UPDATE servers SET lease_until = extract(epoch FROM clock_timestamp()) "
+                "WHERE server = $1",
+                server_key(host.origin),
             )
         await work(pg_dsn)
     finally:

@@ -33,6 +33,7 @@ from crawler.records import (
 )
 from crawler.store import Store, open_reader, open_store
 from crawler.store.protocol import PAGE_FIELDS
+from crawler.urls import server_key
 
 HOST = "http://127.0.0.2:8000"
 OTHER = "http://127.0.0.3:8000"
@@ -633,14 +634,16 @@ async def test_postgres_leases_a_host_to_one_worker_until_it_expires(postgres: B
         assert await b.lease_hosts(5) == {}
         claimed, _ = await a.claim(HOST, 2, lambda u: False)
         assert [q.url for q in claimed] == [HOST + "/1", HOST + "/2"]
-        assert await a.renew() == [HOST] and await b.renew([OTHER, HOST]) == [OTHER]
+        # Leases are per server (`server_key`), as politeness is.
+        assert await a.renew() == [server_key(HOST)]
+        assert await b.renew([server_key(OTHER), server_key(HOST)]) == [server_key(OTHER)]
         assert await a.any_leased()
 
         # a is cut off: its worker row and lease run out (as if --lease seconds passed).
         await postgres.execute(f"UPDATE workers SET lease_until = 0 WHERE id = '{a.worker}'")
         await postgres.execute(
-            "UPDATE hosts SET lease_until = extract(epoch FROM clock_timestamp()) - 5 "
-            f"WHERE host = '{HOST}'"
+            "UPDATE servers SET lease_until = extract(epoch FROM clock_timestamp()) - 5 "
+            f"WHERE server = '{server_key(HOST)}'"
         )
         taken = await b.lease_hosts(5)
         # a may have fetched HOST until its lease lapsed: b is told how long ago that was.
@@ -674,17 +677,17 @@ async def test_postgres_release_keeps_politeness_and_clears_a_finished_host(
         await a.claim(HOST, 10, lambda u: False)
         a.add(outcome("/1"))
         await a.flush()
-        await a.release_hosts({HOST: 3600.0, OTHER: 0.0})  # HOST: not for an hour
+        await a.release_servers({server_key(HOST): 3600.0, server_key(OTHER): 0.0})
         assert await b.lease_hosts(5) == {OTHER: None}
         assert await b.new_work() == [OTHER]
         b.add(dataclasses.replace(outcome("/o"), url=OTHER + "/o"))
         await b.flush()
-        await b.release_host(OTHER)
+        await b.release_server(server_key(OTHER))
         assert dict(await postgres.rows("SELECT host, queued FROM hosts")) == {
             HOST: True,  # /2 is still queued
             OTHER: False,  # nothing left: no worker leases it again
         }
-        await postgres.execute("UPDATE hosts SET next_start = 0")
+        await postgres.execute("UPDATE servers SET next_start = 0")
         assert await b.lease_hosts(5) == {HOST: None}  # released: no lapse to wait out
         got, _ = await b.claim(HOST, 10, lambda u: False)
         assert [q.url for q in got] == [HOST + "/2"]  # a's claim went back on release

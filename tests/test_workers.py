@@ -68,7 +68,7 @@ def sites() -> Iterator[tuple[LoopThread, asyncio.Event, list[Host]]]:
 
 
 def two_lease_holders(cluster: Cluster, dsn: str) -> bool:
-    found = pg_rows(cluster, dsn, "SELECT count(DISTINCT lease_owner) FROM hosts")
+    found = pg_rows(cluster, dsn, "SELECT count(DISTINCT lease_owner) FROM servers")
     return found == [("2",)]
 
 
@@ -302,7 +302,7 @@ def test_work_with_processes_adds_that_many_workers(
             wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
             work = crawler("work", "--db", pg_dsn, "-q", "--processes", "2", "--concurrency", "2")
             procs.append(subprocess.Popen(work, stderr=subprocess.PIPE, text=True))
-            holders = "SELECT count(DISTINCT lease_owner) FROM hosts"
+            holders = "SELECT count(DISTINCT lease_owner) FROM servers"
             wait_for(
                 lambda: pg_rows(pg_cluster, pg_dsn, holders) == [("3",)], "three lease holders"
             )
@@ -354,7 +354,7 @@ def test_sigterm_gives_leases_back_and_the_password_is_never_stored_nor_printed(
     crawl = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
-        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM hosts WHERE "
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM servers WHERE "
                                  "lease_owner IS NOT NULL") != [("0",)], "leases")  # fmt: skip
         crawl.send_signal(signal.SIGTERM)  # stopped with work left: the resume hint
         thread.loop.call_soon_threadsafe(gate.set)
@@ -367,7 +367,7 @@ def test_sigterm_gives_leases_back_and_the_password_is_never_stored_nor_printed(
     assert crawl.returncode == 0, err
     assert f"crawler resume --db {bare}" in " ".join((out + err).split())
     # SIGTERM gave the leases back at once (an expired lease keeps its owner's id).
-    held = "SELECT count(*) FROM hosts WHERE lease_owner IS NOT NULL"
+    held = "SELECT count(*) FROM servers WHERE lease_owner IS NOT NULL"
     assert pg_rows(pg_cluster, pg_dsn, held) == [("0",)]
     assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
     printed = out + err
@@ -436,4 +436,4 @@ def test_a_recrawl_with_max_pages_is_exact_across_three_workers(
     assert pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM workers") == [("0",)]
 
 
-HOLDERS = "SELECT count(DISTINCT lease_owner) FROM hosts"
+HOLDERS = "SELECT count(DISTINCT lease_owner) FROM servers"

@@ -29,7 +29,7 @@ from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
 from crawler.revisit import stored_page
 from crawler.store import postgres_text
 from crawler.store.buffer import one_line
-from crawler.store.postgres_batches import is_store_failure
+from crawler.store.postgres_batches import QUEUE_SERVERS, is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
 from crawler.store.selection import recrawl_selection
@@ -47,7 +47,7 @@ class PostgresStore(Leases):
 
     def __init__(self, pool: Any, name: str, *, lease_seconds: float = 30.0) -> None:
         super().__init__(pool, name, lease_seconds=lease_seconds)
-        self.leased: set[str] = set()
+        self.leased: set[str] = set()  # servers (`server_key`), with all their origins
         self._released: set[str] = set()  # hosts whose claims `claim` hands out again
         self.revisit = False  # a recrawl is going: claims carry each URL's stored page
 
@@ -95,8 +95,9 @@ class PostgresStore(Leases):
                 # A sitemap left queued (a worker killed while reading it) makes its host
                 # work again, whatever its URLs: someone must lease it and read it.
                 await conn.execute(
-                    "UPDATE hosts SET queued = true FROM sitemaps AS s "
-                    "WHERE s.state = 'queued' AND hosts.host = s.robots_host AND NOT hosts.queued"
+                    "WITH flipped AS (UPDATE hosts SET queued = true FROM sitemaps AS s "
+                    "WHERE s.state = 'queued' AND hosts.host = s.robots_host "
+                    f"AND NOT hosts.queued RETURNING hosts.server) {QUEUE_SERVERS}"
                 )
                 row = await conn.fetchrow(
                     "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
@@ -308,8 +309,8 @@ class PostgresStore(Leases):
             )
             count = sum(int(r[1]) for r in hosts)
             await conn.execute(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
-                "ON CONFLICT (host) DO UPDATE SET queued = true",
+                "WITH flipped AS (INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                f"ON CONFLICT (host) DO UPDATE SET queued = true RETURNING server) {QUEUE_SERVERS}",
                 [r[0] for r in hosts],
             )
             await conn.execute(
@@ -327,18 +328,19 @@ class PostgresStore(Leases):
         """Nothing to start: `new_work` asks the database each time."""
 
     async def new_work(self) -> list[str]:
-        """Hosts this worker leases that have unclaimed queued URLs (another worker found
-        them): a poll, one index probe per leased host. LISTEN/NOTIFY would save the
-        probes but not the round trip, and a notification lost with a connection would
-        need the poll anyway."""
-        hosts = sorted(self.leased)
-        if not hosts:
+        """Origins of the servers this worker leases that have unclaimed queued URLs
+        (another worker found them, maybe of an origin new to the server): a poll, one
+        index probe per origin. LISTEN/NOTIFY would save the probes but not the round
+        trip, and a notification lost with a connection would need the poll anyway."""
+        servers = sorted(self.leased)
+        if not servers:
             return []
         async with self._writing(), self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT h FROM unnest($1::text[]) AS h WHERE EXISTS (SELECT 1 FROM urls "
-                "WHERE host = h AND state = 'queued' AND claimed_by IS NULL)",
-                hosts,
+                "SELECT h.host FROM hosts AS h WHERE h.server = ANY($1::text[]) AND EXISTS "
+                "(SELECT 1 FROM urls WHERE host = h.host AND state = 'queued' "
+                "AND claimed_by IS NULL) ORDER BY h.host",
+                servers,
             )
         return [r[0] for r in rows]
 

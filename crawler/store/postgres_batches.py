@@ -40,6 +40,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
+# After a statement `flipped` that set `hosts.queued` (RETURNING server): their servers
+# have work too (the lease is per server). Sorted: commits lock servers in one order,
+# after the origins, as a release does.
+QUEUE_SERVERS = (
+    "INSERT INTO servers (server) SELECT DISTINCT server FROM flipped ORDER BY 1 "
+    "ON CONFLICT (server) DO UPDATE SET queued = true WHERE NOT servers.queued"
+)
 
 
 class PostgresWriter(OutcomeBuffer):
@@ -193,8 +200,9 @@ class PostgresWriter(OutcomeBuffer):
             # The flag is set with the URLs it stands for: a lease holder that clears it
             # (finding none queued) either sees these URLs or is seen by this statement.
             await conn.execute(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
-                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
+                "WITH flipped AS (INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued "
+                f"RETURNING server) {QUEUE_SERVERS}",
                 hosts,
             )
         if pages or used:
@@ -313,7 +321,8 @@ async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str,
         # A host with a sitemap to read is work: some worker must lease it (its URLs may
         # all be done), and releasing it keeps it queued until the sitemap is read.
         await conn.execute(
-            "UPDATE hosts SET queued = true WHERE host = ANY($1::text[]) AND NOT queued",
+            "WITH flipped AS (UPDATE hosts SET queued = true WHERE host = ANY($1::text[]) "
+            f"AND NOT queued RETURNING server) {QUEUE_SERVERS}",
             sorted({r[2] for r in rows.sitemaps}),
         )
     if rows.sitemaps_done:

@@ -1,17 +1,18 @@
-"""What many workers on many machines share in PostgreSQL: host leases, live workers,
+"""What many workers on many machines share in PostgreSQL: server leases, live workers,
 claims and the page budget.
 
 A worker (one `PostgresStore`, a uuid) holds a row in `workers` that it renews with its
-leases. It crawls only the hosts it leases (`lease_hosts`: `FOR UPDATE SKIP LOCKED` on
-`hosts`, a batch at a time), renews them while it works (`renew`) and gives them back
-with the time the host may be fetched again (`release_hosts`), so `per_host`, `delay`,
-Crawl-delay and Retry-After hold across machines. Times are the server's clock
-(`clock_timestamp()`), never a worker's: machines' clocks may disagree.
+leases. It crawls only the servers it leases (`lease_hosts`: `FOR UPDATE SKIP LOCKED` on
+`servers`, a batch at a time), every origin of each (`hosts.server`: http and https of one
+name are one server, as politeness counts them), renews them while it works (`renew`) and
+gives them back with the time the server may be fetched again (`release_servers`), so
+`per_host`, `delay`, Crawl-delay and Retry-After hold across machines. Times are the
+database's clock (`clock_timestamp()`), never a worker's: machines' clocks may disagree.
 
 A worker that dies keeps its leases until they expire (`lease_seconds`); then its row is
 reaped: its claimed URLs go back to the queue and its page-budget units to the budget.
 A worker cut off for longer than its lease finds its row gone and fails with `LeaseLost`
-(exit 1) instead of writing: its hosts are someone else's by then.
+(exit 1) instead of writing: its servers are someone else's by then.
 """
 
 from __future__ import annotations
@@ -37,12 +38,27 @@ _HAS_QUEUED = (
     "AND u.state = 'queued' AND u.claimed_by IS NOT NULL) OR EXISTS (SELECT 1 FROM sitemaps "
     "AS s WHERE s.robots_host = {h} AND s.state = 'queued'))"
 )
+# Free servers that may be fetched now, in the order they may: a range of the partial index
+# `servers_free`, whatever the number of servers done. Each leased server comes with its
+# origins that have work (none: NULL) and, taken from a lapsed lease, the seconds since.
+LEASE = (
+    f"WITH now AS MATERIALIZED (SELECT {_NOW} AS t), "
+    "free AS (SELECT s.server, s.lease_owner AS lapsed, s.lease_until AS lapsed_at "
+    "FROM servers AS s, now WHERE s.queued AND s.next_start <= now.t "
+    "AND (s.lease_owner IS NULL OR s.lease_until < now.t) "
+    "ORDER BY s.next_start LIMIT $2 FOR UPDATE OF s SKIP LOCKED), "
+    "leased AS (UPDATE servers SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3 "
+    "FROM free WHERE servers.server = free.server RETURNING servers.server, "
+    "CASE WHEN free.lapsed IS NOT NULL THEN (SELECT t FROM now) - free.lapsed_at END AS since) "
+    "SELECT l.server, h.host, l.since FROM leased AS l "
+    "LEFT JOIN hosts AS h ON h.server = l.server AND h.queued"
+)
 
 
 class Leases(PostgresWriter):
     """Host leases, worker liveness and the shared page budget (mixed into the store)."""
 
-    leased: set[str]  # hosts this worker holds, as far as it knows
+    leased: set[str]  # servers (`server_key`) this worker holds, as far as it knows
 
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`work` in one transaction, again when the server rolled it back (a deadlock with
@@ -116,53 +132,45 @@ class Leases(PostgresWriter):
     # ------------------------------------------------------------------ leases
 
     async def lease_hosts(self, n: int) -> dict[str, float | None]:
-        """Lease up to `n` hosts with queued work that no live lease holds and that may be
-        fetched now; their stale claims (a dead worker's) go back to the queue.
+        """Lease up to `n` servers with queued work that no live lease holds and that may
+        be fetched now; their origins with queued work, whose stale claims (a dead
+        worker's) go back to the queue.
 
-        Each comes with the seconds since its last holder's lease lapsed (None: released).
-        That holder fetched until the lapse, and `next_start` knows none of it (a release
-        writes it): the next request waits the host's delay from the lapse. A span of the
-        server's clock, so no worker's clock needs to agree with the server's."""
+        A lease is per server (`server_key`: http and https of one name are one), so no
+        two workers fetch one server at once; an origin of it that gets work later is
+        this worker's too (`new_work`). Each origin comes with the seconds since its
+        server's last holder's lease lapsed (None: released). That holder fetched until
+        the lapse, and `next_start` knows none of it (a release writes it): the next
+        request waits the server's delay from the lapse. A span of the database's clock,
+        so no worker's clock needs to agree with the database's."""
 
-        async def work(conn: asyncpg.Connection) -> dict[str, float | None]:
+        async def work(conn: asyncpg.Connection) -> tuple[set[str], dict[str, float | None]]:
             await self._alive(conn)
             await _reap(conn)
-            rows = await conn.fetch(
-                f"WITH now AS MATERIALIZED (SELECT {_NOW} AS t), "
-                "free AS (SELECT h.host, h.lease_owner AS lapsed, h.lease_until AS lapsed_at "
-                "FROM hosts AS h, now WHERE h.queued "
-                "AND h.next_start <= now.t AND (h.lease_owner IS NULL OR h.lease_until < now.t) "
-                "ORDER BY h.next_start LIMIT $2 FOR UPDATE OF h SKIP LOCKED) "
-                "UPDATE hosts SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3 "
-                "FROM free WHERE hosts.host = free.host RETURNING hosts.host, "
-                "CASE WHEN free.lapsed IS NOT NULL THEN (SELECT t FROM now) - free.lapsed_at END",
-                self.worker,
-                n,
-                self.lease_seconds,
-            )
-            hosts = {r[0]: r[1] for r in sorted(rows, key=lambda r: str(r[0]))}
+            rows = await conn.fetch(LEASE, self.worker, n, self.lease_seconds)
+            hosts = {r[1]: r[2] for r in sorted(rows, key=lambda r: str(r[1])) if r[1]}
             if hosts:
                 await conn.execute(
                     "UPDATE urls SET claimed_by = NULL WHERE host = ANY($1::text[]) "
                     "AND state = 'queued' AND claimed_by IS NOT NULL",
                     list(hosts),
                 )
-            return hosts
+            return {r[0] for r in rows}, hosts
 
-        hosts = await self._transaction(work)
-        self.leased.update(hosts)
+        servers, hosts = await self._transaction(work)
+        self.leased.update(servers)
         return hosts
 
-    async def renew(self, hosts: Iterable[str] | None = None) -> list[str]:
-        """Extend this worker's leases (all it holds by default); the hosts it still holds.
-        LeaseLost when the worker's own row expired and was reaped."""
-        wanted = sorted(self.leased if hosts is None else set(hosts))
+    async def renew(self, servers: Iterable[str] | None = None) -> list[str]:
+        """Extend this worker's leases (all it holds by default); the servers it still
+        holds. LeaseLost when the worker's own row expired and was reaped."""
+        wanted = sorted(self.leased if servers is None else set(servers))
 
         async def work(conn: asyncpg.Connection) -> list[str]:
             await self._alive(conn)
             rows = await conn.fetch(
-                f"UPDATE hosts SET lease_until = {_NOW} + $3 "
-                "WHERE host = ANY($2::text[]) AND lease_owner = $1 RETURNING host",
+                f"UPDATE servers SET lease_until = {_NOW} + $3 "
+                "WHERE server = ANY($2::text[]) AND lease_owner = $1 RETURNING server",
                 self.worker,
                 wanted,
                 self.lease_seconds,
@@ -173,8 +181,8 @@ class Leases(PostgresWriter):
         self.leased.difference_update(set(wanted) - set(held))
         return held
 
-    async def release_hosts(self, waits: Mapping[str, float]) -> None:
-        """Give hosts back, each with the seconds until it may be fetched again (its
+    async def release_servers(self, waits: Mapping[str, float]) -> None:
+        """Give servers back, each with the seconds until it may be fetched again (its
         politeness delay, Crawl-delay or Retry-After). Flush first: a URL in flight stays
         queued, and the next holder would fetch it again."""
 
@@ -183,38 +191,48 @@ class Leases(PostgresWriter):
 
         await self._transaction(work)
 
-    async def release_host(self, host: str, wait: float = 0.0) -> None:
-        await self.release_hosts({host: wait})
+    async def release_server(self, server: str, wait: float = 0.0) -> None:
+        await self.release_servers({server: wait})
 
     async def _release(self, conn: asyncpg.Connection, waits: Mapping[str, float]) -> None:
-        hosts = sorted(waits)
-        self.leased.difference_update(hosts)
-        if not hosts:
+        servers = sorted(waits)
+        self.leased.difference_update(servers)
+        if not servers:
             return
         c = conn
-        # Lock the rows first: the next statement's snapshot then sees every URL a flush
-        # committed before, and a flush after us sees `queued` false and sets it again.
+        # Lock the rows first, origins then servers (the order a commit locks them in):
+        # the next statement's snapshot then sees every URL a flush committed before, and
+        # a flush after us sees `queued` false and sets it again.
         await c.execute(
-            "SELECT 1 FROM hosts WHERE host = ANY($1::text[]) AND lease_owner = $2 "
-            "ORDER BY host FOR UPDATE",
-            hosts,
+            "SELECT 1 FROM hosts WHERE server = ANY($1::text[]) ORDER BY host FOR UPDATE",
+            servers,
+        )
+        await c.execute(
+            "SELECT 1 FROM servers WHERE server = ANY($1::text[]) AND lease_owner = $2 "
+            "ORDER BY server FOR UPDATE",
+            servers,
             self.worker,
         )
         await c.execute(
-            "UPDATE urls SET claimed_by = NULL WHERE host = ANY($1::text[]) "
-            "AND state = 'queued' AND claimed_by = $2",
-            hosts,
+            "UPDATE urls SET claimed_by = NULL WHERE host IN (SELECT host FROM hosts "
+            "WHERE server = ANY($1::text[])) AND state = 'queued' AND claimed_by = $2",
+            servers,
             self.worker,
         )
         await c.execute(
-            "UPDATE hosts SET lease_owner = NULL, lease_until = 0, "
+            "WITH mine AS (SELECT server FROM servers WHERE server = ANY($1::text[]) "
+            "AND lease_owner = $2), "
+            f"origins AS (UPDATE hosts SET queued = {_HAS_QUEUED.format(h='hosts.host')} "
+            "FROM mine WHERE hosts.server = mine.server RETURNING hosts.server, hosts.queued) "
+            "UPDATE servers SET lease_owner = NULL, lease_until = 0, "
             f"next_start = greatest(next_start, {_NOW} + w.wait), "
-            f"queued = {_HAS_QUEUED.format(h='hosts.host')} "
-            "FROM unnest($1::text[], $3::float8[]) AS w (host, wait) "
-            "WHERE hosts.host = w.host AND hosts.lease_owner = $2",
-            hosts,
+            "queued = EXISTS (SELECT 1 FROM origins AS o WHERE o.server = servers.server "
+            "AND o.queued) "
+            "FROM unnest($1::text[], $3::float8[]) AS w (server, wait) "
+            "WHERE servers.server = w.server AND servers.lease_owner = $2",
+            servers,
             self.worker,
-            [waits[h] for h in hosts],
+            [waits[s] for s in servers],
         )
 
     async def any_leased(self) -> bool:
@@ -222,7 +240,7 @@ class Leases(PostgresWriter):
         async with self._writing(), self.pool.acquire() as conn:
             return bool(
                 await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM hosts WHERE lease_owner IS NOT NULL "
+                    "SELECT EXISTS (SELECT 1 FROM servers WHERE lease_owner IS NOT NULL "
                     f"AND lease_until >= {_NOW})"
                 )
             )

@@ -177,30 +177,33 @@ class Store(Protocol):
 
 
 class Leases(Protocol):
-    """What a store shared by many workers adds (PostgreSQL): host leases and an exact
-    page budget across workers. Times are the store's clock, never a worker's."""
+    """What a store shared by many workers adds (PostgreSQL): server leases and an exact
+    page budget across workers. A lease is per server (`crawler.urls.server_key`), as
+    politeness is: its holder crawls every origin of it. Times are the store's clock,
+    never a worker's."""
 
     lease_seconds: float  # a lease not renewed for this long expires (`--lease`)
-    leased: set[str]  # hosts this worker holds, as far as it knows
+    leased: set[str]  # servers this worker holds, as far as it knows
 
     async def lease_hosts(self, n: int) -> dict[str, float | None]:
-        """Up to `n` more hosts with queued work that no live lease holds and that may be
-        fetched now, each with the seconds since its last holder's lease lapsed (None: it
-        was released); their stale claims (a dead worker's) go back to the queue."""
+        """Up to `n` more servers with queued work that no live lease holds and that may
+        be fetched now: their origins with queued work, each with the seconds since its
+        server's last holder's lease lapsed (None: it was released); their stale claims
+        (a dead worker's) go back to the queue."""
         ...
 
-    async def renew(self, hosts: Iterable[str] | None = None) -> list[str]:
-        """Extend leases (all held by default); the hosts still held. StoreFailure when
-        this worker was cut off longer than its lease (its hosts are others' now)."""
+    async def renew(self, servers: Iterable[str] | None = None) -> list[str]:
+        """Extend leases (all held by default); the servers still held. StoreFailure when
+        this worker was cut off longer than its lease (its servers are others' now)."""
         ...
 
-    async def release_hosts(self, waits: Mapping[str, float]) -> None:
-        """Give hosts back with the seconds until each may be fetched again; this
-        worker's claims of them go back to the queue. Flush before: a fetched URL stays
-        queued until its commit."""
+    async def release_servers(self, waits: Mapping[str, float]) -> None:
+        """Give servers back with the seconds until each may be fetched again; this
+        worker's claims of their origins go back to the queue. Flush before: a fetched
+        URL stays queued until its commit."""
         ...
 
-    async def release_host(self, host: str, wait: float = 0.0) -> None: ...
+    async def release_server(self, server: str, wait: float = 0.0) -> None: ...
 
     async def any_leased(self) -> bool:
         """Whether any worker holds a live lease (no lease and nothing queued: the end)."""

@@ -1,6 +1,7 @@
 """A server process for politeness tests: many loopback hosts, each with robots.txt, `/`
-linking `/a` and `/b`; it records when each request's head arrived, on its own event loop
-and its own core, as a real server would.
+linking `/a` and `/b`; it records when each request's head arrived (the kernel's receive
+stamp, `stamps.arrival`, not when its handler ran), on its own event loop and its own
+core, as a real server would.
 
     python gap_server.py 127.0.3. 200 LOG   # prints "PORT\\n" when ready; SIGTERM: writes LOG
 """
@@ -11,16 +12,18 @@ import asyncio
 import json
 import signal
 import sys
-import time
+import weakref
 
 from aiohttp import web
+from stamps import Conns, arrival, listener
 
 
 async def main(prefix: str, count: int, log_path: str) -> None:
     hits: list[tuple[str, str, float]] = []
+    conns: Conns = weakref.WeakValueDictionary()  # every host's connections
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        hits.append((request.host, request.path, time.monotonic()))
+        hits.append((request.host, request.path, arrival(request, conns)))
         if request.path == "/robots.txt":
             return web.Response(text="User-agent: *\nAllow: /\n")
         body = '<a href="/a">a</a><a href="/b">b</a>' if request.path == "/" else "leaf"
@@ -32,12 +35,9 @@ async def main(prefix: str, count: int, log_path: str) -> None:
     await runner.setup()
     port = 0
     for i in range(1, count + 1):
-        site = web.TCPSite(runner, f"{prefix}{i}", port)
-        await site.start()
-        if not port:
-            server = site._server
-            assert server is not None and server.sockets
-            port = server.sockets[0].getsockname()[1]
+        sock = listener(f"{prefix}{i}", port, conns)
+        await web.SockSite(runner, sock).start()
+        port = sock.getsockname()[1]
     print(port, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sqlite3
 import ssl
-import struct
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 from click.testing import CliRunner, Result
+from stamps import StampingListener, arrival, listener
 
 from crawler.cli import cli
 from crawler.config import Settings
@@ -38,57 +36,7 @@ class Hit:
     start: float  # when the handler ran
     end: float | None = None
     headers: dict[str, str] = field(default_factory=dict)  # the request's, as received
-    arrived: float = 0.0  # when its bytes reached the server's socket (the kernel's stamp)
-
-
-# Linux's SO_TIMESTAMPNS (also the control message's type): the kernel stamps each segment
-# as it is queued on the socket (Python 3.11's socket module does not name it).
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-
-
-class _StampedSocket(socket.socket):
-    """A connection that keeps the kernel's receive time of the bytes last read from it.
-
-    Politeness is about when requests arrive, not when a handler gets to run: on a busy
-    machine the servers' thread ran up to 54 ms late (2 cores, crawler processes
-    starting), so requests written 0.51 s apart looked 0.47 s apart."""
-
-    __slots__ = ("arrived",)
-    arrived: float | None
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        data, ancillary, _, _ = self.recvmsg(bufsize, 64, flags)
-        self._stamp(ancillary)
-        return data
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """What asyncio reads a TLS connection with (its SSL protocol is buffered)."""
-        view = memoryview(buffer)[:nbytes] if nbytes else buffer
-        n, ancillary, _, _ = self.recvmsg_into([view], 64, flags)
-        self._stamp(ancillary)
-        return n
-
-    def _stamp(self, ancillary: list[tuple[int, int, bytes]]) -> None:
-        for level, kind, raw in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                sec, nsec = struct.unpack("qq", raw[:16])
-                # The stamp is the wall clock's; hits compare on the monotonic one.
-                self.arrived = sec + nsec / 1e9 - time.time() + time.monotonic()
-
-
-class _StampingListener(socket.socket):
-    """A listening socket whose connections are `_StampedSocket`s, by file descriptor
-    (asyncio's transports read them with `recv`)."""
-
-    __slots__ = ("conns",)
-    conns: weakref.WeakValueDictionary[int, _StampedSocket]
-
-    def accept(self) -> tuple[socket.socket, Any]:
-        fd, address = self._accept()  # type: ignore[attr-defined]
-        conn = _StampedSocket(self.family, self.type, self.proto, fileno=fd)
-        conn.arrived = None
-        self.conns[fd] = conn
-        return conn, address
+    arrived: float = 0.0  # when its bytes reached the server's socket (stamps.arrival)
 
 
 @dataclass
@@ -103,7 +51,7 @@ class Host:
     max_open: int = 0
     port: int = 0
     hold: float = 0.0  # seconds every response is held (to make requests overlap)
-    listener: _StampingListener | None = None
+    listener: StampingListener | None = None
     scheme: str = "http"
 
     @property
@@ -158,20 +106,12 @@ class Host:
     def paths(self) -> list[str]:
         return [h.path for h in self.hits]
 
-    def _arrival(self, request: web.Request) -> float:
-        """When `request` reached the socket: a client sends its next request on a
-        connection only once the last is answered, so the bytes read last are its own."""
-        sock = request.transport.get_extra_info("socket") if request.transport else None
-        conn = self.listener.conns.get(sock.fileno()) if self.listener and sock else None
-        arrived = conn.arrived if conn is not None else None
-        if conn is not None:
-            conn.arrived = None  # read once: never a stale stamp for a later request
-        return arrived if arrived is not None else time.monotonic()
-
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs if request.query_string else request.path
         hit = Hit(path, time.monotonic(), headers=dict(request.headers))
-        hit.arrived = min(hit.start, self._arrival(request))
+        hit.arrived = hit.start
+        if self.listener is not None:
+            hit.arrived = min(hit.start, arrival(request, self.listener.conns))
         self.hits.append(hit)
         self.open += 1
         self.site.open += 1
@@ -210,21 +150,13 @@ class Site:
         app.router.add_route("*", "/{tail:.*}", host._dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        listener = host.listener = _StampingListener(socket.AF_INET, socket.SOCK_STREAM)
-        listener.conns = weakref.WeakValueDictionary()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # On the listener, so that a request sent before its connection is accepted is
-        # stamped too (connections inherit it). Not Linux: hits keep the handler's time.
-        with contextlib.suppress(OSError):
-            listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         try:
-            listener.bind((ip, port))
+            sock = host.listener = listener(ip, port)
         except OSError:  # a port taken, or one below 1024 without the right
-            listener.close()
             await runner.cleanup()
             raise
-        await web.SockSite(runner, listener, ssl_context=tls).start()
-        host.port = listener.getsockname()[1]
+        await web.SockSite(runner, sock, ssl_context=tls).start()
+        host.port = sock.getsockname()[1]
         self.runners.append(runner)
         self.hosts.append(host)
         return host

@@ -12,8 +12,10 @@ import dataclasses
 import itertools
 import json
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,34 @@ async def test_delay_holds_server_side_when_hundreds_of_hosts_connect_at_once(
     gaps = [b - a for s in starts.values() for a, b in itertools.pairwise(sorted(s))]
     assert min(gaps) >= delay - 0.010
     assert rows(db, "SELECT count(*) FROM pages WHERE status = 200") == [(3 * count,)]
+
+
+def test_gap_server_stamps_a_request_when_it_arrived_not_when_it_ran(tmp_path: Path) -> None:
+    """The server process is stopped while a request reaches it (as a busy core would
+    hold it up): the logged time is the request's arrival, not its handler's late run."""
+    log = tmp_path / "hits.json"
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("gap_server.py")), "127.0.4.", "1",
+         str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with socket.create_connection(("127.0.4.1", port)) as conn:
+            server.send_signal(signal.SIGSTOP)
+            sent = time.monotonic()
+            conn.sendall(b"GET /a HTTP/1.1\r\nHost: 127.0.4.1\r\n\r\n")
+            time.sleep(0.2)  # the stall being measured, not a wait for an event
+            server.send_signal(signal.SIGCONT)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    ((_, path, arrived),) = json.loads(log.read_text())
+    assert path == "/a" and sent <= arrived < sent + 0.1
 
 
 async def test_delay_factor_spaces_requests_by_the_response_time(site: Site, db: str) -> None:

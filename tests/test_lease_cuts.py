@@ -160,7 +160,10 @@ def test_a_worker_cut_off_for_less_than_its_lease_carries_on(
     want = world[3]
 
     def short_cut(worker: subprocess.Popen[str]) -> None:
-        thread.loop.call_soon_threadsafe(proxy.cut)
+        # Cut just after a renewal reached the worker, so the whole lease is left (cut
+        # at any moment, as little as 1.26 s was, and the wait below once took 1.3 s).
+        thread.loop.call_soon_threadsafe(proxy.cut_after_renewal)
+        wait_for(lambda: proxy.is_cut, "a renewal to cut after")
         # Held until the worker has tried the server twice (its writer and its lease
         # keeper both wait): a fraction of the 2 s lease.
         wait_for(lambda: proxy.held >= 2, "the worker to try the server")

@@ -254,6 +254,9 @@ def one_server_two_origins(tmp_path: Path) -> Iterator[Server]:
 def test_two_workers_never_fetch_one_server_at_once_through_its_two_origins(
     one_server_two_origins: Server, pg_cluster: Cluster, pg_dsn: str
 ) -> None:
+    """The crawl holds http://127.0.9.1 when its https origin gets work, and has no room
+    for another lease; the worker has. With a lease per origin the worker took the https
+    one and both fetched the server at once (requests 0.28 s apart at --delay 0.3)."""
     thread, plain, tls, others, gate, bundle = one_server_two_origins
     seeds_ = [plain.url("/")] + [h.url("/") for h in others]
     crawl = subprocess.Popen(
@@ -272,12 +275,17 @@ def test_two_workers_never_fetch_one_server_at_once_through_its_two_origins(
             crawler("work", "--db", pg_dsn, "-q", "--concurrency", "1"),
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        # ...and the worker looks for work (each round renews its row) before the
-        # server's https origin has any.
-        workers = "SELECT lease_until FROM workers ORDER BY started_at"
-        wait_for(lambda: len(pg_rows(pg_cluster, pg_dsn, workers)) == 2, "the worker to join")
-        joined = pg_rows(pg_cluster, pg_dsn, workers)[1]
-        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, workers)[1] != joined, "a lease round")
+        # ...and the worker looks for work before the server's https origin has any: its
+        # row has the crawl's 5 s lease (not the 30 s it joined with), then each round
+        # of its lease loop extends it.
+        row = (
+            "SELECT lease_until FROM workers WHERE started_at = (SELECT max(started_at) "
+            "FROM workers) AND lease_until < extract(epoch FROM clock_timestamp()) + 10 "
+            "AND (SELECT count(*) FROM workers) = 2"
+        )
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, row) != [], "the worker to join")
+        joined = pg_rows(pg_cluster, pg_dsn, row)
+        wait_for(lambda: pg_rows(pg_cluster, pg_dsn, row) != joined, "a lease round")
         thread.loop.call_soon_threadsafe(gate.set)
         assert finish(crawl) == 0
         assert finish(worker) == 0

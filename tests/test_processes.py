@@ -209,9 +209,7 @@ def test_sigint_stops_every_process_gracefully(crawls: Crawls, demo: DemoSite) -
     assert Counter(demo.answered()) == Counter(demo.expected)
 
 
-def test_ctrl_c_while_the_children_start_is_a_graceful_stop(
-    crawls: Crawls, demo: DemoSite
-) -> None:
+def test_ctrl_c_while_the_children_start_is_a_graceful_stop(crawls: Crawls, demo: DemoSite) -> None:
     # As a terminal does: SIGINT to the parent and its children, while the children are
     # still importing (before they could install a handler, it killed them).
     proc = crawls.start("crawl", "--processes", "2")

@@ -202,7 +202,7 @@ async def test_the_lease_query_reads_an_index_at_many_servers(postgres: Backend)
 IP = "127.0.9.1"  # http on port 80 and https on 443: one server (`server_key`: 127.0.9.1)
 DELAY = 0.3
 PAGES = 5
-SLOW = 3  # the other hosts' Crawl-delay: busy for PAGES * SLOW s, without a request open
+SLOW = 1.5  # the other hosts' Crawl-delay: busy for PAGES * SLOW s, without a request open
 
 
 async def _event() -> asyncio.Event:

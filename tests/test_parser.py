@@ -8,8 +8,9 @@ from urllib.parse import quote, urldefrag, urljoin
 
 import pytest
 
-from crawler import parser
-from crawler.parser import ParsedPage, charset_of, extract_links, is_html
+from crawler import charsets, parser
+from crawler.charsets import charset_of
+from crawler.parser import ParsedPage, extract_links, is_html
 
 PAGE = "https://example.com/docs/guide/intro.html"
 
@@ -582,14 +583,14 @@ def test_too_long_base_falls_back_to_the_page() -> None:
 
 
 def test_python_codec_names_map_onto_whatwg_names() -> None:
-    names = parser._python_names()
+    names = charsets._python_names()
     assert names["utf-8"] == "utf-8"
     assert names["cp1251"] == "windows-1251"
     assert names["iso8859-1"] == "windows-1252"  # reached through the label "latin1"
     assert names["euc_kr"] == "cp949"  # a label late in the table
     assert names["utf-16"] == "utf-16le"
     assert "rot-13" not in names
-    assert parser._encoding("latin-1") == "windows-1252"  # Python's spelling, via this map
+    assert charsets._encoding("latin-1") == "windows-1252"  # Python's spelling, via this map
 
 
 def test_content_type_meta_without_charset_is_skipped() -> None:

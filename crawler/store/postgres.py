@@ -25,19 +25,20 @@ from typing import Any
 
 from crawler.config import Settings
 from crawler.errors import UsageError
-from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
+from crawler.records import CrawlRecord, QueuedURL, TextOf
 from crawler.revisit import stored_page
 from crawler.store import postgres_text
 from crawler.store.buffer import one_line
 from crawler.store.postgres_batches import QUEUE_SERVERS, is_store_failure
 from crawler.store.postgres_leases import Leases
+from crawler.store.postgres_robots import PostgresRobots
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
 from crawler.store.selection import recrawl_selection
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(Leases):
+class PostgresStore(Leases, PostgresRobots):
     """A PostgreSQL crawl database opened by one worker for one run."""
 
     dedups = True  # the database deduplicates: on_commit reports what was really new
@@ -356,68 +357,6 @@ class PostgresStore(Leases):
                     "OR EXISTS (SELECT 1 FROM sitemaps WHERE state = 'queued')"
                 )
             )
-
-    # ------------------------------------------------------------------ robots.txt
-
-    async def save_robots(
-        self, host: str, status: int | None, error: str | None, body: str | None
-    ) -> None:
-        async with self._writing(), self.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO robots (host, status, error, body, fetched_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (host) DO UPDATE SET "
-                "status = excluded.status, error = excluded.error, body = excluded.body, "
-                "fetched_at = excluded.fetched_at",
-                host,
-                status,
-                error,
-                body,
-                time.time(),
-            )
-
-    async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
-        """(status, body, fetched_at) of `host`'s robots.txt if it answered (2xx, or 4xx
-        but 429) at or after `since`: fetched once per host for every worker of the crawl."""
-        async with self._writing(), self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT status, body, fetched_at FROM robots WHERE host = $1 AND fetched_at >= $2 "
-                "AND status >= 200 AND status < 500 AND status <> 429",
-                host,
-                since,
-            )
-        return (row[0], row[1], row[2]) if row else None
-
-    async def queued_sitemaps(self, hosts: list[str]) -> list[Sitemap]:
-        """The sitemaps still to read that `hosts`' robots.txt named (hosts just leased)."""
-        async with self._writing(), self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT url, host, robots_host, source, level, state FROM sitemaps "
-                "WHERE state = 'queued' AND robots_host = ANY($1::text[]) ORDER BY url",
-                hosts,
-            )
-        return [Sitemap(*row) for row in rows]
-
-    async def sitemaps(self) -> list[Sitemap]:
-        """Every sitemap the crawl found (the queued ones are fetched on resume)."""
-        async with self._writing(), self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT url, host, robots_host, source, level, state FROM sitemaps"
-            )
-        return [Sitemap(*row) for row in rows]
-
-    async def stored_robots(
-        self, since: float
-    ) -> AsyncIterator[tuple[str, int, str | None, float]]:
-        """(host, status, body, fetched_at) of robots.txt fetched at or after `since` that
-        answered (2xx or 4xx other than 429): what any worker of the crawl reuses."""
-        async with self._writing(), self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT host, status, body, fetched_at FROM robots WHERE fetched_at >= $1 "
-                "AND status >= 200 AND status < 500 AND status <> 429",
-                since,
-            )
-        for host, status, body, fetched_at in rows:
-            yield host, status, body, fetched_at
 
 
 # SQLSTATE classes a bad condition raises: 42 syntax or an unknown column, function or

@@ -199,13 +199,7 @@ async def fetch(
     started = time.monotonic()
     try:
         target = yarl.URL(url, encoded=True)
-        proxy = None
-        if network is not None and network.proxies.by_scheme:
-            # A proxied request's host may be resolved here (its address checked).
-            async with asyncio.timeout(timeout):
-                proxy = await network.route(target)
-        elif network is not None:
-            await network.route(target)  # awaits nothing without a proxy
+        proxy = await network.route(target, timeout) if network is not None else None
         # aiohttp's own timer bounds the exchange, body included (cheaper per request
         # than an asyncio.timeout around it); a second attempt gets what is left.
         deadline = started + timeout

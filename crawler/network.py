@@ -8,6 +8,7 @@ the same guarded resolver) before the request goes to the proxy.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import urllib.request
 from collections.abc import Iterable
@@ -129,8 +130,9 @@ class Network:
         self.ssl = ssl_setting(settings)
         self._literals: dict[str, tuple[bool, str | None]] = {}  # host -> (an IP?, refusal)
 
-    async def route(self, url: yarl.URL) -> Proxy | None:
-        """The proxy `url` goes through; raises PrivateAddress when its host is refused.
+    async def route(self, url: yarl.URL, timeout: float) -> Proxy | None:
+        """The proxy `url` goes through; raises PrivateAddress when its host is refused,
+        TimeoutError when resolving it (a proxied request's host) takes over `timeout` s.
 
         A direct request's name is checked by the pool's resolver when it connects; an
         address in the URL never reaches a resolver, and a proxied request's target is
@@ -150,7 +152,8 @@ class Network:
         if literal[1] is not None:
             raise PrivateAddress(literal[1])
         if not literal[0] and proxy is not None and not self.guard.allow_all:
-            await self.guarded.resolve(host, url.port or 0)
+            async with asyncio.timeout(timeout):  # the only wait here, and rare
+                await self.guarded.resolve(host, url.port or 0)
         return proxy
 
     async def close(self) -> None:

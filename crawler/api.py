@@ -133,7 +133,7 @@ async def arecrawl(
     return await run.recrawl(
         db,
         settings,
-        where=where if where and where.strip() else None,
+        where=where,
         older_than=older_than,
         due=due,
         hooks=_hook_list(on_page),

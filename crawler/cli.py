@@ -210,7 +210,7 @@ def recrawl(
     given = given_settings(values)
     build_settings(given, source="command line")  # validate before touching the file
     selection = {
-        "where": where if where and where.strip() else None,
+        "where": where,
         "older_than": duration_seconds(older_than) if older_than is not None else None,
         "due": due,
     }

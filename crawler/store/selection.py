@@ -14,10 +14,10 @@ def recrawl_selection(
     mark: Callable[[int], str] = lambda i: "?",
 ) -> tuple[str, tuple[Any, ...]]:
     """The query of the URLs a recrawl fetches again, and its parameters; `mark(n)` is
-    the backend's n-th placeholder (both stores use it)."""
+    the backend's n-th placeholder (both stores use it). A blank `where` is no condition."""
     clauses: list[str] = ["TRUE"]
     params: list[Any] = []
-    if where:
+    if where and where.strip():
         clauses.append(f"({where}\n)")
     if older_than is not None:
         params.append(older_than)

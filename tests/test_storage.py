@@ -24,6 +24,7 @@ from crawler.errors import StorageError, StoreFailure
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, NewURL, Outcome, PageRow
 from crawler.store.sqlite import SQLiteStore as Storage
+from crawler.store.sqlite_many import chunk_sizes
 from crawler.store.sqlite_schema import migrations
 
 HOST = "http://127.0.0.2:8000"
@@ -263,35 +264,72 @@ async def test_flush_commits_a_batch(db: str) -> None:
     }
 
 
+async def test_a_batch_of_many_rows_per_statement_keeps_every_row_in_order(db: str) -> None:
+    # More rows than one statement carries (crawler.store.sqlite_many): links split into
+    # chunks of 1024 and powers of two, pages into chunks of their own; nothing is lost,
+    # doubled or reordered, and a URL's state is its last outcome's.
+    assert chunk_sizes(2500, 4) == [1024, 1024, 256, 128, 64, 4]
+    assert sum(chunk_sizes(1337, 23)) == 1337 and max(chunk_sizes(1337, 23)) * 23 <= 32_766
+    storage = await Storage.open(db, create=True)
+    paths = [f"/p{i}" for i in range(1337)]
+    links = [f"/l{i}" for i in range(3)]
+    try:
+        await storage.db.executemany(
+            "INSERT INTO urls (url, host, depth, discovered_at) VALUES (?, ?, 0, 0)",
+            [(HOST + p, HOST) for p in paths],
+        )
+        for p in paths:
+            o = outcome(p, tuple(f"{p}{dst}" for dst in links))
+            assert o.page is not None
+            storage.add(dataclasses.replace(o, page=dataclasses.replace(o.page, body=p.encode())))
+        assert await storage.flush() == len(paths)
+    finally:
+        await storage.close()
+    assert table_counts(db) == {"pages": 1337, "links": 1337 * 3, "urls": 1337 * 4}
+    stored = [u for (u,) in rows(db, "SELECT url FROM pages ORDER BY id")]
+    assert stored == [HOST + p for p in paths]
+    expected = [(HOST + p, HOST + p + dst) for p in paths for dst in links]
+    assert rows(db, "SELECT src_url, dst_url FROM links ORDER BY rowid") == expected
+    states = dict(rows(db, "SELECT url, state FROM urls"))
+    assert {states[HOST + p] for p in paths} == {"done"}
+    assert sum(1 for s in states.values() if s == "queued") == 1337 * 3
+    bodies = rows(db, "SELECT url, body FROM bodies JOIN page_rows ON id = page_id")
+    assert sorted(bodies) == sorted((HOST + p, p.encode()) for p in paths)
+    hashes = rows(db, "SELECT url, content_hash FROM page_rows")
+    assert sorted(hashes) == sorted((HOST + p, hashlib.sha1(p.encode()).hexdigest()) for p in paths)
+
+
 async def test_cancelled_flush_leaves_no_partial_rows_and_keeps_the_batch(
     db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await seeded(db)
-    real = storage.db.executemany
+    real = storage.db.execute
     calls: list[str] = []
 
-    async def failing(sql: str, params: Any) -> Any:
-        calls.append(sql.split("(")[0].strip())
+    def failing(sql: str, params: Any = None) -> Any:
+        if sql.startswith(("INSERT", "UPDATE")):
+            calls.append(sql.split("(")[0].strip())
         if sql.startswith("INSERT INTO links"):  # after urls and pages were written
             raise asyncio.CancelledError
-        return await real(sql, params)
+        return real(sql, params)
 
     try:
         for o in batch():
             storage.add(o)
-        monkeypatch.setattr(storage.db, "executemany", failing)
+        monkeypatch.setattr(storage.db, "execute", failing)
         with pytest.raises(asyncio.CancelledError):
             await storage.flush()
-        assert calls == [
+        assert list(dict.fromkeys(calls)) == [
             "INSERT OR IGNORE INTO urls",
             "INSERT INTO page_rows",
+            "INSERT INTO fetches",
             "INSERT INTO links",
         ]
         assert table_counts(db) == {"pages": 0, "links": 0, "urls": 2}
         assert rows(db, "SELECT DISTINCT state FROM urls") == [("queued",)]
         assert storage.backlog == 3
 
-        monkeypatch.setattr(storage.db, "executemany", real)
+        monkeypatch.setattr(storage.db, "execute", real)
         storage.add(outcome("/c"))  # added after the failure: committed after the kept batch
         assert await storage.flush() == 4
     finally:
@@ -316,19 +354,20 @@ async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
     db: str, error: Exception, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await seeded(db)
-    real = storage.db.executemany
+    real = storage.db.execute
     calls: list[str] = []
 
-    async def failing(sql: str, params: Any) -> Any:
-        calls.append(sql)
+    def failing(sql: str, params: Any = None) -> Any:
+        if sql.startswith(("INSERT", "UPDATE")):
+            calls.append(sql)
         if sql.startswith("INSERT INTO links"):
             raise error
-        return await real(sql, params)
+        return real(sql, params)
 
     try:
         for o in batch():
             storage.add(o)
-        monkeypatch.setattr(storage.db, "executemany", failing)
+        monkeypatch.setattr(storage.db, "execute", failing)
         with pytest.raises(StoreFailure) as failure:
             await storage.flush()
         text = str(failure.value)
@@ -339,7 +378,7 @@ async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
         assert storage.backlog == 3  # kept (lost on exit: still queued in the file)
 
         # Not written again: the crawl stops; not row by row either (no row is at fault).
-        monkeypatch.setattr(storage.db, "executemany", real)
+        monkeypatch.setattr(storage.db, "execute", real)
         tried = len(calls)
         with pytest.raises(StoreFailure):
             await storage.flush()

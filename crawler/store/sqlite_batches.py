@@ -28,6 +28,7 @@ import aiosqlite
 from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
+from crawler.store.sqlite_many import write_many
 from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
@@ -160,21 +161,25 @@ class BatchWriter(OutcomeBuffer):
         db = self.db
         # Order matters: a URL discovered and fetched within one batch must exist before
         # its state is set to done; a page before its body; pages before a chain's end.
-        if rows.new_urls:
-            await db.executemany(
-                "INSERT OR IGNORE INTO urls "
-                "(url, host, depth, hops, origin, discovered_at) VALUES (?,?,?,?,?,?)",
-                rows.new_urls,
-            )
-        if rows.pages:
-            await db.executemany(_INSERT_PAGE, rows.pages)
-        if rows.bodies:
-            # A page ignored as a second row for its URL has no row with the given id.
-            await db.executemany(
-                "INSERT INTO bodies (page_id, body, body_codec) "
-                "SELECT id, ?, ? FROM page_rows WHERE id = ?",
-                rows.bodies,
-            )
+        # Many rows per statement (crawler.store.sqlite_many): the writer thread hands the
+        # GIL over a few times per batch, not once per row.
+        await write_many(
+            db,
+            "INSERT OR IGNORE INTO urls (url, host, depth, hops, origin, discovered_at) "
+            "VALUES {values}",
+            "(?,?,?,?,?,?)",
+            rows.new_urls,
+        )
+        await write_many(db, _INSERT_PAGE, _PAGE_ROW, rows.pages)
+        # A page ignored as a second row for its URL has no row with the given id.
+        await write_many(
+            db,
+            "INSERT INTO bodies (page_id, body, body_codec) "
+            "SELECT v.column3, v.column1, v.column2 FROM (VALUES {values}) AS v "
+            "WHERE v.column3 IN (SELECT id FROM page_rows)",
+            "(?,?,?)",
+            rows.bodies,
+        )
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
             await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
@@ -188,12 +193,20 @@ class BatchWriter(OutcomeBuffer):
         if rows.new_fetches:
             await db.execute(_NEW_FETCHES, rows.new_fetches)
         await revisits.write(db, rows.revisits)
-        if rows.links:
-            await db.executemany(
-                "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES (?,?,?,?)", rows.links
-            )
-        if rows.states:
-            await db.executemany("UPDATE urls SET state = ?, reason = ? WHERE url = ?", rows.states)
+        await write_many(
+            db, "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES {values}", "(?,?,?,?)",
+            rows.links,
+        )  # fmt: skip
+        # One state per URL (the batch's last): an UPDATE ... FROM uses one of several
+        # matching rows, not the last.
+        states = list({url: (state, reason, url) for state, reason, url in rows.states}.values())
+        await write_many(
+            db,
+            "UPDATE urls SET state = v.column1, reason = v.column2 FROM (VALUES {values}) AS v "
+            "WHERE urls.url = v.column3",
+            "(?,?,?)",
+            states,
+        )
         if rows.chains:
             await db.executemany(_END_CHAIN, rows.chains)
         if rows.skipped:
@@ -235,10 +248,9 @@ _PAGE_COLUMNS = (
 # content_hash: the engine's value, else the SHA-1 of the (plain) body, computed in SQL.
 # A second row for a URL is ignored; unlike INSERT OR IGNORE, a NULL in a NOT NULL column
 # is an error (that row becomes an error row), not a page silently missing.
+_PAGE_ROW = f"({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?)"
 _INSERT_PAGE = (
-    f"INSERT INTO page_rows ({_PAGE_COLUMNS}) "
-    f"VALUES ({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?) "
-    "ON CONFLICT (url) DO NOTHING"
+    f"INSERT INTO page_rows ({_PAGE_COLUMNS}) VALUES {{values}} ON CONFLICT (url) DO NOTHING"
 )
 # The new pages' first fetches, read back from their rows (hashed once, by the pages'
 # insert) in one statement: the batch's ids are a range of the rowid (a row ignored as a

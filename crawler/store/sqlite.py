@@ -28,7 +28,7 @@ from crawler.records import CrawlRecord, QueuedURL, Sitemap, TextOf
 from crawler.revisit import stored_page
 from crawler.store import lock, sqlite_text
 from crawler.store.selection import recrawl_selection
-from crawler.store.sqlite_batches import BatchWriter, _rollback, _sha1, log
+from crawler.store.sqlite_batches import BatchWriter, _rollback, log
 from crawler.store.sqlite_schema import check_and_migrate
 
 
@@ -70,9 +70,6 @@ class SQLiteStore(BatchWriter):
             raise StorageError(f"cannot open {path}: {exc}") from None
         try:
             await check_and_migrate(db, path)
-            # Hashing bodies in SQL runs it on the writer's thread, where hashlib releases
-            # the GIL: the event loop's core stays free for fetching and parsing.
-            await db.create_function("crawler_sha1", 1, _sha1, deterministic=True)
             store = cls(db, path)
             await store._load_recrawl()
         except BaseException:

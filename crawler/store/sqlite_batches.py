@@ -245,10 +245,10 @@ _PAGE_COLUMNS = (
     "headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts, "
     "content_hash, title, canonical_url, noindex"
 )
-# content_hash: the engine's value, else the SHA-1 of the (plain) body, computed in SQL.
+# content_hash: the engine's value, else the SHA-1 of the (plain) body (`_rows`).
 # A second row for a URL is ignored; unlike INSERT OR IGNORE, a NULL in a NOT NULL column
 # is an error (that row becomes an error row), not a page silently missing.
-_PAGE_ROW = f"({', '.join('?' * 18)}, coalesce(?, crawler_sha1(?)), ?, ?, ?)"
+_PAGE_ROW = f"({', '.join('?' * 22)})"
 _INSERT_PAGE = (
     f"INSERT INTO page_rows ({_PAGE_COLUMNS}) VALUES {{values}} ON CONFLICT (url) DO NOTHING"
 )
@@ -319,6 +319,11 @@ def error_outcome(outcome: Outcome, row: PageRow) -> Outcome:
 
 
 def _sha1(body: bytes | None) -> str | None:
+    """The body's SHA-1, hashed here on the event loop's thread (about 9 µs for 15 KB).
+
+    Not in SQL: a Python function SQLite calls on the writer's thread takes the GIL back
+    from the event loop for every row, two thread switches a page.
+    """
     return hashlib.sha1(body).hexdigest() if body else None
 
 
@@ -363,8 +368,8 @@ def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Row
                 (last_id, p.url, p.final_url, p.status, final_status, p.error, p.content_type,
                  p.depth, p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated),
                  p.links_found, int(p.links_truncated), p.redirect_to, p.attempts,
-                 p.content_hash, p.body if p.content_hash is None and p.body_codec is None
-                 else None, p.title, p.canonical_url,
+                 p.content_hash if p.content_hash is not None or p.body_codec is not None
+                 else _sha1(p.body), p.title, p.canonical_url,
                  None if p.noindex is None else int(p.noindex))
             )  # fmt: skip
             if p.body is not None:

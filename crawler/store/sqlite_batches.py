@@ -28,7 +28,7 @@ import aiosqlite
 from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
-from crawler.store.sqlite_many import write_many
+from crawler.store.sqlite_many import BODY_ROWS, write_many
 from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class BatchWriter(OutcomeBuffer):
             "WHERE v.column3 IN (SELECT id FROM page_rows)",
             "(?,?,?)",
             rows.bodies,
+            max_rows=BODY_ROWS,
         )
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.

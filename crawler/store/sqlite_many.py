@@ -7,9 +7,10 @@ a crawl's 600,000 link rows cost the event loop more CPU than they cost SQLite. 
 batch's rows go out as a few statements of `VALUES (...), (...), ...`, so the writer
 thread takes and gives back the GIL a few times per batch instead of once per row.
 
-Chunk sizes are powers of two (at most `_MAX_ROWS`, and at most `_MAX_PARAMETERS` bound
+Chunk sizes are powers of two (at most `max_rows`, and at most `_MAX_PARAMETERS` bound
 values), so the statements' texts repeat from batch to batch: sqlite3's statement cache
-prepares each of them once.
+prepares each of them once. SQLite copies every bound value, so rows that carry bodies go
+in smaller chunks: 1,024 rows of 15 KB pages would hold 15 MB more at the peak.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-_MAX_ROWS = 1024
+_MAX_ROWS = 256
+BODY_ROWS = 16  # rows that carry a body each: SQLite holds a copy of every one
 _MAX_PARAMETERS = 32_000  # SQLite's own limit is 32,766 bound values per statement
 
 
-def chunk_sizes(rows: int, width: int) -> list[int]:
+def chunk_sizes(rows: int, width: int, max_rows: int = _MAX_ROWS) -> list[int]:
     """How many rows each statement carries: full chunks, then the rest in powers of two.
 
-    >>> chunk_sizes(2500, 4)
-    [1024, 1024, 256, 128, 64, 4]
+    >>> chunk_sizes(700, 4)
+    [256, 256, 128, 32, 16, 8, 4]
     """
-    full = _MAX_ROWS
+    full = max_rows
     while full > 1 and full * width > _MAX_PARAMETERS:
         full //= 2
     sizes = [full] * (rows // full)
@@ -43,15 +45,21 @@ def chunk_sizes(rows: int, width: int) -> list[int]:
 
 
 async def write_many(
-    db: aiosqlite.Connection, statement: str, row: str, rows: Sequence[Sequence[object]]
+    db: aiosqlite.Connection,
+    statement: str,
+    row: str,
+    rows: Sequence[Sequence[object]],
+    *,
+    max_rows: int = _MAX_ROWS,
 ) -> None:
     """Run `statement` once per chunk of `rows`, its `{values}` replaced by `row` (the SQL
-    of one row, such as "(?, ?)") repeated once per row of the chunk, comma-separated."""
+    of one row, such as "(?, ?)") repeated once per row of the chunk, comma-separated;
+    `max_rows`: a power of two."""
     if not rows:
         return
     width = row.count("?")
     start = 0
-    for size in chunk_sizes(len(rows), width):
+    for size in chunk_sizes(len(rows), width, max_rows):
         chunk = rows[start : start + size]
         start += size
         sql = statement.format(values=", ".join(itertools.repeat(row, size)))

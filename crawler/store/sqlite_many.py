@@ -15,6 +15,7 @@ in smaller chunks: 1,024 rows of 15 KB pages would hold 15 MB more at the peak.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 
@@ -57,10 +58,14 @@ async def write_many(
     `max_rows`: a power of two."""
     if not rows:
         return
-    width = row.count("?")
     start = 0
-    for size in chunk_sizes(len(rows), width, max_rows):
+    for size in chunk_sizes(len(rows), row.count("?"), max_rows):
         chunk = rows[start : start + size]
         start += size
-        sql = statement.format(values=", ".join(itertools.repeat(row, size)))
-        await db.execute(sql, tuple(itertools.chain.from_iterable(chunk)))
+        await db.execute(_sql(statement, row, size), tuple(itertools.chain.from_iterable(chunk)))
+
+
+@functools.cache
+def _sql(statement: str, row: str, size: int) -> str:
+    """The text of a statement of `size` rows (a few dozen distinct ones in a crawl)."""
+    return statement.format(values=", ".join(itertools.repeat(row, size)))

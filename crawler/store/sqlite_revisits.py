@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import aiosqlite
 
 from crawler.records import Change, Outcome, PageRow
+from crawler.store.sqlite_many import write_many
 
 # A recrawl found the page changed: every column the fetch sets (the depth stays).
 _REPLACE_PAGE = (
@@ -97,9 +98,10 @@ async def write(db: aiosqlite.Connection, r: Revisits) -> None:
         await db.executemany("DELETE FROM links WHERE src_url = ?", [(p[-1],) for p in r.replaced])
     if r.kept:
         await db.executemany(_KEEP_PAGE, r.kept)
-    if r.fetches:
-        await db.executemany(
-            "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, "
-            "change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            r.fetches,
-        )
+    await write_many(
+        db,
+        "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
+        "VALUES {values}",
+        "(?, ?, ?, ?, ?, ?, ?)",
+        r.fetches,
+    )

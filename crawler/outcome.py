@@ -3,8 +3,8 @@
 A redirect is sent back through the frontier as the chain's next hop (or ends the chain:
 a loop, too many hops, a target not followed); an HTML page's links are parsed and the
 new ones admitted; the page row is built. This is the one place that sees a whole page,
-so it is where per-page user code (hooks) plugs in. CPU-heavy work (compressing and
-hashing a body) runs in a thread, off the event loop.
+so it is where per-page user code (hooks) plugs in. CPU-heavy work (compressing a body
+and hashing what is compressed) runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ class Outcomes:
         if settings.text and parsed is not None and parsed.document is not None:
             # From the tree the links came from, after the hooks: it strips the tree.
             text, text_truncated = visible_text(parsed.document)
-        # Plain bodies are hashed by the store, on its writer thread; a body stored
-        # compressed is compressed and hashed here, in a thread (off the event loop).
+        # Plain bodies are hashed by the store as it builds a batch (SHA-1: ~9 µs for
+        # 15 KB); a body stored compressed is compressed and hashed here, in a thread.
         got_body = resp.status is not None and resp.downloaded  # else no body was read
         body: bytes | None = resp.body if got_body else None
         codec = None

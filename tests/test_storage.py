@@ -266,10 +266,10 @@ async def test_flush_commits_a_batch(db: str) -> None:
 
 async def test_a_batch_of_many_rows_per_statement_keeps_every_row_in_order(db: str) -> None:
     # More rows than one statement carries (crawler.store.sqlite_many): links split into
-    # chunks of 256 and powers of two, pages into chunks of their own; nothing is lost,
+    # chunks of 2,048 and powers of two, pages into chunks of 256; nothing is lost,
     # doubled or reordered, and a URL's state is its last outcome's.
-    assert chunk_sizes(2500, 4) == [256] * 9 + [128, 64, 4]
-    assert sum(chunk_sizes(1337, 23)) == 1337 and max(chunk_sizes(1337, 23)) * 23 <= 32_766
+    assert chunk_sizes(2500, 4) == [2048, 256, 128, 64, 4]
+    assert sum(chunk_sizes(1337, 22)) == 1337 and max(chunk_sizes(1337, 22)) == 256
     storage = await Storage.open(db, create=True)
     paths = [f"/p{i}" for i in range(1337)]
     links = [f"/l{i}" for i in range(3)]

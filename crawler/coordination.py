@@ -12,6 +12,7 @@ the hosts it holds a lease on, with `StoreBudget`, `--max-pages` counted in the 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -152,6 +153,8 @@ class Leased(_Watched):
         # many seconds ago (it may have fetched the host until then).
         self.on_lapsed: Callable[[str, float], None] = lambda host, since: None
         self._lapse: asyncio.TimerHandle | None = None  # when the leases lapse unrenewed
+        self.deadline = math.inf  # the same by this worker's monotonic clock (-inf: lapsed)
+        self.lost: LeaseLost | None = None  # set once the leases lapsed
 
     def owns(self, host: str) -> bool:
         return server_key(host) in self.store.leased  # every origin of a leased server
@@ -213,14 +216,39 @@ class Leased(_Watched):
         """Stop the crawl once this worker's leases lapse unrenewed (a cut network, a
         server that stopped answering): from then on its hosts are others' to fetch, so
         it must not fetch them, even with URLs of theirs in RAM."""
+        if not self.live():
+            return  # a renewal answered past the lapse: the hosts may be others' already
+        self.deadline = when
         if self._lapse is not None:
             self._lapse.cancel()
         loop = asyncio.get_running_loop()
         self._lapse = loop.call_at(loop.time() + when - time.monotonic(), self._lapsed)
 
+    def live(self) -> bool:
+        """Whether the leases are live by this worker's clock; past the deadline, the
+        lapse is handled now. The timer fires late when the loop was blocked (a slow
+        synchronous hook): asked before every job and every request, the clock keeps a
+        worker whose loop wakes past the lapse from fetching hosts others may hold."""
+        if time.monotonic() < self.deadline:
+            return True
+        self._lapsed()
+        return False
+
+    def check(self) -> None:
+        """Raise LeaseLost past the deadline: called as each request is about to be
+        written, so one already under way when the leases lapse is not sent."""
+        if not self.live():
+            assert self.lost is not None
+            raise LeaseLost(str(self.lost))
+
     def _lapsed(self) -> None:
+        if self.lost is not None:
+            return  # handled already (by the timer, or by `live` before it fired)
+        if self._lapse is not None:
+            self._lapse.cancel()
+        self.deadline = -math.inf  # for good: a timer may fire a hair before the deadline
         store = self.store
-        exc = LeaseLost(
+        exc = self.lost = LeaseLost(
             f"store failed: this worker could not renew its leases in {store.name} for "
             f"{store.lease_seconds:g} s (--lease), so its hosts went to other workers; "
             "what it committed is intact"

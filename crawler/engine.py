@@ -154,7 +154,9 @@ class Engine:
         }:  # never silently: a user who set HTTP_PROXY expects it used
             log.warning("HTTP_PROXY/HTTPS_PROXY is set but not used: give --proxy env to use it")
         try:
-            async with make_session(self.settings, network=network) as session:
+            async with make_session(
+                self.settings, network=network, before_send=self.frontier.before_send
+            ) as session:
                 self._session = session
                 self._workers = [
                     asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)

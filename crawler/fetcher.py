@@ -86,6 +86,7 @@ def make_session(
     network: Network | None = None,
     *,
     resolver: aiohttp.abc.AbstractResolver | None = None,
+    before_send: Callable[[], None] | None = None,
 ) -> aiohttp.ClientSession:
     """The crawl's only session: its connector carries the global and per-host socket caps.
 
@@ -97,6 +98,8 @@ def make_session(
     is `network.ssl` (--insecure, --ca-bundle). Bodies come back as sent
     (`auto_decompress=False`): `fetch` decodes them. Without `network`: no extra
     headers, no proxy, no guard, names through `resolver` (aiohttp's own when None).
+    `before_send` is called as each request is about to be written; what it raises (a
+    lapsed lease's LeaseLost) the request raises, unsent.
     """
     if network is not None:
         resolver = network.resolver
@@ -125,7 +128,7 @@ def make_session(
         auto_decompress=False,
         trust_env=False,
         requote_redirect_url=False,
-        request_class=_request_class(),
+        request_class=_request_class(before_send),
     )
     # aiohttp sends a GET again, at once, whenever the server drops the connection before
     # answering, on a fresh connection too. Retries are ours (`--retries`, with backoff,
@@ -150,13 +153,17 @@ _ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
 )
 
 
-def _request_class() -> type[aiohttp.ClientRequest]:
+def _request_class(before_send: Callable[[], None] | None) -> type[aiohttp.ClientRequest]:
     """A ClientRequest that notes when it is written and whether its connection is reused;
     one class per session, so that its record of connections dies with the session."""
     served: weakref.WeakSet[object] = weakref.WeakSet()
 
     class _Request(aiohttp.ClientRequest):
         async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+            if before_send is not None:
+                # aiohttp writes a bodiless GET within `send`, awaiting nothing before:
+                # no other task can run (nor block the loop) between this and the write.
+                before_send()
             attempt = _ATTEMPT.get()
             if attempt is None:
                 return await super().send(conn)

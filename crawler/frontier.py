@@ -79,8 +79,13 @@ class Frontier:
         self.on_fatal = on_fatal or _unhandled
         if isinstance(self.coordination, Partitioned | Leased):
             self.coordination.on_fatal = self._fatal
+        self._lease: Leased | None = None  # a shared store's leases: asked before each job
         if isinstance(self.coordination, Leased):
             self.coordination.idle = self._idle_servers
+            self._lease = self.coordination
+        # Called as each request is about to be written (`make_session`): past the
+        # leases' lapse it raises, and the request is not sent. None: no leases, no cost.
+        self.before_send = self._lease.check if self._lease is not None else None
         if isinstance(self.budget, StoreBudget):
             self.budget.on_fatal = self._fatal
         self.scheduler = Scheduler(
@@ -199,7 +204,10 @@ class Frontier:
 
     async def get(self) -> Job | None:
         """The next job a worker may start now; None when the crawl is over or stopping."""
+        lease = self._lease
         while not self._stopping:
+            if lease is not None and not lease.live():
+                return None  # lapsed while the loop was blocked: the crawl stops now
             self.window.maybe_refill()
             self.coordination.watch(self.store, self._others_found, self._done)
             job = self.scheduler.next_job()

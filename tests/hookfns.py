@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from crawler import Page
@@ -50,3 +51,16 @@ not_callable = 42
 
 def unhashable_links(page: Page) -> None:
     page.links.append([page.url])  # type: ignore[arg-type]
+
+
+_stalled = False
+
+
+def stall(page: Page) -> None:
+    """Block the crawler's event loop for $STALL_SECONDS on the first page past the seeds,
+    once per process (a slow synchronous hook); no-op where the variable is unset."""
+    global _stalled
+    seconds = float(os.environ.get("STALL_SECONDS", "0"))
+    if seconds and page.depth > 0 and not _stalled:
+        _stalled = True
+        time.sleep(seconds)

@@ -2,7 +2,8 @@
 
 `concurrency` workers share one `ClientSession`; each asks the frontier for a job the
 politeness rules allow now, fetches it, has `Outcomes` turn the response into one
-`Outcome` and hands that to the store, whose writer task commits outcomes in batches.
+`Outcome` and hands that to the store, whose writer task commits outcomes in batches
+(a robots.txt or sitemap job goes to `HostFiles` instead, `host_files.py`).
 A first SIGINT/SIGTERM stops handing out work and lets open requests finish; a second
 cancels them. A job that raises costs its URL an error row; the store or a background
 task failing stops the whole crawl at once.
@@ -21,7 +22,6 @@ from typing import Any
 import aiohttp
 import yarl
 
-from crawler import robots, sitemaps
 from crawler.addresses import Addresses
 from crawler.config import Settings
 from crawler.counters import Counters
@@ -29,19 +29,17 @@ from crawler.errors import InternalError, StoreFailure
 from crawler.fetcher import fetch, make_session
 from crawler.frontier import Frontier
 from crawler.hooks import Hooks
+from crawler.host_files import HostFiles
 from crawler.hosts import MAX_RETRY_AFTER, backoff_seconds
-from crawler.netbytes import location_url
 from crawler.network import Network
 from crawler.outcome import Outcomes
 from crawler.partition import PageBudget, Partition
 from crawler.records import Job, PageRow, Summary
 from crawler.revisit import conditional_headers, error_outcome
-from crawler.robots import RobotsCache, fetch_rules
+from crawler.robots import RobotsCache
 from crawler.runoptions import NO_OPTIONS, RunOptions, duration_text
 from crawler.scope import Scope
-from crawler.sitemaps import SitemapReader
 from crawler.store import Store
-from crawler.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +88,7 @@ class Engine:
             addresses=self.addresses,
         )
         self.outcomes = Outcomes(settings, self.frontier, hooks)
+        self.files = HostFiles(settings, store, self.frontier, self.network, self.counters)
         self._session: aiohttp.ClientSession | None = None
         self._stops = 0
         self._workers: list[asyncio.Task[None]] = []
@@ -263,9 +262,11 @@ class Engine:
         while (job := await self.frontier.get()) is not None:
             try:
                 if job.robots:
-                    await self._robots(job)
+                    assert self._session is not None
+                    await self.files.robots(self._session, job)
                 elif job.sitemap is not None:
-                    await self._sitemap(job)
+                    assert self._session is not None
+                    await self.files.sitemap(self._session, job)
                 else:
                     await self._page(job)
             except (StoreFailure, asyncio.CancelledError):
@@ -290,95 +291,6 @@ class Engine:
         self.counters.failed_row(reason, outcome.change)
         self.store.add(outcome)
         self.frontier.finish(job, stored=True, failed=None)
-
-    async def _robots(self, job: Job) -> None:
-        assert self._session is not None
-        agent = self.settings.user_agent
-        # RFC 9309 2.4: a copy fetched in the last 24 hours (by an earlier run, or before
-        # the host's rules left the bounded cache) is used again, not fetched again.
-        stored = await self.store.robots_for(job.host, time.time() - robots.TTL)
-        if stored is not None:
-            status, body, fetched_at = stored
-            self.frontier.robots_loaded(job, robots.restored(status, body, agent, fetched_at))
-            return
-        try:
-            rules = await fetch_rules(
-                self._session,
-                job.host,
-                agent,
-                timeout=self.settings.timeout,
-                on_sent=self.frontier.sent(job),
-                network=self.network,
-            )
-        except BaseException:
-            self.frontier.finish(job, stored=False)
-            raise
-        if rules.unreachable:
-            # RFC 9309 2.3.1.4: hold the host and ask again on the page retry schedule.
-            failures = self.frontier.robots_failures(job)
-            after = rules.retry_after
-            if (
-                rules.retryable
-                and failures < self.settings.retries
-                and (after is None or after <= MAX_RETRY_AFTER)
-            ):
-                self.counters.retries += 1
-                wait = after if after is not None else backoff_seconds(failures + 1)
-                self.frontier.robots_retry(job, wait)
-                return
-            await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
-            self.frontier.robots_failed(job, rules.error or "robots.txt unreachable")
-            return
-        await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
-        self.frontier.robots_loaded(job, rules)
-
-    async def _sitemap(self, job: Job) -> None:
-        """Fetch a sitemap on its host's slot, streamed into a `SitemapReader` (50 MB
-        whatever --max-bytes says); its row and entries go to the frontier. A network
-        error, 429 or 5xx is tried again as a page is (--retries), then is the row's error."""
-        assert self._session is not None and job.sitemap is not None
-        url = job.sitemap.url
-        reader = SitemapReader()
-        try:
-            resp = await fetch(
-                self._session,
-                url,
-                timeout=self.settings.timeout,
-                max_bytes=sitemaps.MAX_BYTES,
-                on_sent=self.frontier.sent(job),
-                consume=reader.take,
-                network=self.network,  # proxy and guard; never --accept-type (exempt)
-            )
-        except BaseException:
-            self.frontier.finish(job, stored=False)  # cancelled: queued again on resume
-            raise
-        status, error, target = resp.status, resp.error, None
-        if (status is None and resp.retryable) or status == 429 or (status or 0) >= 500:
-            wait = resp.retry_after if status is not None else None
-            if wait is not None:  # the server asked the whole host to wait, as for a page
-                self.frontier.back_off(job, min(wait, MAX_RETRY_AFTER))
-            if job.attempt <= self.settings.retries and (wait or 0) <= MAX_RETRY_AFTER:
-                self.counters.retries += 1
-                self.frontier.retry(job, wait if wait is not None else backoff_seconds(job.attempt))
-                return
-        if status is not None and 200 <= status < 300:
-            reader.finish(truncated=resp.truncated)
-            error = reader.error
-        elif status is not None and 300 <= status < 400:
-            location = resp.header("Location")
-            target = canonical_url(location_url(location), url) if location else None
-            if target is None:
-                error = "sitemap: redirect to an unusable URL"
-        elif status is not None:
-            error = f"sitemap: HTTP {status}"
-        self.frontier.sitemap_read(
-            job,
-            status=status,
-            error=error,
-            kind=reader.kind,
-            entries=reader.entries,
-            redirect=target,
-        )
 
     async def _page(self, job: Job) -> None:
         assert self._session is not None and job.item is not None

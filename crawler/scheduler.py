@@ -3,24 +3,24 @@
 Each host has a `HostSlot` (per-host limit, delay, robots.txt rules, failures, budget).
 A slot whose host may start a request now sits on the ready list; one waiting for its
 delay sits on a timer, not on a worker, so a slow or cooling host never holds up the
-others. `next_job` hands out the first ready job; workers with nothing to do `wait`.
+others (`readiness.py`). `next_job` hands out the first ready job; workers with nothing
+to do `wait`.
 The scheduler holds no I/O: what it decides to store (a URL given up on) goes out
 through `emit`, so it can be tested with no network and no database.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 
 from crawler.addresses import origin_host
 from crawler.config import Settings
-from crawler.hosts import Gate, Gates, HostSlot
+from crawler.hosts import Gates, HostSlot
 from crawler.partition import PageBudget
+from crawler.readiness import Readiness
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, Job, Outcome, PageRow, QueuedURL, Sitemap, URLState
 from crawler.revisit import error_outcome
@@ -67,8 +67,15 @@ class Scheduler:
         self.dropped = 0  # URLs given up on: robots.txt, dead host, budget
         self.host_pages: dict[str, int] = {}  # pages stored per host at start (host_budget)
         self._dead: dict[str, str] = {}  # host -> why its URLs are given up
-        self._ready: deque[HostSlot] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # The ready list, timers and waiters: bound here, so a call costs no extra lookup.
+        self.readiness = Readiness(self.slots, self.needs_robots, self._forget)
+        self._ready = self.readiness.ready
+        self._consider = self.readiness.consider
+        self._release = self.readiness.release
+        self.wait = self.readiness.wait
+        self.wake_one = self.readiness.wake_one
+        self.wake_all = self.readiness.wake_all
+        self.close = self.readiness.close
 
     # ------------------------------------------------------------------ queues
 
@@ -155,18 +162,6 @@ class Scheduler:
             elif slot.ip is not None:  # forgotten meanwhile: it holds no gate
                 self.gates.leave(slot.ip)
 
-    def _release(self, gate: Gate, ended: HostSlot) -> None:
-        """A request of `ended` through `gate` is over: let the first other slot it kept
-        waiting try again (`ended` itself is considered after, so origins take turns)."""
-        while gate.blocked and not gate.full:
-            slot = gate.blocked.popleft()
-            slot.in_blocked = False
-            if slot is ended:
-                continue
-            self._consider(slot)
-            if slot.in_ready or slot.timer is not None:
-                return
-
     # ------------------------------------------------------------------ handing out work
 
     def next_job(self) -> Job | None:
@@ -181,16 +176,6 @@ class Scheduler:
             if job is not None:
                 return job
         return None
-
-    async def wait(self) -> None:
-        """Until something changes: a host became ready, a job ended, work arrived."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if not waiter.done():
-                waiter.cancel()
 
     def _take(self, slot: HostSlot) -> Job | None:
         now = time.monotonic()
@@ -390,59 +375,3 @@ class Scheduler:
             outcome = error_outcome(item, row)
             self.on_failed_row(slot.dead, outcome.change)
             self.emit(outcome)
-
-    # ------------------------------------------------------------------ readiness
-
-    def _consider(self, slot: HostSlot) -> None:
-        """Put `slot` on the ready list, on a timer, or forget it when idle."""
-        if slot.in_ready or self.slots.get(slot.key) is not slot:
-            return  # already on the ready list, or forgotten (a freed gate looked first)
-        now = time.monotonic()
-        wait = slot.wait_time(now, self.needs_robots)
-        if wait is None:
-            gate = slot.full_gate()
-            if gate is not None and slot.has_work(self.needs_robots):
-                if not slot.in_blocked:
-                    slot.in_blocked = True
-                    gate.blocked.append(slot)
-                return
-            if slot.idle(now) and slot.timer is None:
-                self._forget(slot)
-            elif not slot.queue and slot.open == 0 and slot.timer is None:
-                self._set_timer(slot, slot.next_start - now)  # forget it once its delay passed
-            return
-        if wait > 0:
-            if slot.timer is None:
-                self._set_timer(slot, wait)
-            return
-        slot.in_ready = True
-        self._ready.append(slot)
-        self.wake_one()
-
-    def _set_timer(self, slot: HostSlot, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        slot.timer = loop.call_later(max(0.0, delay), self._timer_fired, slot)
-
-    def _timer_fired(self, slot: HostSlot) -> None:
-        slot.timer = None
-        if self.slots.get(slot.key) is slot:
-            self._consider(slot)
-
-    def wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def wake_all(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def close(self) -> None:
-        for slot in self.slots.values():
-            if slot.timer is not None:
-                slot.timer.cancel()
-                slot.timer = None

@@ -7,30 +7,28 @@ server refuses (a NUL in text, a number out of range, a NOT NULL) costs its outc
 lost, disk full, the server shutting down, this worker's lease lost) raises
 `StoreFailure`, on that flush and every later one.
 
-Each table gets one statement per batch, arrays `unnest`ed server-side (links by binary
-COPY): a flush costs a handful of round trips whatever its size. New URLs go in with
-`ON CONFLICT (url) DO NOTHING RETURNING url`: the database deduplicates across workers,
-and `on_commit(batch, inserted)` tells the frontier which URLs were really new. Rows many
-workers share (new URLs, hosts, skipped counts) are written in a fixed order (sorted),
-so two workers' batches wait for each other instead of deadlocking; a deadlock or
-serialization failure nonetheless retries the batch.
+Each table gets one statement per batch, arrays (built by `postgres_rows`) `unnest`ed
+server-side (links by binary COPY): a flush costs a handful of round trips whatever its
+size. New URLs go in with `ON CONFLICT (url) DO NOTHING RETURNING url`: the database
+deduplicates across workers, and `on_commit(batch, inserted)` tells the frontier which
+URLs were really new. Rows many workers share (new URLs, hosts, skipped counts) are
+written in a fixed order (sorted), so two workers' batches wait for each other instead
+of deadlocking; a deadlock or serialization failure nonetheless retries the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crawler.errors import LeaseLost, StoreFailure
-from crawler.records import Change, Outcome, PageRow
+from crawler.records import Outcome
 from crawler.store import postgres_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer
-from crawler.store.postgres_revisits import Revisits
+from crawler.store.postgres_rows import Rows, batch_rows
 from crawler.store.postgres_schema import driver
 from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved, error_outcome
 
@@ -118,7 +116,7 @@ class PostgresWriter(OutcomeBuffer):
         raise AssertionError("unreachable")
 
     async def _commit(self, batch: list[Outcome]) -> list[str]:
-        rows = _rows(batch, self.run_id)
+        rows = batch_rows(batch, self.run_id)
         async with self.pool.acquire() as conn, conn.transaction():
             used = await self._begin(conn, rows.pages_sent)
             inserted, pages = await _write(conn, rows)
@@ -137,7 +135,7 @@ class PostgresWriter(OutcomeBuffer):
         async with self.pool.acquire() as conn, conn.transaction():
             used = await self._begin(conn, sum(o.page is not None for o in batch))
             for outcome in batch:
-                rows = _rows([outcome], self.run_id)
+                rows = batch_rows([outcome], self.run_id)
                 try:
                     async with conn.transaction():
                         new, n = await _write(conn, rows)
@@ -159,7 +157,7 @@ class PostgresWriter(OutcomeBuffer):
                     async with conn.transaction():
                         _, n = await _write(
                             conn,
-                            _rows([error_outcome(outcome, row)], self.run_id),
+                            batch_rows([error_outcome(outcome, row)], self.run_id),
                         )
                         pages_in += n
                 except Exception as exc:
@@ -253,7 +251,7 @@ END_CHAIN = (
 )
 
 
-async def _write(conn: asyncpg.Connection, rows: _Rows) -> tuple[list[tuple[str, str]], int]:
+async def _write(conn: asyncpg.Connection, rows: Rows) -> tuple[list[tuple[str, str]], int]:
     """A batch's rows; (url, host) of the URLs really inserted, and pages inserted."""
     # Order matters: a URL discovered and fetched within one batch must exist before its
     # state is set to done; a page before its body; pages before a chain's end.
@@ -363,77 +361,3 @@ def is_store_failure(exc: BaseException) -> bool:
     # Encoding a value (a lone surrogate, an int past 64 bits, a list for text) fails in
     # the driver, before anything is sent.
     return not isinstance(exc, ValueError | TypeError | OverflowError | UnicodeError)
-
-
-# ---------------------------------------------------------------------- a batch as arrays
-
-
-@dataclass(slots=True)
-class _Rows:
-    """A batch as statement parameters: one column list (or row list) per statement."""
-
-    new_urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    pages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    bodies: list[tuple[str, bytes, str | None]] = field(default_factory=list)
-    texts: list[tuple[str, str | None, str, int]] = field(default_factory=list)
-    links: list[tuple[str, str, int, str]] = field(default_factory=list)
-    states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    chains: list[tuple[Any, ...]] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    sitemaps: list[tuple[Any, ...]] = field(default_factory=list)
-    sitemaps_done: list[tuple[Any, ...]] = field(default_factory=list)
-    sitemap_urls: list[tuple[Any, ...]] = field(default_factory=list)
-    data: list[tuple[str, str]] = field(default_factory=list)  # (url, pages.data)
-    pages_sent: int = 0  # page rows in the batch, inserted or not (budget units spent)
-    run_id: int | None = None
-    revisits: Revisits = field(default_factory=Revisits)  # a recrawl's stored pages
-
-
-def _rows(batch: list[Outcome], run_id: int | None = None) -> _Rows:
-    r = _Rows(run_id=run_id)
-    for o in batch:
-        for n in o.new_urls:
-            if n.url not in r.new_urls:  # the first of a URL wins, as in SQLite
-                r.new_urls[n.url] = (n.url, n.host, n.depth, n.hops, n.origin)
-        if (p := o.page) is not None and o.change is not Change.NEW:
-            r.pages_sent += 1
-            r.revisits.add(o, p, _page(p) if o.change is Change.CHANGED else ())
-        elif (p := o.page) is not None:
-            r.pages_sent += 1
-            if p.url not in r.pages:  # a second row for a URL is ignored, and its body
-                r.pages[p.url] = _page(p)
-                if p.body is not None:
-                    r.bodies.append((p.url, p.body, p.body_codec))
-                if p.data is not None:
-                    r.data.append((p.url, p.data))
-                if p.text is not None:
-                    r.texts.append((p.url, p.title, p.text, int(p.text_truncated)))
-        r.links.extend(o.links)
-        if o.state is not None:
-            r.states[o.url] = (o.state, o.reason)
-        if (c := o.chain_end) is not None:
-            r.chains.append((c.final_url, c.final_status, c.error, c.origin))
-        for reason, count in o.skipped:
-            r.skipped[reason] = r.skipped.get(reason, 0) + count
-        now = time.time()
-        for m in o.sitemaps:
-            r.sitemaps.append((m.url, m.host, m.robots_host, m.source, m.level, now))
-            if m.state == "done":
-                r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
-        r.sitemap_urls.extend(o.sitemap_urls)
-    return r
-
-
-def _page(p: PageRow) -> tuple[Any, ...]:
-    final_status = p.final_status
-    if final_status is None and not (p.status is not None and 300 <= p.status < 400):
-        final_status = p.status
-    content_hash = p.content_hash
-    if content_hash is None and p.body_codec is None and p.body:
-        content_hash = hashlib.sha1(p.body).hexdigest()
-    return (
-        p.url, p.final_url, p.status, final_status, p.error, p.content_type, p.depth,
-        p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated), p.links_found,
-        int(p.links_truncated), p.redirect_to, p.attempts, content_hash, p.title,
-        p.canonical_url, None if p.noindex is None else int(p.noindex),
-    )  # fmt: skip

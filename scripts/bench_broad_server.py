@@ -3,15 +3,22 @@
     python scripts/bench_broad_server.py --hosts 2000 --big 20 --hidden 150 --port 18100 \\
         --log FILE [--ready FILE]
 
-One listening socket per host address (127.1.X.Y, never 0.0.0.0), one asyncio event loop
-(uvloop when installed), HTTP/1.1 keep-alive written by hand: GET only, requests on one
-connection answered in order. Each response waits its URL's latency (Site.latency)
-before its head is written, on a timer, so thousands of slow responses cost no thread.
+One listening socket per host address (127.1.X.Y, never 0.0.0.0), one asyncio event loop,
+HTTP/1.1 keep-alive written by hand: GET only, requests on one connection answered in
+order. Each response waits its URL's latency (Site.latency) before its head is written,
+on a timer, so thousands of slow responses cost no thread.
 
 The log has one line per request, `start end addr status bytes "target"`: `start` is when
 the request head arrived (or, for a pipelined request, when the one before it was
 answered), `end` when the response was written; times are time.time(), buffered in
 memory and appended every 0.25 s and on exit.
+
+`start` is the kernel's receive stamp (SO_TIMESTAMPNS, tests/stamps.py), not the time the
+handler ran: the gaps between a host's requests are the benchmark's politeness measure, and
+a server starved of CPU by other processes ran its handler for one request late and not for
+the next, so their gap looked short (63 false "slips" in one run of 2026-11-30). Reading the
+stamp needs asyncio's own loop, which reads sockets through Python's `recv`; uvloop reads
+them in C.
 """
 
 from __future__ import annotations
@@ -24,10 +31,15 @@ import os
 import resource
 import signal
 import socket
+import sys
 import time
+import weakref
 from pathlib import Path
 
 from bench_broad_site import PORT, Site
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import stamps  # tests/stamps.py: the kernel's receive stamp of a connection
 
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 MAX_HEAD = 65536
@@ -48,9 +60,11 @@ class Log:
 
 
 class HTTP(asyncio.Protocol):
-    def __init__(self, site: Site, log: Log) -> None:
+    def __init__(self, site: Site, log: Log, conns: stamps.Conns) -> None:
         self.site = site
         self.log = log
+        self.conns = conns
+        self.fd = -1
         self.loop = asyncio.get_running_loop()
         self.buf = b""
         self.addr = ""
@@ -59,11 +73,17 @@ class HTTP(asyncio.Protocol):
         self.transport: asyncio.WriteTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        self.transport = transport  # type: ignore[assignment]
         self.addr = transport.get_extra_info("sockname")[0]
+        self.fd = transport.get_extra_info("socket").fileno()
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
+        conn = self.conns.get(self.fd)
+        if conn is not None and conn.arrived is not None:
+            # The kernel's stamp (monotonic, as stamps.py keeps it) on the wall clock.
+            now = min(now, now - (time.monotonic() - conn.arrived))
+            conn.arrived = None
         self.buf += data
         while True:
             end = self.buf.find(b"\r\n\r\n")
@@ -129,16 +149,17 @@ class HTTP(asyncio.Protocol):
             self.timer = None
 
 
-def listening_socket(addr: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((addr, port))
+def listening_socket(addr: str, port: int, conns: stamps.Conns) -> socket.socket:
+    """A listening socket whose connections keep the kernel's receive stamp, in `conns`."""
+    sock = stamps.listener(addr, port, conns)
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
-async def serve(site: Site, socks: list[socket.socket], log: Log, ready: Path | None) -> None:
+async def serve(
+    site: Site, socks: list[socket.socket], conns: stamps.Conns, log: Log, ready: Path | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -149,7 +170,8 @@ async def serve(site: Site, socks: list[socket.socket], log: Log, ready: Path | 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done)
     servers = [
-        await loop.create_server(lambda: HTTP(site, log), sock=sock, backlog=1024) for sock in socks
+        await loop.create_server(lambda: HTTP(site, log, conns), sock=sock, backlog=1024)
+        for sock in socks
     ]
     if ready is not None:
         ready.write_text(f"{os.getpid()}\n")
@@ -176,13 +198,9 @@ def main() -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     site = Site(a.hosts, a.big, a.hidden, a.port)
-    socks = [listening_socket(addr, a.port) for addr in site.addrs]
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(site, socks, Log(a.log), a.ready))
-    else:
-        uvloop.run(serve(site, socks, Log(a.log), a.ready))
+    conns: stamps.Conns = weakref.WeakValueDictionary()
+    socks = [listening_socket(addr, a.port, conns) for addr in site.addrs]
+    asyncio.run(serve(site, socks, conns, Log(a.log), a.ready))  # not uvloop: see above
 
 
 if __name__ == "__main__":

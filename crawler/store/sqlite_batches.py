@@ -253,9 +253,9 @@ _PAGE_ROW = f"({', '.join('?' * 22)})"
 _INSERT_PAGE = (
     f"INSERT INTO page_rows ({_PAGE_COLUMNS}) VALUES {{values}} ON CONFLICT (url) DO NOTHING"
 )
-# The new pages' first fetches, read back from their rows (hashed once, by the pages'
-# insert) in one statement: the batch's ids are a range of the rowid (a row ignored as a
-# second one for its URL has no id in it).
+# The new pages' first fetches, read back from their rows (content_hash included) in one
+# statement: the batch's ids are a range of the rowid (a row ignored as a second one for
+# its URL has no id in it).
 _NEW_FETCHES = (
     "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
     "SELECT url, ?, fetched_at, status, error, content_hash, 'new' FROM page_rows "

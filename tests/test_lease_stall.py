@@ -12,7 +12,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -23,6 +22,7 @@ from test_workers import DEADLINE, crawler, pg_rows
 from crawler.coordination import Leased
 from crawler.errors import LeaseLost
 from crawler.fetcher import fetch, make_session
+from crawler.store.postgres import PostgresStore
 
 LEASE = 1.0
 STALL = 2.5  # seconds the hook blocks the loop: well past the lease
@@ -100,24 +100,29 @@ def test_a_worker_whose_loop_is_blocked_past_its_lease_sends_nothing_after_it(
     ]
 
 
-async def test_a_request_about_to_be_written_past_the_lease_is_not_sent(site: Site) -> None:
+async def test_a_request_about_to_be_written_past_the_lease_is_not_sent(
+    site: Site, pg_dsn: str
+) -> None:
     """The check is made as the request is written, not when its job was handed out: a
     request under way (here on a kept-alive connection) when the loop woke past the
     lease is not sent, and the lapse is handled once, at once."""
     host = await site.host()
     host.page("/a")
     host.page("/b")
-    store = SimpleNamespace(name="pg", lease_seconds=LEASE, failure=None, leased=set())
-    lease = Leased(store, hosts_wanted=1)
-    fatal: list[BaseException] = []
-    lease.on_fatal = fatal.append
-    lease.deadline = time.monotonic() + 60
-    async with make_session(settings(), before_send=lease.check) as session:
-        first = await fetch(session, host.url("/a"), timeout=5, max_bytes=1000)
-        assert first.status == 200
-        lease.deadline = time.monotonic()  # the loop woke here; the timer has not fired
-        with pytest.raises(LeaseLost, match="could not renew its leases"):
-            await fetch(session, host.url("/b"), timeout=5, max_bytes=1000)
-        assert not lease.live()
+    store = await PostgresStore.open(pg_dsn, create=True)
+    try:
+        lease = Leased(store, hosts_wanted=1)
+        fatal: list[BaseException] = []
+        lease.on_fatal = fatal.append
+        lease.deadline = time.monotonic() + 60
+        async with make_session(settings(), before_send=lease.check) as session:
+            first = await fetch(session, host.url("/a"), timeout=5, max_bytes=1000)
+            assert first.status == 200
+            lease.deadline = time.monotonic()  # the loop woke here; the timer has not fired
+            with pytest.raises(LeaseLost, match="could not renew its leases"):
+                await fetch(session, host.url("/b"), timeout=5, max_bytes=1000)
+            assert not lease.live()
+    finally:
+        await store.close()
     assert host.paths == ["/a"]
     assert fatal == [store.failure] and isinstance(store.failure, LeaseLost)

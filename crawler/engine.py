@@ -336,9 +336,9 @@ class Engine:
         self.store.add(outcome)
         self.frontier.finish(job, stored=True, failed=failed, elapsed=resp.elapsed)
         if self.store.backlog_bytes >= BACKLOG_BYTES:
-            # Back-pressure: when the store falls behind, workers wait for the write
-            # instead of piling outcomes up in RAM.
-            await self.store.flush()
+            # Back-pressure: when the store falls behind, workers wait for the writer to
+            # take the backlog instead of piling outcomes up in RAM.
+            await self.store.make_room()
 
 
 def _hosts(seeds: list[str]) -> list[str]:

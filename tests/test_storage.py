@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -299,45 +300,93 @@ async def test_a_batch_of_many_rows_per_statement_keeps_every_row_in_order(db: s
     assert sorted(hashes) == sorted((HOST + p, hashlib.sha1(p.encode()).hexdigest()) for p in paths)
 
 
-async def test_cancelled_flush_leaves_no_partial_rows_and_keeps_the_batch(
-    db: str, monkeypatch: pytest.MonkeyPatch
+class Gate:
+    """Holds the writer thread inside a batch (at its pages' insert) until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = [threading.Event(), threading.Event()]
+        self.release = [threading.Event(), threading.Event()]
+        self.batches = 0
+        real = crawler.store.sqlite_batches.write_many
+
+        def write_many(db: sqlite3.Connection, statement: str, *args: Any, **kw: Any) -> None:
+            if statement.startswith("INSERT INTO page_rows"):
+                n, self.batches = self.batches, self.batches + 1
+                if n < len(self.entered):
+                    self.entered[n].set()
+                    assert self.release[n].wait(10), "the test never released the writer"
+            real(db, statement, *args, **kw)
+
+        monkeypatch.setattr(crawler.store.sqlite_batches, "write_many", write_many)
+
+    async def inside(self, n: int) -> None:
+        """Until the writer thread holds batch `n` (0-based) in the gate."""
+        assert await asyncio.to_thread(self.entered[n].wait, 10), f"batch {n} never came"
+
+
+@pytest.mark.parametrize("cancelled", ["caller", "flush"])
+async def test_cancelled_flush_commits_its_batch_once(
+    db: str, cancelled: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A flush cancelled while the writer thread is inside its batch (a stop, a second
+    Ctrl-C, the loop's teardown): the batch is committed whole, once, and not put back."""
     storage = await seeded(db)
-    real = storage.db.execute
-    calls: list[str] = []
-
-    def failing(sql: str, params: Any = None) -> Any:
-        if sql.startswith(("INSERT", "UPDATE")):
-            calls.append(sql.split("(")[0].strip())
-        if sql.startswith("INSERT INTO links"):  # after urls and pages were written
-            raise asyncio.CancelledError
-        return real(sql, params)
-
+    gate = Gate(monkeypatch)
     try:
         for o in batch():
             storage.add(o)
-        monkeypatch.setattr(storage.db, "execute", failing)
+        # The caller of `flush`, or the flush task itself (as a loop's teardown does).
+        task = (
+            asyncio.ensure_future(storage.flush())
+            if cancelled == "caller"
+            else (storage._pending())
+        )
+        await gate.inside(0)
+        assert storage.backlog == 0  # taken by the batch
+        task.cancel()
+        gate.release[0].set()
         with pytest.raises(asyncio.CancelledError):
-            await storage.flush()
-        assert list(dict.fromkeys(calls)) == [
-            "INSERT OR IGNORE INTO urls",
-            "INSERT INTO page_rows",
-            "INSERT INTO fetches",
-            "INSERT INTO links",
-        ]
-        assert table_counts(db) == {"pages": 0, "links": 0, "urls": 2}
-        assert rows(db, "SELECT DISTINCT state FROM urls") == [("queued",)]
-        assert storage.backlog == 3
-
-        monkeypatch.setattr(storage.db, "execute", real)
-        storage.add(outcome("/c"))  # added after the failure: committed after the kept batch
-        assert await storage.flush() == 4
+            await task
+        storage.add(outcome("/c"))  # added after the cancel: committed by the next flush
+        gate.release[1].set()
+        assert await storage.flush() == 1
+        assert storage.backlog == 0
     finally:
         await storage.close()
     assert table_counts(db) == {"pages": 4, "links": 4, "urls": 5}
     assert [u for (u,) in rows(db, "SELECT url FROM pages ORDER BY id")] == [
         HOST + p for p in ("/a", "/b", "/", "/c")
     ]
+
+
+async def test_callers_waiting_for_the_writer_share_one_batch(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit: flushes asked for while a batch is being written are one batch,
+    and back-pressure (`make_room`) waits for that batch to be taken, not committed."""
+    storage = await seeded(db)
+    gate = Gate(monkeypatch)
+    try:
+        first = batch()
+        storage.add(first[0])
+        writing = asyncio.ensure_future(storage.flush())
+        await gate.inside(0)
+        waiting = []
+        for o in [*first[1:], outcome("/c"), outcome("/d")]:
+            storage.add(o)  # as workers do, each adding before it asks
+            waiting.append(asyncio.ensure_future(storage.flush()))
+        room = asyncio.ensure_future(storage.make_room())
+        gate.release[0].set()
+        assert await writing == 1
+        await gate.inside(1)  # the second batch is taken, not yet committed
+        await asyncio.wait_for(room, 10)
+        assert not any(w.done() for w in waiting)
+        gate.release[1].set()
+        assert await asyncio.gather(*waiting) == [4, 4, 4, 4]
+        assert gate.batches == 2
+    finally:
+        await storage.close()
+    assert table_counts(db)["pages"] == 5
 
 
 @pytest.mark.parametrize(
@@ -354,20 +403,19 @@ async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
     db: str, error: Exception, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await seeded(db)
-    real = storage.db.execute
+    real = crawler.store.sqlite_batches.write_many
     calls: list[str] = []
 
-    def failing(sql: str, params: Any = None) -> Any:
-        if sql.startswith(("INSERT", "UPDATE")):
-            calls.append(sql)
-        if sql.startswith("INSERT INTO links"):
+    def failing(db: sqlite3.Connection, sql: str, *args: Any, **kw: Any) -> None:
+        calls.append(sql)
+        if sql.startswith("INSERT INTO links"):  # after urls and pages were written
             raise error
-        return real(sql, params)
+        real(db, sql, *args, **kw)
 
     try:
         for o in batch():
             storage.add(o)
-        monkeypatch.setattr(storage.db, "execute", failing)
+        monkeypatch.setattr(crawler.store.sqlite_batches, "write_many", failing)
         with pytest.raises(StoreFailure) as failure:
             await storage.flush()
         text = str(failure.value)
@@ -378,7 +426,7 @@ async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
         assert storage.backlog == 3  # kept (lost on exit: still queued in the file)
 
         # Not written again: the crawl stops; not row by row either (no row is at fault).
-        monkeypatch.setattr(storage.db, "execute", real)
+        monkeypatch.setattr(crawler.store.sqlite_batches, "write_many", real)
         tried = len(calls)
         with pytest.raises(StoreFailure):
             await storage.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from crawler.errors import StoreFailure
@@ -26,6 +27,8 @@ class OutcomeBuffer:
         self._buffer: list[Outcome] = []
         self.backlog_bytes = 0
         self._lock = asyncio.Lock()  # one batch (or one store-wide read) at a time
+        self._next: asyncio.Future[int] | None = None  # the flush waiting for the lock
+        self._taken: asyncio.Future[None] | None = None  # resolved when `_next` takes its batch
         self._full = asyncio.Event()
         self.failure: StoreFailure | None = None  # set once the store could not write
 
@@ -47,6 +50,58 @@ class OutcomeBuffer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._full.wait(), interval)
         self._full.clear()
+
+    async def flush(self) -> int:
+        """Commit every outcome added so far in one transaction; how many the batch held.
+
+        A group commit: callers that come while a batch waits for the writer share that
+        batch. Workers held back by back-pressure wait for one commit together, instead
+        of each queueing a commit of its own behind the others' (a convoy that once kept
+        60 of 64 workers waiting, released one per commit, and cut batches small).
+
+        StoreFailure when the store cannot write (then and on every later call); the batch
+        stays in the buffer, its URLs still queued in the store for `resume`.
+
+        Shielded: a writer cancelled mid-batch (a stop, a second Ctrl-C) would otherwise
+        leave a transaction open, or put back a batch whose commit already ran and write
+        its rows twice. The batch finishes; the next flush waits on the lock.
+        """
+        return await asyncio.shield(self._pending())
+
+    async def make_room(self) -> None:
+        """Back-pressure: return once the outcomes added so far are taken by a batch.
+
+        Not once they are committed: the batch before may still be in the writer's hands,
+        and waiting for both would idle the workers through two commits. RAM then holds at
+        most the batch being written and the one being filled. StoreFailure as `flush`.
+        """
+        self._pending()
+        assert self._taken is not None
+        await asyncio.shield(self._taken)
+
+    def _pending(self) -> asyncio.Future[int]:
+        """The flush that will take the outcomes added so far: the waiting one, or a new one."""
+        task = self._next
+        if task is None or task.done():
+            task = self._next = asyncio.ensure_future(self._flush())
+            # A caller cancelled while its batch was written no longer awaits the result:
+            # a failure then is not lost (`self.failure` keeps it), only not logged.
+            task.add_done_callback(_retrieved)
+            taken = self._taken = task.get_loop().create_future()
+            task.add_done_callback(functools.partial(_settle, taken))
+        return task
+
+    async def _flush(self) -> int:
+        raise NotImplementedError
+
+    def _take(self) -> list[Outcome]:
+        """The batch, for the flush that holds the lock; a later `flush` starts the next."""
+        self._next = None
+        if self._taken is not None and not self._taken.done():
+            self._taken.set_result(None)
+        batch, self._buffer = self._buffer, []
+        self.backlog_bytes = 0
+        return batch
 
     @staticmethod
     def is_store_failure(exc: BaseException) -> bool:
@@ -72,6 +127,25 @@ class OutcomeBuffer:
                 raise
             self.failure = self.failure or self._failure(exc)
             raise self.failure from exc
+
+
+def _retrieved(task: asyncio.Future[int]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _settle(taken: asyncio.Future[None], task: asyncio.Future[int]) -> None:
+    """A flush that ended before taking its batch (a store failed before) fails its
+    `make_room` waiters as it fails its own."""
+    if taken.done():
+        return
+    if task.cancelled():
+        taken.cancel()
+    elif (exc := task.exception()) is not None:
+        taken.set_exception(exc)
+        taken.exception()  # retrieved: the flush's own result reports it
+    else:
+        taken.set_result(None)
 
 
 def one_line(value: object) -> str:

@@ -18,7 +18,6 @@ of deadlocking; a deadlock or serialization failure nonetheless retries the batc
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -30,7 +29,7 @@ from crawler.store import postgres_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.postgres_rows import Rows, batch_rows
 from crawler.store.postgres_schema import driver
-from crawler.store.sqlite_batches import _error_row, _one_line, _retrieved, error_outcome
+from crawler.store.sqlite_batches import _error_row, _one_line, error_outcome
 
 if TYPE_CHECKING:
     import asyncpg
@@ -65,21 +64,11 @@ class PostgresWriter(OutcomeBuffer):
         self.dedup_sent = 0
         self.dedup_new = 0
 
-    async def flush(self) -> int:
-        """Commit every queued outcome in one transaction; returns how many.
-
-        Shielded, as in the SQLite store: a cancelled caller does not cut a batch in half.
-        """
-        task = asyncio.ensure_future(self._flush())
-        task.add_done_callback(_retrieved)
-        return await asyncio.shield(task)
-
     async def _flush(self) -> int:
         async with self._lock:
             if self.failure is not None:
                 raise self.failure
-            batch, self._buffer = self._buffer, []
-            self.backlog_bytes = 0
+            batch = self._take()
             if not batch:
                 return 0
             try:

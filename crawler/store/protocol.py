@@ -167,6 +167,11 @@ class Store(Protocol):
 
     async def flush(self) -> int: ...
 
+    async def make_room(self) -> None:
+        """Back-pressure: return once the outcomes added so far are taken by a batch (being
+        written), so that RAM holds at most two backlogs; StoreFailure as `flush`."""
+        ...
+
     # ------------------------------------------------------------------ other processes
 
     async def watch(self) -> None: ...

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import sqlite3
@@ -28,7 +29,7 @@ import aiosqlite
 from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
-from crawler.store.sqlite_many import BODY_ROWS, write_many
+from crawler.store.sqlite_many import BODY_ROWS, on_thread, write_many
 from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
@@ -45,44 +46,21 @@ class BatchWriter(OutcomeBuffer):
         # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
         # (the frontier's seen-set deduplicates; `dedups` is False).
 
-    async def flush(self) -> int:
-        """Commit every queued outcome in one transaction; returns how many.
-
-        StoreFailure when the store cannot write (then and on every later call); the
-        batch stays in the buffer, its URLs still queued in the file for `resume`.
-
-        Shielded: a writer cancelled mid-batch (a stop, a second Ctrl-C) would otherwise
-        leave BEGIN without COMMIT, or put back a batch whose COMMIT already ran and
-        write its links twice. The batch finishes; the next flush waits on the lock.
-        """
-        task = asyncio.ensure_future(self._flush())
-        # A caller cancelled while its batch was written no longer awaits the result: a
-        # failure then is not lost (`self.failure` keeps it), only not logged as unretrieved.
-        task.add_done_callback(_retrieved)
-        return await asyncio.shield(task)
-
     async def _flush(self) -> int:
         async with self._lock:
             if self.failure is not None:
                 raise self.failure
-            batch, self._buffer = self._buffer, []
-            self.backlog_bytes = 0
+            batch = self._take()
             if not batch:
                 return 0
+            job = asyncio.ensure_future(self._commit(batch))
             try:
-                try:
-                    await self._commit(batch)
-                except Exception as exc:
-                    if _is_store_failure(exc):
-                        raise
-                    # Refused for its data: one value must not hold up the batch, or stop
-                    # the writer for good by being retried on every flush.
-                    log.warning(
-                        "a batch of %d outcomes was refused (%s); writing them one by one",
-                        len(batch),
-                        _one_line(exc),
-                    )
-                    await self._commit_each(batch)
+                await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # The commit runs to its end: a batch it committed must not be put back
+                # (and written twice), one it rolled back must be.
+                job.add_done_callback(functools.partial(self._unless_committed, batch))
+                raise
             except BaseException as exc:
                 self._buffer[:0] = batch
                 if isinstance(exc, Exception) and _is_store_failure(exc):
@@ -93,28 +71,58 @@ class BatchWriter(OutcomeBuffer):
             self.on_commit(batch, ())  # not `dedups`: every new URL it was sent is new
         return len(batch)
 
+    def _unless_committed(self, batch: list[Outcome], job: asyncio.Future[None]) -> None:
+        if job.cancelled() or job.exception() is not None:
+            self._buffer[:0] = batch
+
     async def _commit(self, batch: list[Outcome]) -> None:
-        """The batch in one transaction; rolled back whole when any statement fails."""
+        """The batch in one transaction, rolled back whole when any statement fails; when it
+        is refused for its data, written again outcome by outcome (`_commit_each`): one
+        value must not hold up the batch, or stop the writer by failing on every flush.
+
+        Two jobs of the writer thread (`on_thread`): the transaction's start, which reads
+        the last page id, and every statement to the commit. The rows are built here in
+        between, on the event loop's thread: on the writer's, hashing each body (hashlib
+        lets the GIL go) cost a wait for the busy event loop to hand the GIL back.
+        """
         db = self.db
-        await db.execute("BEGIN IMMEDIATE")
         try:
-            await self._write(_rows(batch, await self._last_page_id(), self.run_id))
-            await db.commit()
+            last_id = await on_thread(db, _begin)
+            try:
+                rows = _rows(batch, last_id, self.run_id)
+            except BaseException:
+                await on_thread(db, _roll_back)
+                raise
+            await on_thread(db, self._write_all, rows)
+        except Exception as exc:
+            if _is_store_failure(exc):
+                raise
+            log.warning(
+                "a batch of %d outcomes was refused (%s); writing them one by one",
+                len(batch),
+                _one_line(exc),
+            )
+            await on_thread(db, self._commit_each, batch)
+
+    # ------------------------------------------------------------------ on the writer thread
+
+    def _write_all(self, db: sqlite3.Connection, rows: _Rows) -> None:
+        try:
+            self._write(db, rows)
+            db.commit()
         except BaseException:
-            # Cancellation or a write error: nothing of this batch may stay half-written.
-            await _rollback(db)
+            _roll_back(db)
             raise
 
-    async def _commit_each(self, batch: list[Outcome]) -> None:
+    def _commit_each(self, db: sqlite3.Connection, batch: list[Outcome]) -> None:
         """The batch in one transaction, each outcome in its own savepoint; an outcome that
         is still refused is stored as an error row for its URL, without its links."""
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            last_id = await self._last_page_id()
+            last_id = _last_page_id(db)
             for outcome in batch:
                 try:
-                    last_id = await self._write_savepoint([outcome], last_id)
+                    last_id = self._write_savepoint(db, [outcome], last_id)
                     continue
                 except Exception as exc:
                     if _is_store_failure(exc):
@@ -127,52 +135,46 @@ class BatchWriter(OutcomeBuffer):
                     continue
                 log.warning("%s: stored as an error row: %s", row.url, row.error)
                 try:
-                    last_id = await self._write_savepoint([error_outcome(outcome, row)], last_id)
+                    last_id = self._write_savepoint(db, [error_outcome(outcome, row)], last_id)
                 except Exception as exc:
                     if _is_store_failure(exc):
                         raise
                     log.error("dropped an outcome the store refused: %s", _one_line(exc))
-            await db.commit()
+            db.commit()
         except BaseException:
-            await _rollback(db)
+            _roll_back(db)
             raise
 
-    async def _write_savepoint(self, outcomes: list[Outcome], last_id: int) -> int:
+    def _write_savepoint(
+        self, db: sqlite3.Connection, outcomes: list[Outcome], last_id: int
+    ) -> int:
         rows = _rows(outcomes, last_id, self.run_id)
-        await self.db.execute("SAVEPOINT outcome")
+        db.execute("SAVEPOINT outcome")
         try:
-            await self._write(rows)
+            self._write(db, rows)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                await self.db.execute("ROLLBACK TO outcome")
-                await self.db.execute("RELEASE outcome")
+                db.execute("ROLLBACK TO outcome")
+                db.execute("RELEASE outcome")
             raise
-        await self.db.execute("RELEASE outcome")
+        db.execute("RELEASE outcome")
         return rows.last_id
 
-    async def _last_page_id(self) -> int:
-        # Page ids are given here, not by SQLite, so that a body can name its page within
-        # the same executemany. Under BEGIN IMMEDIATE: no other writer can take one.
-        async with self.db.execute("SELECT coalesce(max(id), 0) FROM page_rows") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def _write(self, rows: _Rows) -> None:
-        db = self.db
+    def _write(self, db: sqlite3.Connection, rows: _Rows) -> None:
         # Order matters: a URL discovered and fetched within one batch must exist before
         # its state is set to done; a page before its body; pages before a chain's end.
         # Many rows per statement (crawler.store.sqlite_many): the writer thread hands the
         # GIL over a few times per batch, not once per row.
-        await write_many(
+        write_many(
             db,
             "INSERT OR IGNORE INTO urls (url, host, depth, hops, origin, discovered_at) "
             "VALUES {values}",
             "(?,?,?,?,?,?)",
             rows.new_urls,
         )
-        await write_many(db, _INSERT_PAGE, _PAGE_ROW, rows.pages)
+        write_many(db, _INSERT_PAGE, _PAGE_ROW, rows.pages)
         # A page ignored as a second row for its URL has no row with the given id.
-        await write_many(
+        write_many(
             db,
             "INSERT INTO bodies (page_id, body, body_codec) "
             "SELECT v.column3, v.column1, v.column2 FROM (VALUES {values}) AS v "
@@ -183,25 +185,25 @@ class BatchWriter(OutcomeBuffer):
         )
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
-            await db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
+            db.executemany("UPDATE page_rows SET data = ? WHERE id = ?", rows.data)
         if rows.texts:
             # The page_text_insert trigger adds each row to the full-text index.
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO page_text (page_id, title, text, truncated) "
                 "SELECT id, ?, ?, ? FROM page_rows WHERE id = ?",
                 rows.texts,
             )
         if rows.new_fetches:
-            await db.execute(_NEW_FETCHES, rows.new_fetches)
-        await revisits.write(db, rows.revisits)
-        await write_many(
+            db.execute(_NEW_FETCHES, rows.new_fetches)
+        revisits.write(db, rows.revisits)
+        write_many(
             db, "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES {values}", "(?,?,?,?)",
             rows.links,
         )  # fmt: skip
         # One state per URL (the batch's last): an UPDATE ... FROM uses one of several
         # matching rows, not the last.
         states = list({url: (state, reason, url) for state, reason, url in rows.states}.values())
-        await write_many(
+        write_many(
             db,
             "UPDATE urls SET state = v.column1, reason = v.column2 FROM (VALUES {values}) AS v "
             "WHERE urls.url = v.column3",
@@ -209,28 +211,28 @@ class BatchWriter(OutcomeBuffer):
             states,
         )
         if rows.chains:
-            await db.executemany(_END_CHAIN, rows.chains)
+            db.executemany(_END_CHAIN, rows.chains)
         if rows.skipped:
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO skipped (reason, count) VALUES (?, ?) "
                 "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
                 rows.skipped.items(),
             )
         if rows.sitemaps:
             # Every row is added when found; a done one is then marked with its fetch.
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO sitemaps (url, host, robots_host, source, level, discovered_at) "
                 "VALUES (?,?,?,?,?,?) ON CONFLICT (url) DO NOTHING",
                 rows.sitemaps,
             )
         if rows.sitemaps_done:
-            await db.executemany(
+            db.executemany(
                 "UPDATE sitemaps SET state = 'done', kind = ?, status = ?, error = ?, urls = ?, "
                 "fetched_at = ? WHERE url = ?",
                 rows.sitemaps_done,
             )
         if rows.sitemap_urls:
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO sitemap_urls (url, sitemap, lastmod, changefreq, priority) "
                 "VALUES (?,?,?,?,?) ON CONFLICT (url, sitemap) DO NOTHING",
                 rows.sitemap_urls,
@@ -280,13 +282,31 @@ def _is_store_failure(exc: Exception) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, _DATA_ERRORS)
 
 
-def _retrieved(task: asyncio.Future[int]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _begin(db: sqlite3.Connection) -> int:
+    """A batch's transaction, begun; the last page id before it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        return _last_page_id(db)
+    except BaseException:
+        _roll_back(db)
+        raise
+
+
+def _last_page_id(db: sqlite3.Connection) -> int:
+    # Page ids are given here, not by SQLite, so that a body can name its page within
+    # the same statement. Under BEGIN IMMEDIATE: no other writer can take one.
+    row = db.execute("SELECT coalesce(max(id), 0) FROM page_rows").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    # Some failures (SQLITE_FULL, IOERR) have rolled the transaction back already.
+    with contextlib.suppress(sqlite3.Error):
+        db.rollback()
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:
-    # Some failures (SQLITE_FULL, IOERR) have rolled the transaction back already.
+    """`_roll_back` for the store's own transactions, awaited from the event loop."""
     with contextlib.suppress(sqlite3.Error):
         await asyncio.shield(db.rollback())
 

@@ -4,9 +4,8 @@ transaction (as store/postgres_revisits.py does on PostgreSQL)."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-
-import aiosqlite
 
 from crawler.records import Change, Outcome, PageRow
 from crawler.store.sqlite_many import write_many
@@ -79,26 +78,26 @@ class Revisits:
         )
 
 
-async def write(db: aiosqlite.Connection, r: Revisits) -> None:
+def write(db: sqlite3.Connection, r: Revisits) -> None:
     """The batch's revisits, before its links (a changed page's old links go first)."""
     if r.replaced:
-        await db.executemany(_REPLACE_PAGE, r.replaced)
-        await db.executemany(
+        db.executemany(_REPLACE_PAGE, r.replaced)
+        db.executemany(
             "INSERT OR REPLACE INTO bodies (page_id, body, body_codec) "
             "SELECT id, ?, ? FROM page_rows WHERE url = ?",
             r.replaced_bodies,
         )
         if r.texts:
-            await db.executemany(_UPSERT_TEXT, r.texts)
+            db.executemany(_UPSERT_TEXT, r.texts)
         if r.textless:
-            await db.executemany(
+            db.executemany(
                 "DELETE FROM page_text WHERE page_id = (SELECT id FROM page_rows WHERE url = ?)",
                 r.textless,
             )
-        await db.executemany("DELETE FROM links WHERE src_url = ?", [(p[-1],) for p in r.replaced])
+        db.executemany("DELETE FROM links WHERE src_url = ?", [(p[-1],) for p in r.replaced])
     if r.kept:
-        await db.executemany(_KEEP_PAGE, r.kept)
-    await write_many(
+        db.executemany(_KEEP_PAGE, r.kept)
+    write_many(
         db,
         "INSERT INTO fetches (url, run_id, fetched_at, status, error, content_hash, change) "
         "VALUES {values}",

@@ -76,8 +76,9 @@ class HostFiles:
             await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
             self.frontier.robots_failed(job, rules.error or "robots.txt unreachable")
             return
-        await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
+        # The host goes on while its copy is saved (with the next batch, on SQLite).
         self.frontier.robots_loaded(job, rules)
+        await self.store.save_robots(job.host, rules.status, rules.error, rules.body)
 
     async def sitemap(self, session: aiohttp.ClientSession, job: Job) -> None:
         """Fetch a sitemap on its host's slot, streamed into a `SitemapReader` (50 MB

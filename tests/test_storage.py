@@ -437,6 +437,32 @@ async def test_store_failure_stops_every_later_flush_and_keeps_the_batch(
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
 
 
+async def test_robots_reads_cost_no_query_for_hosts_the_file_never_had(db: str) -> None:
+    """A crawl opening on many hosts asks the file once which hosts have robots.txt; a
+    copy saved goes with the next batch, and only such a host is read again."""
+    storage = await Storage.open(db, create=True)
+    queries: list[str] = []
+    await storage.db.set_trace_callback(queries.append)
+    try:
+        hosts = [f"http://127.0.0.{i}:80" for i in range(2, 202)]
+        assert [await storage.robots_for(h, 0) for h in hosts] == [None] * len(hosts)
+        assert [q for q in queries if "FROM robots" in q] == [
+            "SELECT host FROM robots WHERE fetched_at >= 0 AND status >= 200 AND status < 500 "
+            "AND status <> 429"
+        ]
+        await storage.save_robots(hosts[0], 200, None, "User-agent: *\nDisallow: /x\n")
+        assert rows(db, "SELECT count(*) FROM robots") == [(0,)]  # not before the batch
+        assert await storage.flush() == 0  # no outcome, but the robots.txt row
+        queries.clear()
+        found = await storage.robots_for(hosts[0], 0)
+        assert found is not None and found[:2] == (200, "User-agent: *\nDisallow: /x\n")
+        assert await storage.robots_for(hosts[1], 0) is None
+        assert len([q for q in queries if "FROM robots" in q]) == 1  # hosts[0] only
+    finally:
+        await storage.close()
+    assert rows(db, "SELECT host, status FROM robots") == [("http://127.0.0.2:80", 200)]
+
+
 def big_outcome(path: str, size: int) -> Outcome:
     o = outcome(path, ("/next" + path,))
     assert o.page is not None

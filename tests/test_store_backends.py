@@ -267,9 +267,14 @@ async def test_robots_are_kept_once_per_host(backend: Backend) -> None:
         await store.save_robots(HOST, 200, None, "User-agent: *\nDisallow: /x\n")
         await store.save_robots(HOST, 200, None, "User-agent: *\n")  # a second fetch
         await store.save_robots(OTHER, 503, None, None)  # not reused: no answer
+        before = await store.robots_for(HOST, 0)  # saved with the next batch on SQLite
+        assert before is not None and before[:2] == (200, "User-agent: *\n")
+        assert await store.robots_for(OTHER, 0) is None
+        await store.flush()
         kept = [r async for r in store.stored_robots(0)]
         assert await store.robots_for(HOST, 0) == (200, "User-agent: *\n", kept[0][3])
         assert await store.robots_for(OTHER, 0) is None
+        assert await store.robots_for(HOST, kept[0][3] + 1) is None  # too old
     finally:
         await store.close()
     assert [(h, s, b) for h, s, b, _ in kept] == [(HOST, 200, "User-agent: *\n")]

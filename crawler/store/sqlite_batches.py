@@ -22,6 +22,7 @@ import hashlib
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -29,7 +30,7 @@ import aiosqlite
 from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
-from crawler.store.sqlite_many import BODY_ROWS, on_thread, write_many
+from crawler.store.sqlite_many import BODY_ROWS, on_thread, sql_for, write_many
 from crawler.store.sqlite_revisits import Revisits
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class BatchWriter(OutcomeBuffer):
         self.db = db
         self.path = self.name = path
         self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
+        # robots.txt rows (host, status, error, body, fetched_at) for the next batch.
+        self._robots: dict[str, RobotsRow] = {}
         # `inserted` stays empty in `on_commit` here: every new URL a batch sends is new
         # (the frontier's seen-set deduplicates; `dedups` is False).
 
@@ -51,18 +54,19 @@ class BatchWriter(OutcomeBuffer):
             if self.failure is not None:
                 raise self.failure
             batch = self._take()
-            if not batch:
+            robots, self._robots = self._robots, {}
+            if not batch and not robots:
                 return 0
-            job = asyncio.ensure_future(self._commit(batch))
+            job = asyncio.ensure_future(self._commit(batch, robots))
             try:
                 await asyncio.shield(job)
             except asyncio.CancelledError:
                 # The commit runs to its end: a batch it committed must not be put back
                 # (and written twice), one it rolled back must be.
-                job.add_done_callback(functools.partial(self._unless_committed, batch))
+                job.add_done_callback(functools.partial(self._unless_committed, batch, robots))
                 raise
             except BaseException as exc:
-                self._buffer[:0] = batch
+                self._put_back(batch, robots)
                 if isinstance(exc, Exception) and _is_store_failure(exc):
                     self.failure = self._failure(exc)
                     raise self.failure from exc
@@ -71,11 +75,17 @@ class BatchWriter(OutcomeBuffer):
             self.on_commit(batch, ())  # not `dedups`: every new URL it was sent is new
         return len(batch)
 
-    def _unless_committed(self, batch: list[Outcome], job: asyncio.Future[None]) -> None:
+    def _unless_committed(
+        self, batch: list[Outcome], robots: dict[str, RobotsRow], job: asyncio.Future[None]
+    ) -> None:
         if job.cancelled() or job.exception() is not None:
-            self._buffer[:0] = batch
+            self._put_back(batch, robots)
 
-    async def _commit(self, batch: list[Outcome]) -> None:
+    def _put_back(self, batch: list[Outcome], robots: dict[str, RobotsRow]) -> None:
+        self._buffer[:0] = batch
+        self._robots = {**robots, **self._robots}  # a host's later copy wins
+
+    async def _commit(self, batch: list[Outcome], robots: dict[str, RobotsRow]) -> None:
         """The batch in one transaction, rolled back whole when any statement fails; when it
         is refused for its data, written again outcome by outcome (`_commit_each`): one
         value must not hold up the batch, or stop the writer by failing on every flush.
@@ -93,7 +103,7 @@ class BatchWriter(OutcomeBuffer):
             except BaseException:
                 await on_thread(db, _roll_back)
                 raise
-            await on_thread(db, self._write_all, rows)
+            await on_thread(db, self._write_all, rows, list(robots.values()))
         except Exception as exc:
             if _is_store_failure(exc):
                 raise
@@ -102,23 +112,35 @@ class BatchWriter(OutcomeBuffer):
                 len(batch),
                 _one_line(exc),
             )
-            await on_thread(db, self._commit_each, batch)
+            await on_thread(db, self._commit_each, batch, list(robots.values()))
 
     # ------------------------------------------------------------------ on the writer thread
 
-    def _write_all(self, db: sqlite3.Connection, rows: _Rows) -> None:
+    def _write_all(self, db: sqlite3.Connection, rows: _Rows, robots: list[RobotsRow]) -> None:
         try:
+            write_many(db, _SAVE_ROBOTS, "(?,?,?,?,?)", robots)
             self._write(db, rows)
             db.commit()
         except BaseException:
             _roll_back(db)
             raise
 
-    def _commit_each(self, db: sqlite3.Connection, batch: list[Outcome]) -> None:
+    def _commit_each(
+        self, db: sqlite3.Connection, batch: list[Outcome], robots: list[RobotsRow]
+    ) -> None:
         """The batch in one transaction, each outcome in its own savepoint; an outcome that
-        is still refused is stored as an error row for its URL, without its links."""
+        is still refused is stored as an error row for its URL, without its links. A
+        robots.txt row refused is left out: the host's robots.txt is fetched again."""
         db.execute("BEGIN IMMEDIATE")
         try:
+            for saved in robots:
+                try:
+                    with _savepoint(db):
+                        db.execute(sql_for(_SAVE_ROBOTS, "(?,?,?,?,?)", 1), saved)
+                except Exception as exc:
+                    if _is_store_failure(exc):
+                        raise
+                    log.error("dropped the robots.txt of %s: %s", saved[0], _one_line(exc))
             last_id = _last_page_id(db)
             for outcome in batch:
                 try:
@@ -149,15 +171,8 @@ class BatchWriter(OutcomeBuffer):
         self, db: sqlite3.Connection, outcomes: list[Outcome], last_id: int
     ) -> int:
         rows = _rows(outcomes, last_id, self.run_id)
-        db.execute("SAVEPOINT outcome")
-        try:
+        with _savepoint(db):
             self._write(db, rows)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK TO outcome")
-                db.execute("RELEASE outcome")
-            raise
-        db.execute("RELEASE outcome")
         return rows.last_id
 
     def _write(self, db: sqlite3.Connection, rows: _Rows) -> None:
@@ -243,6 +258,12 @@ class BatchWriter(OutcomeBuffer):
         return isinstance(exc, Exception) and _is_store_failure(exc)
 
 
+# A later fetch of a host's robots.txt replaces its row.
+_SAVE_ROBOTS = (
+    "INSERT OR REPLACE INTO robots (host, status, error, body, fetched_at) VALUES {values}"
+)
+RobotsRow = tuple[str, int | None, str | None, str | None, float]
+
 _PAGE_COLUMNS = (
     "id, url, final_url, status, final_status, error, content_type, depth, fetched_at, host, "
     "headers, elapsed, size, truncated, links_found, links_truncated, redirect_to, attempts, "
@@ -280,6 +301,20 @@ def _is_store_failure(exc: Exception) -> bool:
     if isinstance(exc, OSError):
         return True
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, _DATA_ERRORS)
+
+
+@contextlib.contextmanager
+def _savepoint(db: sqlite3.Connection) -> Iterator[None]:
+    """What the block writes, undone (and re-raised) when it raises."""
+    db.execute("SAVEPOINT outcome")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK TO outcome")
+            db.execute("RELEASE outcome")
+        raise
+    db.execute("RELEASE outcome")
 
 
 def _begin(db: sqlite3.Connection) -> int:

@@ -88,10 +88,10 @@ def write_many(
     for size in chunk_sizes(len(rows), row.count("?"), max_rows):
         chunk = rows[start : start + size]
         start += size
-        db.execute(_sql(statement, row, size), tuple(itertools.chain.from_iterable(chunk)))
+        db.execute(sql_for(statement, row, size), tuple(itertools.chain.from_iterable(chunk)))
 
 
 @functools.cache
-def _sql(statement: str, row: str, size: int) -> str:
+def sql_for(statement: str, row: str, size: int) -> str:
     """The text of a statement of `size` rows (a few dozen distinct ones in a crawl)."""
     return statement.format(values=", ".join(itertools.repeat(row, size)))

@@ -281,6 +281,26 @@ async def test_robots_are_kept_once_per_host(backend: Backend) -> None:
     assert await backend.rows("SELECT count(*) FROM robots") == [(2,)]
 
 
+async def test_a_closed_store_leaves_the_loops_exception_handler_as_it_was(
+    backend: Backend,
+) -> None:
+    """The Python API: a program opening store after store in one loop does not pile up
+    the PostgreSQL store's handler (which hides a failed store's dying connections)."""
+    loop = asyncio.get_running_loop()
+
+    def mine(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(mine)
+    try:
+        for _ in range(3):
+            store = await backend.open()
+            await store.close()
+            assert loop.get_exception_handler() is mine
+    finally:
+        loop.set_exception_handler(None)
+
+
 # ---------------------------------------------------------------------- claims
 
 

@@ -51,6 +51,7 @@ class PostgresStore(Leases, PostgresRobots):
         self.leased: set[str] = set()  # servers (`server_key`), with all their origins
         self._released: set[str] = set()  # hosts whose claims `claim` hands out again
         self.revisit = False  # a recrawl is going: claims carry each URL's stored page
+        self._restore_handler: Callable[[], None] = lambda: None  # see _quiet_after_failure
 
     # ------------------------------------------------------------------ open / close
 
@@ -114,7 +115,11 @@ class PostgresStore(Leases, PostgresRobots):
     def _quiet_after_failure(self) -> None:
         """Once the store has failed (a lost lease, a cut network), the driver's own
         background tasks fail too as their connections die (a pool `release` no one
-        awaits): the failure is already told in one line, so these are not printed."""
+        awaits): the failure is already told in one line, so these are not printed.
+
+        A store closed without failing gives the loop its handler back (a program that
+        opens store after store in one loop would otherwise pile them up); a failed one
+        keeps it, as its driver's tasks may fail after the close."""
         loop = asyncio.get_running_loop()
         previous = loop.get_exception_handler()
 
@@ -128,6 +133,12 @@ class PostgresStore(Leases, PostgresRobots):
                 loop.default_exception_handler(context)
 
         loop.set_exception_handler(handler)
+
+        def restore() -> None:
+            if loop.get_exception_handler() is handler:
+                loop.set_exception_handler(previous)
+
+        self._restore_handler = restore
 
     async def close(self) -> None:
         """Give back leases, claims and budget units, then disconnect."""
@@ -143,6 +154,7 @@ class PostgresStore(Leases, PostgresRobots):
                     await self.pool.close()
                 except Exception:
                     self.pool.terminate()
+                self._restore_handler()
             else:
                 self.pool.terminate()
 

@@ -18,12 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import aiosqlite
 
@@ -31,7 +28,7 @@ from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
 from crawler.store.sqlite_many import BODY_ROWS, on_thread, sql_for, write_many
-from crawler.store.sqlite_revisits import Revisits
+from crawler.store.sqlite_rows import Rows, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +96,7 @@ class BatchWriter(OutcomeBuffer):
         try:
             last_id = await on_thread(db, _begin)
             try:
-                rows = _rows(batch, last_id, self.run_id)
+                rows = rows_of(batch, last_id, self.run_id)
             except BaseException:
                 await on_thread(db, _roll_back)
                 raise
@@ -116,7 +113,7 @@ class BatchWriter(OutcomeBuffer):
 
     # ------------------------------------------------------------------ on the writer thread
 
-    def _write_all(self, db: sqlite3.Connection, rows: _Rows, robots: list[RobotsRow]) -> None:
+    def _write_all(self, db: sqlite3.Connection, rows: Rows, robots: list[RobotsRow]) -> None:
         try:
             write_many(db, _SAVE_ROBOTS, "(?,?,?,?,?)", robots)
             self._write(db, rows)
@@ -170,12 +167,12 @@ class BatchWriter(OutcomeBuffer):
     def _write_savepoint(
         self, db: sqlite3.Connection, outcomes: list[Outcome], last_id: int
     ) -> int:
-        rows = _rows(outcomes, last_id, self.run_id)
+        rows = rows_of(outcomes, last_id, self.run_id)
         with _savepoint(db):
             self._write(db, rows)
         return rows.last_id
 
-    def _write(self, db: sqlite3.Connection, rows: _Rows) -> None:
+    def _write(self, db: sqlite3.Connection, rows: Rows) -> None:
         # Order matters: a URL discovered and fetched within one batch must exist before
         # its state is set to done; a page before its body; pages before a chain's end.
         # Many rows per statement (crawler.store.sqlite_many): the writer thread hands the
@@ -372,81 +369,3 @@ def error_outcome(outcome: Outcome, row: PageRow) -> Outcome:
     return Outcome(
         url=row.url, state=URLState.DONE, page=row, change=Change.FAILED, interval=outcome.interval
     )
-
-
-def _sha1(body: bytes | None) -> str | None:
-    """The body's SHA-1, hashed here on the event loop's thread (about 9 µs for 15 KB).
-
-    Not in SQL: a Python function SQLite calls on the writer's thread takes the GIL back
-    from the event loop for every row, two thread switches a page.
-    """
-    return hashlib.sha1(body).hexdigest() if body else None
-
-
-@dataclass(slots=True)
-class _Rows:
-    """A batch as statement parameters, one list per statement."""
-
-    new_urls: list[tuple[object, ...]] = field(default_factory=list)
-    pages: list[tuple[object, ...]] = field(default_factory=list)
-    bodies: list[tuple[object, ...]] = field(default_factory=list)
-    texts: list[tuple[object, ...]] = field(default_factory=list)
-    links: list[tuple[str, str, int, str]] = field(default_factory=list)
-    states: list[tuple[object, ...]] = field(default_factory=list)
-    chains: list[tuple[object, ...]] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    sitemaps: list[tuple[object, ...]] = field(default_factory=list)
-    sitemaps_done: list[tuple[object, ...]] = field(default_factory=list)
-    sitemap_urls: list[tuple[object, ...]] = field(default_factory=list)
-    data: list[tuple[str, int]] = field(default_factory=list)  # (pages.data, page id)
-    last_id: int = 0
-    new_fetches: tuple[object, ...] = ()  # (run, after id, last id): the new pages' ids
-    revisits: Revisits = field(default_factory=Revisits)  # a recrawl's stored pages
-
-
-def _rows(batch: list[Outcome], last_id: int, run_id: int | None = None) -> _Rows:
-    """Parameters for a batch whose pages get ids after `last_id`."""
-    now = time.time()
-    r = _Rows()
-    first_id = last_id
-    for o in batch:
-        for n in o.new_urls:
-            r.new_urls.append((n.url, n.host, n.depth, n.hops, n.origin, now))
-        if o.page is not None and o.change is not Change.NEW:
-            r.revisits.add(o, o.page, run_id)
-        elif o.page is not None:
-            p = o.page
-            last_id += 1
-            final_status = p.final_status
-            if final_status is None and not (p.status is not None and 300 <= p.status < 400):
-                final_status = p.status
-            r.pages.append(
-                (last_id, p.url, p.final_url, p.status, final_status, p.error, p.content_type,
-                 p.depth, p.fetched_at, p.host, p.headers, p.elapsed, p.size, int(p.truncated),
-                 p.links_found, int(p.links_truncated), p.redirect_to, p.attempts,
-                 p.content_hash if p.content_hash is not None or p.body_codec is not None
-                 else _sha1(p.body), p.title, p.canonical_url,
-                 None if p.noindex is None else int(p.noindex))
-            )  # fmt: skip
-            if p.body is not None:
-                r.bodies.append((p.body, p.body_codec, last_id))
-            if p.data is not None:
-                r.data.append((p.data, last_id))
-            if p.text is not None:
-                r.texts.append((p.title, p.text, int(p.text_truncated), last_id))
-        r.links.extend(o.links)
-        if o.state is not None:
-            r.states.append((o.state, o.reason, o.url))
-        if (c := o.chain_end) is not None:
-            r.chains.append((c.final_url, c.final_status, c.error, c.origin))
-        for reason, count in o.skipped:
-            r.skipped[reason] = r.skipped.get(reason, 0) + count
-        for m in o.sitemaps:
-            r.sitemaps.append((m.url, m.host, m.robots_host, m.source, m.level, now))
-            if m.state == "done":
-                r.sitemaps_done.append((m.kind, m.status, m.error, m.urls, m.fetched_at, m.url))
-        r.sitemap_urls.extend(o.sitemap_urls)
-    if last_id > first_id:
-        r.new_fetches = (run_id, first_id, last_id)
-    r.last_id = last_id
-    return r

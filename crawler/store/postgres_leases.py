@@ -335,9 +335,16 @@ class Leases(PostgresWriter):
 
 
 async def _reap(conn: asyncpg.Connection) -> None:
-    """Workers whose row expired are gone: their claims and budget units come back."""
+    """Workers whose row expired are gone: their claims and budget units come back.
+
+    Rows locked are skipped, reaped by a later call: a worker whose loop stalled in the
+    middle of a commit holds its own row locked, and waiting for it here kept a live
+    worker from renewing its leases until they lapsed too."""
     c = conn
-    dead = await c.fetch(f"DELETE FROM workers WHERE lease_until < {_NOW} RETURNING id, taken")
+    dead = await c.fetch(
+        "DELETE FROM workers WHERE id IN (SELECT id FROM workers "
+        f"WHERE lease_until < {_NOW} FOR UPDATE SKIP LOCKED) RETURNING id, taken"
+    )
     if not dead:
         return
     await c.execute(

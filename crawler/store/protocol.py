@@ -142,7 +142,10 @@ class Store(Protocol):
 
     async def save_robots(
         self, host: str, status: int | None, error: str | None, body: str | None
-    ) -> None: ...
+    ) -> None:
+        """Keep `host`'s robots.txt answer: at once, or with the next batch (`flush`; the
+        SQLite store), but `robots_for` sees it from the call on."""
+        ...
 
     async def robots_for(self, host: str, since: float) -> tuple[int, str | None, float] | None:
         """(status, body, fetched_at) of a usable robots.txt of `host` fetched since `since`."""

@@ -1,10 +1,10 @@
-"""A batch as one job of the writer thread, its rows as a few statements of many rows.
+"""A batch as two jobs of the writer thread, its rows as a few statements of many rows.
 
-`on_thread` runs a whole batch (BEGIN to COMMIT) as one job of aiosqlite's thread. Awaited
-statement by statement, a batch cost one round trip through the event loop per statement:
-with the loop busy with 64 workers, each took a turn of the loop, a 700-page batch took
-0.4 s where the thread alone needs 0.12, and the writer fell behind the fetchers (whom
-back-pressure then held waiting).
+`on_thread` runs a function as one job of aiosqlite's thread: a batch is two (its start,
+then every statement to the commit). Awaited statement by statement, a batch cost one
+round trip through the event loop per statement: with the loop busy with 64 workers, each
+took a turn of the loop, a 700-page batch took 0.4 s where the thread alone needs 0.12,
+and the writer fell behind the fetchers (whom back-pressure then held waiting).
 
 `executemany` steps a statement once per row, and Python's sqlite3 releases the GIL around
 every step. While the event loop's thread is busy, each of those releases is a hand-over

@@ -339,8 +339,7 @@ def _roll_back(db: sqlite3.Connection) -> None:
 
 async def _rollback(db: aiosqlite.Connection) -> None:
     """`_roll_back` for the store's own transactions, awaited from the event loop."""
-    with contextlib.suppress(sqlite3.Error):
-        await asyncio.shield(db.rollback())
+    await asyncio.shield(on_thread(db, _roll_back))
 
 
 _one_line = one_line

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
+import operator
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -30,6 +32,7 @@ from crawler.records import (
     ChainEnd,
     Change,
     Job,
+    LinkRun,
     NewURL,
     Outcome,
     PageRow,
@@ -101,7 +104,7 @@ class Outcomes:
             # already known): every row of the chain learns where.
             chain_end = ChainEnd(item.origin or item.url, final_url, final_status, hop.chain_error)
         new = hop.new
-        links: list[tuple[str, str, int, str]] = []
+        links: list[LinkRun] = []
         parsed: ParsedPage | None = None
         content_type = resp.content_type
         # X-Robots-Tag applies to any response (a PDF's, an image's); its nofollow is obeyed
@@ -207,17 +210,19 @@ class Outcomes:
         parsed: ParsedPage,
         skipped: dict[str, int],
         chosen: Sequence[str] | None = None,
-    ) -> tuple[list[tuple[str, str, int, str]], list[NewURL]]:
-        """A parsed page's `links` rows and the URLs it adds to the frontier: its links
-        (those the hooks kept: `chosen`), and its subresources when `assets` is on (else
-        they are counted as not followed)."""
+    ) -> tuple[list[LinkRun], list[NewURL]]:
+        """A parsed page's `links` rows (as runs) and the URLs it adds to the frontier: its
+        links (those the hooks kept: `chosen`), and its subresources when `assets` is on
+        (else they are counted as not followed)."""
         src = job.item.url if job.item is not None else ""
-        links = [(src, dst, 0, "a") for dst in parsed.links]
-        links.extend((src, dst, 1, "a") for dst in parsed.nofollow)
+        links: list[LinkRun] = [(src, parsed.links, 0, "a")] if parsed.links else []
+        if parsed.nofollow:
+            links.append((src, parsed.nofollow, 1, "a"))
         page_links = parsed.links if chosen is None else chosen
         follow: Iterable[str] = page_links
         if parsed.resources:
-            links.extend((src, dst, 0, kind) for dst, kind in parsed.resources)
+            for kind, run in itertools.groupby(parsed.resources, key=operator.itemgetter(1)):
+                links.append((src, [dst for dst, _ in run], 0, kind))
             # A URL also linked as a page is followed as one; a subresource is fetched for its
             # page whatever the page's nofollow says (nofollow is about links).
             linked = set(parsed.links) | set(parsed.nofollow)

@@ -185,6 +185,12 @@ class ChainEnd:
     error: str | None
 
 
+# (src_url, dst_urls, nofollow, kind): a run of a page's `links` rows that differ only in
+# dst_url. A page's 30 links travel as one run, not 30 row tuples: the SQLite store binds
+# a run as one JSON array that SQL expands (crawler.store.sqlite_rows).
+LinkRun = tuple[str, Sequence[str], int, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """Everything one fetch changes in the store, committed together."""
@@ -193,7 +199,7 @@ class Outcome:
     state: URLState | None  # the URL's new state (None: no change, e.g. seeds being added)
     reason: str | None = None
     page: PageRow | None = None
-    links: Sequence[tuple[str, str, int, str]] = ()  # (src_url, dst_url, nofollow, kind)
+    links: Sequence[LinkRun] = ()  # the page's `links` rows, in document order
     new_urls: Sequence[NewURL] = ()
     chain_end: ChainEnd | None = None
     skipped: Sequence[tuple[str, int]] = ()  # (crawler.reasons.Reason value, links) not followed

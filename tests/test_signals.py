@@ -243,6 +243,31 @@ async def test_assets_count_against_max_pages(site: Site, db: str) -> None:
     assert len(types) == 4 and any(not t.startswith("text/html") for t in types)
 
 
+async def test_links_rows_keep_the_pages_order_across_kinds(site: Site, db: str) -> None:
+    # A page's links travel to SQLite as runs of one kind, one JSON array each: the rows
+    # come out one per link, links first, then nofollow ones, then subresources in
+    # document order (kinds interleaved), as `crawler outlinks` lists them.
+    host = await site.host()
+    body = (
+        '<a href="/a1">1</a><img src="/i1.png"><a href="/n" rel="nofollow">n</a>'
+        '<script src="/s.js"></script><a href="/a2">2</a><img src="/i2.png">'
+        '<link rel="stylesheet" href="/c.css"><img src="/i1.png"><a href="/a\'&quot;">3</a>'
+    )
+    host.page("/", body=body)
+    await run(db, [host.url("/")], max_pages=1)
+    got = rows(db, "SELECT dst_url, nofollow, kind FROM links ORDER BY rowid")
+    assert [(dst.removeprefix(host.origin), nf, kind) for dst, nf, kind in got] == [
+        ("/a1", 0, "a"),
+        ("/a2", 0, "a"),
+        ("/a'%22", 0, "a"),
+        ("/n", 1, "a"),
+        ("/i1.png", 0, "img"),
+        ("/s.js", 0, "script"),
+        ("/i2.png", 0, "img"),
+        ("/c.css", 0, "style"),
+    ]
+
+
 async def test_canonical_and_meta_noindex_recorded(site: Site, backend: Backend) -> None:
     host = await site.host()
     host.page("/", links=["/quiet", "/plain", "/pdf"])

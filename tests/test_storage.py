@@ -218,7 +218,7 @@ def outcome(path: str, links: tuple[str, ...] = (), status: int = 200) -> Outcom
         url=src,
         state="done",
         page=page(path, status),
-        links=[(src, HOST + dst, 0, "a") for dst in links],
+        links=[(src, [HOST + dst for dst in links], 0, "a")],
         new_urls=[NewURL(HOST + dst, HOST, 1) for dst in links],
     )
 

@@ -63,7 +63,7 @@ def outcome(path: str, links: tuple[str, ...] = (), status: int = 200) -> Outcom
         url=src,
         state="done",
         page=page(path, status),
-        links=[(src, HOST + dst, 0, "a") for dst in links],
+        links=[(src, [HOST + dst for dst in links], 0, "a")],
         new_urls=[NewURL(HOST + dst, HOST, 1) for dst in links],
     )
 
@@ -433,7 +433,7 @@ def fetched(
     else:
         row = page(path, status, host=host)
     row = dataclasses.replace(row, fetched_at=T0 + at, **changes)
-    return Outcome(host + path, "done", page=row, links=[(host + path, d, 0, "a") for d in links])
+    return Outcome(host + path, "done", page=row, links=[(host + path, links, 0, "a")])
 
 
 async def test_the_report_is_the_same_on_every_backend(backend: Backend) -> None:

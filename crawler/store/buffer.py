@@ -37,7 +37,8 @@ class OutcomeBuffer:
         self._buffer.append(outcome)
         page = outcome.page
         held = (len(page.body or b"") + len(page.text or "")) if page else 0
-        self.backlog_bytes += held + 100 * (len(outcome.links) + len(outcome.new_urls) + 1)
+        links = sum(len(run[1]) for run in outcome.links)
+        self.backlog_bytes += held + 100 * (links + len(outcome.new_urls) + 1)
         if len(self._buffer) >= self.batch_size:
             self._full.set()
 

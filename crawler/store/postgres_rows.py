@@ -53,7 +53,7 @@ def batch_rows(batch: list[Outcome], run_id: int | None = None) -> Rows:
                     r.data.append((p.url, p.data))
                 if p.text is not None:
                     r.texts.append((p.url, p.title, p.text, int(p.text_truncated)))
-        r.links.extend(o.links)
+        r.links.extend((src, dst, nf, kind) for src, dsts, nf, kind in o.links for dst in dsts)
         if o.state is not None:
             r.states[o.url] = (o.state, o.reason)
         if (c := o.chain_end) is not None:

@@ -208,10 +208,15 @@ class BatchWriter(OutcomeBuffer):
         if rows.new_fetches:
             db.execute(_NEW_FETCHES, rows.new_fetches)
         revisits.write(db, rows.revisits)
+        # CROSS JOIN keeps the runs the outer loop: rows go in in document order.
         write_many(
-            db, "INSERT INTO links (src_url, dst_url, nofollow, kind) VALUES {values}", "(?,?,?,?)",
+            db,
+            "INSERT INTO links (src_url, dst_url, nofollow, kind) "
+            "SELECT v.column1, j.value, v.column3, v.column4 "
+            "FROM (VALUES {values}) AS v CROSS JOIN json_each(v.column2) AS j",
+            "(?,?,?,?)",
             rows.links,
-        )  # fmt: skip
+        )
         # One state per URL (the batch's last): an UPDATE ... FROM uses one of several
         # matching rows, not the last.
         states = list({url: (state, reason, url) for state, reason, url in rows.states}.values())

@@ -4,6 +4,7 @@ loop's thread (the writer thread gets them ready to bind)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,11 @@ def _sha1(body: bytes | None) -> str | None:
     return hashlib.sha1(body).hexdigest() if body else None
 
 
+# A run of links as one JSON array, one bound value for ~30 rows: binding holds the GIL
+# (the event loop's thread waits meanwhile), json_each expands it with the GIL released.
+_dumps = json.JSONEncoder(check_circular=False).encode
+
+
 @dataclass(slots=True)
 class Rows:
     """A batch as statement parameters, one list per statement."""
@@ -30,7 +36,7 @@ class Rows:
     pages: list[tuple[object, ...]] = field(default_factory=list)
     bodies: list[tuple[object, ...]] = field(default_factory=list)
     texts: list[tuple[object, ...]] = field(default_factory=list)
-    links: list[tuple[str, str, int, str]] = field(default_factory=list)
+    links: list[tuple[str, str, int, str]] = field(default_factory=list)  # dst_urls: JSON
     states: list[tuple[object, ...]] = field(default_factory=list)
     chains: list[tuple[object, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -73,7 +79,8 @@ def rows_of(batch: list[Outcome], last_id: int, run_id: int | None = None) -> Ro
                 r.data.append((p.data, last_id))
             if p.text is not None:
                 r.texts.append((p.title, p.text, int(p.text_truncated), last_id))
-        r.links.extend(o.links)
+        for src, dsts, nofollow, kind in o.links:
+            r.links.append((src, _dumps(dsts), nofollow, kind))
         if o.state is not None:
             r.states.append((o.state, o.reason, o.url))
         if (c := o.chain_end) is not None:

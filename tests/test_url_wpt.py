@@ -69,6 +69,15 @@ def test_web_platform_tests(url: str, base: str | None, expected: str | None) ->
     assert canonical_url(url, base, max_length=1 << 20) == expected
 
 
+def test_canonical_urls_are_ascii() -> None:
+    # The SQLite store sends a page's links as one JSON array: an ASCII URL (no lone
+    # surrogate, which json_each would store as invalid UTF-8) is what makes that safe.
+    hostile = ["/a\udc80b", "/\ud800", "/x\x00y", "http://exämple.com/ü?q=ß", "/é\u2028"]
+    for url, base in [*((p.values[0], p.values[1]) for p in WPT), *((h, BASE) for h in hostile)]:
+        canonical = canonical_url(url, base, max_length=1 << 20)
+        assert canonical is None or canonical.isascii(), (url, canonical)
+
+
 @pytest.mark.parametrize(
     ("href", "expected"),
     [

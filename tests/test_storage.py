@@ -24,6 +24,7 @@ from crawler.config import Settings
 from crawler.errors import StorageError, StoreFailure
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, NewURL, Outcome, PageRow
+from crawler.store.buffer import OutcomeBuffer
 from crawler.store.sqlite import SQLiteStore as Storage
 from crawler.store.sqlite_many import chunk_sizes
 from crawler.store.sqlite_schema import migrations
@@ -298,6 +299,31 @@ async def test_a_batch_of_many_rows_per_statement_keeps_every_row_in_order(db: s
     assert sorted(bodies) == sorted((HOST + p, p.encode()) for p in paths)
     hashes = rows(db, "SELECT url, content_hash FROM page_rows")
     assert sorted(hashes) == sorted((HOST + p, hashlib.sha1(p.encode()).hexdigest()) for p in paths)
+
+
+@pytest.mark.parametrize("turns", range(4))
+@pytest.mark.parametrize("fills", ["before", "while-waiting"])
+async def test_a_writer_cancelled_as_its_batch_fills_stops(fills: str, turns: int) -> None:
+    # The engine cancels its write loop as the crawl ends. Python 3.11's wait_for, cancelled
+    # just as the batch filled, returned instead of raising: the loop went on waiting for
+    # batches and the crawl, its work all committed, never ended. Every turn of the loop
+    # at which the cancel may come: the wait either ended before it, or is cancelled.
+    buffer = OutcomeBuffer(batch_size=1)
+    if fills == "before":
+        buffer.add(outcome("/a"))
+    waiting = asyncio.create_task(buffer.wait_full(3600))
+    await asyncio.sleep(0)  # one turn of the loop: the writer waits
+    if fills == "while-waiting":
+        buffer.add(outcome("/a"))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    ended_before = waiting.done()
+    waiting.cancel()
+    if ended_before:
+        await waiting
+    else:
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
 
 
 class Gate:

@@ -138,6 +138,15 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
     if crawler.get("cpu_ms_per_page"):
         ms = crawler["cpu_ms_per_page"]
         out.append(f"  {'crawler CPU s per 1000 pages':<38} {ms:>8.2f}")
+    # Never a quiet "ok" over a run that hung: a crawl killed at --timeout once looked like
+    # one rep fewer (a hang at the end of a crawl went unseen that way).
+    for name, row in rows.items():
+        if row.get("failed"):
+            total = row["failed"] + row.get("runs", 0)
+            out.append(
+                f"  {name}: {row['failed']} of {total} runs FAILED (killed at --timeout, or a "
+                "non-zero exit: see the log); the medians leave them out"
+            )
     return out
 
 

@@ -51,6 +51,7 @@ class OutcomeBuffer:
 
     async def wait_full(self, interval: float) -> None:
         """Wait until a batch is full or `interval` seconds passed, whichever comes first.
+        One waiter at a time: the engine's write loop.
 
         A future and a timer, not `asyncio.wait_for`: cancelled just as the batch filled,
         Python 3.11's wait_for returns instead of raising. The engine's cancel of its
@@ -65,7 +66,8 @@ class OutcomeBuffer:
                 await wake
             finally:
                 timer.cancel()
-                self._wake = None
+                if self._wake is wake:
+                    self._wake = None
         self._full = False
 
     async def flush(self) -> int:

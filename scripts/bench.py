@@ -465,7 +465,7 @@ def site_benchmark(
     results["runs"] = bench.runs
     rows = [report.medians(bench.runs, n) for n in wanted]
     results["medians"] = rows
-    results["targets"] = report.targets({r["name"]: r for r in rows})
+    results["targets"] = report.targets({r["name"]: r for r in rows}, bench.runs)
     results["table"] = report.render(rows)
     print(report.site_text(results))
     return 0 if all(r["runs"] and not r["failed"] for r in rows) else 1

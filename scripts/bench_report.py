@@ -88,8 +88,21 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line(cells[0]), rule + "|", *map(line, cells[1:])])
 
 
-def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
-    """The issue's targets, as lines: measured value, target, ok or MISSED."""
+def rep_ratios(runs: list[dict[str, Any]], a: str, b: str, key: str) -> list[float]:
+    """`a`'s value over `b`'s, rep by rep: the two ran one after the other, so each ratio
+    saw one state of the machine (its speed drifts by 10-20% within minutes)."""
+    by_rep: dict[tuple[str, int], float] = {
+        (r["name"], r["rep"]): r[key]
+        for r in runs
+        if "error" not in r and isinstance(r.get(key), int | float) and r.get("rep") is not None
+    }
+    reps = sorted({rep for name, rep in by_rep if name == a})
+    return [by_rep[a, rep] / by_rep[b, rep] for rep in reps if by_rep.get((b, rep))]
+
+
+def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None = None) -> list[str]:
+    """The issue's targets, as lines: measured value, target, ok or MISSED; with `runs`,
+    the ratios to the bare loop also rep by rep (the spread the medians hide)."""
     crawler = rows.get("crawler", {})
     out = []
 
@@ -97,6 +110,10 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
         if value is None:
             return
         out.append(f"  {label:<38} {value:>8.2f}   target {goal:<8} {'ok' if ok else 'MISSED'}")
+
+    def per_rep(key: str) -> None:
+        if ratios := rep_ratios(runs or [], "crawler", "aiohttp-loop", key):
+            out[-1] += "   per rep " + " ".join(f"{x:.2f}" for x in ratios)
 
     rate = crawler.get("pages_per_s")
     scrapy = rows.get("scrapy-sqlite", {}).get("pages_per_s")
@@ -109,6 +126,7 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
     if rate and loop:
         x = rate / loop
         check("crawler / aiohttp-loop pages/s", x, f">= {TARGET_VS_LOOP:g}", x >= TARGET_VS_LOOP)
+        per_rep("pages_per_s")
     ms, loop_ms = (
         crawler.get("cpu_ms_per_page"),
         rows.get("aiohttp-loop", {}).get("cpu_ms_per_page"),
@@ -117,6 +135,7 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
         x = ms / loop_ms
         goal = f"<= {TARGET_CPU_VS_LOOP:g}"
         check("crawler / aiohttp-loop CPU ms/page", x, goal, x <= TARGET_CPU_VS_LOOP)
+        per_rep("cpu_ms_per_page")
     b = rows.get("crawler-b", {})
     if rate and b.get("pages_per_s"):
         x = rate / b["pages_per_s"]

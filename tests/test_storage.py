@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import random
 import resource
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from crawler.reasons import Reason
 from crawler.records import ChainEnd, NewURL, Outcome, PageRow
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.sqlite import SQLiteStore as Storage
-from crawler.store.sqlite_many import chunk_sizes
+from crawler.store.sqlite_many import byte_chunk_sizes, chunk_sizes
 from crawler.store.sqlite_schema import migrations
 
 HOST = "http://127.0.0.2:8000"
@@ -299,6 +300,52 @@ async def test_a_batch_of_many_rows_per_statement_keeps_every_row_in_order(db: s
     assert sorted(bodies) == sorted((HOST + p, p.encode()) for p in paths)
     hashes = rows(db, "SELECT url, content_hash FROM page_rows")
     assert sorted(hashes) == sorted((HOST + p, hashlib.sha1(p.encode()).hexdigest()) for p in paths)
+
+
+def test_body_chunks_are_powers_of_two_within_their_bytes() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        weights = [
+            rng.choice((0, 10, 15_000, 900_000, 3_000_000)) for _ in range(rng.randrange(1, 700))
+        ]
+        sizes = byte_chunk_sizes(weights, 2_000_000, 256)
+        assert sum(sizes) == len(weights)
+        start = 0
+        for size in sizes:
+            assert size & (size - 1) == 0 and size <= 256
+            assert size == 1 or sum(weights[start : start + size]) <= 2_000_000
+            start += size
+
+
+async def test_bodies_of_every_size_go_in_byte_bounded_statements_intact(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bodies are bound (and copied by SQLite) a few MB per statement, not so many rows: a
+    # statement of 16 pages at the 10 MB --max-bytes would have held 160 MB more.
+    sizes = [0, 1, 15_000, 1_500_000, 2_500_000, 15_000, 700_000, 3, 1_999_999, 2_000_001]
+    paths = [f"/b{i}" for i in range(len(sizes) * 6)]
+    bodies = {p: bytes([i % 251]) * sizes[i % len(sizes)] for i, p in enumerate(paths)}
+    bound: list[int] = []
+    real = crawler.store.sqlite_batches.write_many
+
+    def write_many(db: sqlite3.Connection, statement: str, *args: Any, **kw: Any) -> None:
+        if statement.startswith("INSERT INTO bodies"):
+            bound.extend(kw["sizes"])
+        real(db, statement, *args, **kw)
+
+    monkeypatch.setattr(crawler.store.sqlite_batches, "write_many", write_many)
+    storage = await Storage.open(db, create=True)
+    try:
+        for p in paths:
+            o = outcome(p)
+            assert o.page is not None
+            storage.add(dataclasses.replace(o, page=dataclasses.replace(o.page, body=bodies[p])))
+        assert await storage.flush() == len(paths)
+    finally:
+        await storage.close()
+    stored = dict(rows(db, "SELECT url, body FROM pages"))
+    assert stored == {HOST + p: bodies[p] for p in paths}
+    assert sum(bound) == len(paths) and len(bound) > 6
 
 
 @pytest.mark.parametrize("turns", range(4))

@@ -27,7 +27,14 @@ import aiosqlite
 from crawler.records import Change, Outcome, PageRow, URLState
 from crawler.store import sqlite_revisits as revisits
 from crawler.store.buffer import OutcomeBuffer, one_line
-from crawler.store.sqlite_many import BODY_ROWS, on_thread, sql_for, write_many
+from crawler.store.sqlite_many import (
+    BODY_BYTES,
+    BODY_ROWS,
+    byte_chunk_sizes,
+    on_thread,
+    sql_for,
+    write_many,
+)
 from crawler.store.sqlite_rows import Rows, rows_of
 
 log = logging.getLogger(__name__)
@@ -193,7 +200,7 @@ class BatchWriter(OutcomeBuffer):
             "WHERE v.column3 IN (SELECT id FROM page_rows)",
             "(?,?,?)",
             rows.bodies,
-            max_rows=BODY_ROWS,
+            sizes=byte_chunk_sizes([_size(b[0]) for b in rows.bodies], BODY_BYTES, BODY_ROWS),
         )
         if rows.data:
             # Apart from the INSERT, so that a crawl without hooks binds no extra column.
@@ -296,6 +303,10 @@ _END_CHAIN = (
 
 # sqlite3 errors that are a value's fault (with InterfaceError, outside DatabaseError).
 _DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
+
+
+def _size(body: object) -> int:
+    return len(body) if isinstance(body, bytes | str) else 0
 
 
 def _is_store_failure(exc: Exception) -> bool:

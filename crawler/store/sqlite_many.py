@@ -16,7 +16,9 @@ thread takes and gives back the GIL a few times per batch instead of once per ro
 Chunk sizes are powers of two (at most `max_rows`, and at most `_MAX_PARAMETERS` bound
 values), so the statements' texts repeat from batch to batch: sqlite3's statement cache
 prepares each of them once. SQLite copies every bound value, so rows that carry bodies go
-in smaller chunks: 1,024 rows of 15 KB pages would hold 15 MB more at the peak. Fewer,
+in chunks bounded by their bytes (`byte_chunk_sizes`): by count alone, 16 pages of the
+10 MB `--max-bytes` allows held 160 MB more at the peak, while 16 pages of 15 KB took a
+statement (and a hand-over of the GIL) per 240 KB. Fewer,
 larger statements matter too: each takes the GIL back once (on the bench site, chunks of
 2,048 links instead of 256 saved a third of the context switches).
 """
@@ -34,7 +36,8 @@ import aiosqlite
 T = TypeVar("T")
 
 _MAX_ROWS = 2048
-BODY_ROWS = 16  # rows that carry a body each: SQLite holds a copy of every one
+BODY_ROWS = 256  # rows that carry a body each, at most BODY_BYTES of bodies in all
+BODY_BYTES = 2_000_000  # SQLite holds a copy of every bound body until the statement ends
 # Bound values per statement (SQLite's own limit is 32,766): 2,048 links, 256 page rows.
 _MAX_PARAMETERS = 8192
 
@@ -60,6 +63,28 @@ def chunk_sizes(rows: int, width: int, max_rows: int = _MAX_ROWS) -> list[int]:
     return sizes
 
 
+def byte_chunk_sizes(weights: Sequence[int], max_bytes: int, max_rows: int) -> list[int]:
+    """How many rows each statement carries, in powers of two (so that the statements'
+    texts repeat), each chunk at most `max_rows` rows and `max_bytes` of `weights` in all;
+    a row heavier than `max_bytes` goes alone.
+
+    >>> byte_chunk_sizes([15_000] * 300, 2_000_000, 256)
+    [128, 128, 32, 8, 4]
+    >>> byte_chunk_sizes([10, 5_000_000, 10, 10, 10], 2_000_000, 256)
+    [1, 1, 2, 1]
+    """
+    ends = list(itertools.accumulate(weights, initial=0))
+    sizes: list[int] = []
+    start, rows = 0, len(weights)
+    while start < rows:
+        size = 1 << (min(max_rows, rows - start).bit_length() - 1)
+        while size > 1 and ends[start + size] - ends[start] > max_bytes:
+            size //= 2
+        sizes.append(size)
+        start += size
+    return sizes
+
+
 async def on_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """`fn(connection, *args)` on `db`'s own thread, as one job of its queue.
 
@@ -78,14 +103,17 @@ def write_many(
     rows: Sequence[Sequence[object]],
     *,
     max_rows: int = _MAX_ROWS,
+    sizes: Sequence[int] | None = None,
 ) -> None:
     """Run `statement` once per chunk of `rows`, its `{values}` replaced by `row` (the SQL
     of one row, such as "(?, ?)") repeated once per row of the chunk, comma-separated;
-    `max_rows`: a power of two."""
+    `max_rows`: a power of two. `sizes`: the chunks' sizes, when not `chunk_sizes`'."""
     if not rows:
         return
     start = 0
-    for size in chunk_sizes(len(rows), row.count("?"), max_rows):
+    if sizes is None:
+        sizes = chunk_sizes(len(rows), row.count("?"), max_rows)
+    for size in sizes:
         chunk = rows[start : start + size]
         start += size
         db.execute(sql_for(statement, row, size), tuple(itertools.chain.from_iterable(chunk)))

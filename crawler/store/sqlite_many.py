@@ -16,9 +16,9 @@ thread takes and gives back the GIL a few times per batch instead of once per ro
 Chunk sizes are powers of two (at most `max_rows`, and at most `_MAX_PARAMETERS` bound
 values), so the statements' texts repeat from batch to batch: sqlite3's statement cache
 prepares each of them once. SQLite copies every bound value, so rows that carry bodies go
-in chunks bounded by their bytes (`byte_chunk_sizes`): by count alone, 16 pages of the
-10 MB `--max-bytes` allows held 160 MB more at the peak, while 16 pages of 15 KB took a
-statement (and a hand-over of the GIL) per 240 KB. Fewer,
+in chunks bounded by their bytes (`byte_chunk_sizes`): by count alone, 16 pages at the
+10 MB that `--max-bytes` allows held 160 MB more at the peak, while 16 pages of 15 KB
+took a statement (and a hand-over of the GIL) per 240 KB. Fewer,
 larger statements matter too: each takes the GIL back once (on the bench site, chunks of
 2,048 links instead of 256 saved a third of the context switches).
 """

@@ -306,7 +306,7 @@ _DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingEr
 
 
 def _size(body: object) -> int:
-    return len(body) if isinstance(body, bytes | str) else 0
+    return len(body) if isinstance(body, bytes) else 0  # None: no body
 
 
 def _is_store_failure(exc: Exception) -> bool:

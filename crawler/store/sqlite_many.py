@@ -53,14 +53,7 @@ def chunk_sizes(rows: int, width: int, max_rows: int = _MAX_ROWS) -> list[int]:
     full = max_rows
     while full > 1 and full * width > _MAX_PARAMETERS:
         full //= 2
-    sizes = [full] * (rows // full)
-    rest, bit = rows % full, full // 2
-    while rest:
-        if rest & bit:
-            sizes.append(bit)
-            rest -= bit
-        bit //= 2
-    return sizes
+    return _powers_of_two(rows, full, lambda start, size: True)
 
 
 def byte_chunk_sizes(weights: Sequence[int], max_bytes: int, max_rows: int) -> list[int]:
@@ -74,11 +67,19 @@ def byte_chunk_sizes(weights: Sequence[int], max_bytes: int, max_rows: int) -> l
     [1, 1, 2, 1]
     """
     ends = list(itertools.accumulate(weights, initial=0))
+    return _powers_of_two(
+        len(weights), max_rows, lambda start, size: ends[start + size] - ends[start] <= max_bytes
+    )
+
+
+def _powers_of_two(rows: int, max_rows: int, fits: Callable[[int, int], bool]) -> list[int]:
+    """`rows` cut in chunks, each the largest power of two up to `max_rows` (and the rows
+    left) that `fits(start, size)`; a single row always does."""
     sizes: list[int] = []
-    start, rows = 0, len(weights)
+    start = 0
     while start < rows:
         size = 1 << (min(max_rows, rows - start).bit_length() - 1)
-        while size > 1 and ends[start + size] - ends[start] > max_bytes:
+        while size > 1 and not fits(start, size):
             size //= 2
         sizes.append(size)
         start += size

@@ -21,6 +21,8 @@ Runners (--runners picks some, in this order):
   crawler-metrics  `crawler crawl --status-port P` with a thread that GETs /metrics every
                  second during the run (issue 15's overhead; not in the default set)
   aiohttp-loop   baselines/aiohttp_loop.py: aiohttp + selectolax, no robots, no storage
+  aiohttp-sqlite the same with --db: every response and link kept in SQLite (WAL) by a
+                 writer thread; not a target, the price of keeping the bytes
   scrapy-sqlite  baselines/scrapy_runner.py --db: Scrapy, pages stored by a SQLite pipeline
   scrapy         the same, storing nothing
 Scrapy (~150 pages/s here) stops after --scrapy-cap pages; the others crawl the whole site.
@@ -93,8 +95,15 @@ SCRAPY_VENV = WORK / "venv"
 SCRAPY_PY = SCRAPY_VENV / "bin" / "python"
 BASELINES = SCRIPTS / "baselines"
 RUNNERS = ("crawler", "crawler-p2", "crawler-b", "crawler-metrics", "aiohttp-loop",
-           "scrapy-sqlite", "scrapy")  # fmt: skip
-DEFAULT_RUNNERS = ("crawler", "crawler-p2", "aiohttp-loop", "scrapy-sqlite", "scrapy")
+           "aiohttp-sqlite", "scrapy-sqlite", "scrapy")  # fmt: skip
+DEFAULT_RUNNERS = (
+    "crawler",
+    "crawler-p2",
+    "aiohttp-loop",
+    "aiohttp-sqlite",
+    "scrapy-sqlite",
+    "scrapy",
+)
 METRICS_EVERY_S = 1.0  # crawler-metrics: one GET /metrics a second, as a Prometheus would
 FRONTIER_PORT_OFFSET = 1  # the frontier site listens on --port + 1
 BROAD_RUNNERS = ("crawler", "scrapy")
@@ -261,8 +270,8 @@ class Bench:
         c, k = str(self.args.concurrency), str(self.args.per_host)
         common = [str(self.seeds), "--concurrency", c, "--per-host", k]
         common += ["--expected", str(self.expected_file)]
-        if name in ("aiohttp-loop", "fetch-only"):
-            extra = ["--list"] if name == "fetch-only" else []
+        if name in ("aiohttp-loop", "aiohttp-sqlite", "fetch-only"):
+            extra = {"fetch-only": ["--list"], "aiohttp-sqlite": ["--db", str(db)]}.get(name, [])
             return [sys.executable, str(BASELINES / "aiohttp_loop.py"), *common, *extra]
         cap = ["--max-pages", str(self.args.scrapy_cap)] if self.args.scrapy_cap else []
         store = ["--db", str(db)] if name == "scrapy-sqlite" else []

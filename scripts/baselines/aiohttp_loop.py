@@ -7,12 +7,22 @@ installed, as it does for the crawler (`--loop asyncio` to compare).
 
 `--list` fetches every URL of expected.txt instead, parsing nothing: the most an aiohttp
 client gets out of the server on this machine (the server's ceiling, as a crawler sees it).
+
+`--db PATH` (runner aiohttp-sqlite) also keeps what the crawler's contract tables keep at
+the least: every response's URL, status, type, time and body, and every link as a
+(source, destination) row with an index on the destination, written to SQLite in WAL mode
+(synchronous NORMAL) by a thread, 500 pages to a commit. Not kept: the frontier, headers,
+hashes, titles, text. The price of keeping the bytes, apart from the crawler's other work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import queue
+import sqlite3
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,8 +32,67 @@ import aiohttp
 from common import arg_parser, expected_file, read_lines, report
 from selectolax.lexbor import LexborHTMLParser
 
+Page = tuple[str, int, str, float, bytes]  # url, status, content type, fetched at, body
+Links = tuple[str, list[str]]  # a page's URL, the URLs its links point to
 
-async def crawl(seeds: list[str], concurrency: int, per_host: int) -> tuple[list[str], int]:
+
+class Keeper:
+    """Pages and links into SQLite, a batch at a time on a writer thread (the event loop
+    only appends tuples), as a bare crawler that keeps everything would."""
+
+    BATCH = 500
+
+    def __init__(self, path: str) -> None:
+        self.pages: list[Page] = []
+        self.links: list[Links] = []
+        self._batches: queue.SimpleQueue[tuple[list[Page], list[Links]] | None]
+        self._batches = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, args=(path,))
+        self._thread.start()
+
+    def add(self, url: str, status: int, ctype: str, body: bytes, links: list[str]) -> None:
+        self.pages.append((url, status, ctype, time.time(), body))
+        self.links.append((url, links))
+        if len(self.pages) >= self.BATCH:
+            self._batches.put((self.pages, self.links))
+            self.pages, self.links = [], []
+
+    def close(self) -> None:
+        self._batches.put((self.pages, self.links))
+        self._batches.put(None)
+        self._thread.join()
+
+    def _write(self, path: str) -> None:
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(
+            "CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, url TEXT UNIQUE, "
+            "status INTEGER, content_type TEXT, fetched_at REAL, body BLOB);"
+            "CREATE TABLE IF NOT EXISTS links (src TEXT, dst TEXT);"
+            "CREATE INDEX IF NOT EXISTS links_dst ON links (dst);"
+        )
+        while (batch := self._batches.get()) is not None:
+            pages, links = batch
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO pages (url, status, content_type, fetched_at, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    pages,
+                )
+                # One statement a page, its links a JSON array: one row bound at a time
+                # takes the GIL back from the event loop for each of them.
+                db.executemany(
+                    "INSERT INTO links SELECT ?, value FROM json_each(?)",
+                    [(src, json.dumps(dst)) for src, dst in links],
+                )
+        db.close()
+
+
+async def crawl(
+    seeds: list[str], concurrency: int, per_host: int, keeper: Keeper | None = None
+) -> tuple[list[str], int]:
+    """The crawl; with `keeper`, every response and every link is also kept."""
     hosts = {urlsplit(s).netloc for s in seeds}
     seen = set(seeds)
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -32,12 +101,14 @@ async def crawl(seeds: list[str], concurrency: int, per_host: int) -> tuple[list
     fetched: list[str] = []
     errors = 0
 
-    def follow(base: str, body: bytes) -> None:
+    def follow(base: str, body: bytes, links: list[str] | None = None) -> None:
         for node in LexborHTMLParser(body).css("a[href]"):
             href = node.attributes.get("href")
             if not href:
                 continue
             url = urldefrag(urljoin(base, href.strip()))[0]
+            if links is not None:
+                links.append(url)
             if url in seen:
                 continue
             seen.add(url)
@@ -65,8 +136,14 @@ async def crawl(seeds: list[str], concurrency: int, per_host: int) -> tuple[list
                         fetched.append(url)
                     else:
                         errors += 1
-                    if html:
-                        follow(url, body)
+                    if keeper is None:
+                        if html:
+                            follow(url, body)
+                    else:
+                        links: list[str] = []
+                        if html:
+                            follow(url, body, links)
+                        keeper.add(url, resp.status, resp.content_type, body, links)
                 except (aiohttp.ClientError, TimeoutError):
                     errors += 1
                 finally:
@@ -128,6 +205,7 @@ def main() -> None:
     ap = arg_parser(__doc__.splitlines()[0])
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     ap.add_argument("--list", action="store_true", help="fetch expected.txt, parse nothing")
+    ap.add_argument("--db", help="keep pages and links in this SQLite file (aiohttp-sqlite)")
     args = ap.parse_args()
     expected = expected_file(args)
     run = runner(args.loop)
@@ -139,8 +217,13 @@ def main() -> None:
         name = "fetch-only"
     else:
         seeds = read_lines(args.seeds)
-        fetched, errors = run(crawl(seeds, args.concurrency, args.per_host))
-        name = "aiohttp-loop"
+        keeper = Keeper(args.db) if args.db else None
+        try:
+            fetched, errors = run(crawl(seeds, args.concurrency, args.per_host, keeper))
+        finally:
+            if keeper is not None:
+                keeper.close()  # the last batch committed: part of the run's time
+        name = "aiohttp-sqlite" if keeper is not None else "aiohttp-loop"
     seconds = time.perf_counter() - start
     report(name, seconds, fetched, expected, errors=errors, loop=loop)
 

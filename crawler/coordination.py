@@ -172,20 +172,26 @@ class Leased(_Watched):
         if self._watching is None:
             self._start(self._watch(on_hosts, done))
 
+    async def _renew(self) -> None:
+        """Renew the leases every third of a lease, on a task of its own: the watch loop's
+        work (a flush, a release) may wait a lease or longer on rows another worker's
+        open transaction holds, and a renewal waiting behind it let the leases lapse."""
+        store = self.store
+        while True:
+            await asyncio.sleep(store.lease_seconds / 3)
+            sent = time.monotonic()
+            await store.renew()
+            # The server extended the leases when it got the request, after `sent`: by
+            # this worker's clock they lapse no sooner than this.
+            self._lapse_at(sent + store.lease_seconds)
+
     async def _watch(self, on_hosts: Callable[[list[str]], None], done: Callable[[], bool]) -> None:
         store = self.store
-        renew_every = store.lease_seconds / 3
-        renewed = time.monotonic()
-        self._lapse_at(renewed + store.lease_seconds)
+        self._lapse_at(time.monotonic() + store.lease_seconds)
+        renewing = asyncio.get_running_loop().create_task(self._renew())
+        renewing.add_done_callback(self._watch_done)  # its failure stops the crawl too
         try:
             while True:
-                if time.monotonic() - renewed >= renew_every:
-                    sent = time.monotonic()
-                    await store.renew()
-                    # The server extended the leases when it got the request, after `sent`:
-                    # by this worker's clock they lapse no sooner than this.
-                    renewed = sent
-                    self._lapse_at(sent + store.lease_seconds)
                 if self.idle():
                     # What was fetched there is committed first; the commit may queue new
                     # URLs of those hosts here, so which are idle is asked again after it.
@@ -210,6 +216,7 @@ class Leased(_Watched):
                     return
                 await asyncio.sleep(self.poll_interval)
         finally:
+            renewing.cancel()
             self._watching = None
 
     def _lapse_at(self, when: float) -> None:

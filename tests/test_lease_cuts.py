@@ -22,6 +22,7 @@ from test_workers import (
     crawler,
     finish,
     pg_rows,
+    reset,
     start_crawl,
     start_worker,
     started,
@@ -235,3 +236,74 @@ async def test_a_host_taken_over_from_a_lapsed_lease_waits_its_delay_from_the_la
     assert host.paths == ["/", "/robots.txt", "/"]
     last, first = (hit.arrived for hit in host.hits[:2])
     assert first - last >= delay - 0.010
+
+
+async def _long_transaction(dsn: str, hosts: list[str], hold: float, held: asyncio.Event) -> None:
+    """Another worker's commit that found links to `hosts` and takes `hold` seconds: it
+    locks their rows as every commit does (the statement is the writer's), and speaks
+    now and then, so the server does not end it as idle."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(
+            "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+            "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued",
+            hosts,
+        )
+        held.set()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + hold
+        while loop.time() < end:
+            await asyncio.sleep(0.2)  # the other worker's work, not a wait for an event
+            await conn.execute("SELECT 1")
+        await transaction.rollback()  # the rows go back as they were
+    finally:
+        await conn.close()
+
+
+def test_another_workers_long_transaction_on_its_hosts_rows_does_not_make_it_lapse(
+    world: World, pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    """While another worker's transaction holds rows this worker's commits need (its hosts'
+    rows, which any commit that found links to them locks) for twice the lease, this
+    worker's commits wait, but its leases are renewed all along: it carries on, then
+    stores what one SQLite crawl stores. (Renewals waited behind the commits once, and the
+    worker lapsed with the others' transaction still open.)"""
+    thread, gate, hosts, want = world
+    thread.loop.call_soon_threadsafe(gate.clear)
+    reset(hosts)
+    seeds = [h.url("/") for h in hosts]
+    crawl = start_crawl(
+        pg_dsn, seeds, "--lease", LEASE, "--delay", str(DELAY), "--user-agent", AGENT
+    )
+    holding = None
+    try:
+        wait_for(lambda: started(pg_cluster, pg_dsn), "the crawl to start")
+        wait_for(
+            lambda: (
+                pg_rows(pg_cluster, pg_dsn, "SELECT count(*) FROM hosts") == [(str(len(hosts)),)]
+            ),
+            "the seeds' hosts",
+        )
+        held = thread.call(_event())
+        origins = [h.origin for h in hosts]
+        holding = asyncio.run_coroutine_threadsafe(
+            _long_transaction(pg_dsn, origins, 2 * float(LEASE), held), thread.loop
+        )
+        thread.call(held.wait())
+        thread.loop.call_soon_threadsafe(gate.set)  # the home pages' links: commits wait
+        code = finish(crawl)
+        holding.result(DEADLINE)
+    finally:
+        thread.loop.call_soon_threadsafe(gate.set)
+        if crawl.poll() is None:
+            crawl.kill()
+            crawl.communicate()
+        if holding is not None:
+            holding.cancel()
+    assert code == 0
+    assert postgres_crawl(pg_cluster, pg_dsn) == want
+    polite(hosts)

@@ -14,6 +14,11 @@ deduplicates across workers, and `on_commit(batch, inserted)` tells the frontier
 URLs were really new. Rows many workers share (new URLs, hosts, skipped counts) are
 written in a fixed order (sorted), so two workers' batches wait for each other instead
 of deadlocking; a deadlock or serialization failure nonetheless retries the batch.
+
+No transaction of a worker waits long for a row another worker's transaction holds (one
+cut off mid-commit holds its rows until the server ends its session, a lease later): past
+`lock_wait` it rolls back, letting go of the worker's own row, so that the worker's lease
+renewals (which lock that row) go through, and tries again (`LockWaits`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
+
+
 # After a statement `flipped` that set `hosts.queued` (RETURNING server): their servers
 # have work too (the lease is per server). Sorted: commits lock servers in one order,
 # after the origins, as a release does.
@@ -44,6 +51,25 @@ QUEUE_SERVERS = (
     "INSERT INTO servers (server) SELECT DISTINCT server FROM flipped ORDER BY 1 "
     "ON CONFLICT (server) DO UPDATE SET queued = true WHERE NOT servers.queued"
 )
+
+
+class LockWaits:
+    """A transaction that gave up waiting for another worker's rows, tried again: until
+    this worker's store fails (its leases lapsed) or the waits add up to `limit`
+    seconds, the bound a statement had before (`command_timeout`)."""
+
+    def __init__(self, store: PostgresWriter) -> None:
+        self.store = store
+        self.since = time.monotonic()
+        self.limit = max(60.0, 2 * store.lease_seconds)
+
+    def again(self, exc: BaseException) -> None:
+        """Return to try again; raise the store's failure, or `exc` past the limit."""
+        if self.store.failure is not None:
+            raise self.store.failure from exc
+        if time.monotonic() - self.since > self.limit:
+            raise exc
+        log.info("rows held by another worker's transaction (%s); trying again", _one_line(exc))
 
 
 class PostgresWriter(OutcomeBuffer):
@@ -85,7 +111,9 @@ class PostgresWriter(OutcomeBuffer):
 
     async def _commit_retrying(self, batch: list[Outcome]) -> list[str]:
         apg = driver()
-        for attempt in range(RETRIES):
+        waits = LockWaits(self)
+        attempt = 0
+        while True:
             try:
                 try:
                     return await self._commit(batch)
@@ -99,10 +127,12 @@ class PostgresWriter(OutcomeBuffer):
                     )
                     return await self._commit_each(batch)
             except apg.TransactionRollbackError:  # deadlock, serialization: nobody's fault
-                if attempt == RETRIES - 1:
+                attempt += 1
+                if attempt == RETRIES:
                     raise
-                log.info("batch rolled back by the server (%s); writing it again", attempt + 1)
-        raise AssertionError("unreachable")
+                log.info("batch rolled back by the server (%s); writing it again", attempt)
+            except apg.LockNotAvailableError as exc:  # waited `lock_wait` for rows
+                waits.again(exc)
 
     async def _commit(self, batch: list[Outcome]) -> list[str]:
         rows = batch_rows(batch, self.run_id)
@@ -159,9 +189,11 @@ class PostgresWriter(OutcomeBuffer):
 
     async def _begin(self, conn: asyncpg.Connection, pages_sent: int) -> int:
         """This worker's row first (every transaction of a worker locks it before any
-        shared row, so a commit and a lease renewal of one worker never wait for each
-        other): its lease extended, the budget units its pages spend taken off."""
+        shared row, so a commit and a lease renewal of one worker never deadlock; one
+        waits for the other `lock_wait` at most): its lease extended, the budget units
+        its pages spend taken off."""
         used = min(pages_sent, self._units)
+        await self.bound_lock_waits(conn)
         alive = await conn.fetchval(
             "UPDATE workers SET taken = taken - $2, "
             "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
@@ -176,6 +208,16 @@ class PostgresWriter(OutcomeBuffer):
                 "and its hosts went to other workers; what it committed is intact"
             )
         return used
+
+    @property
+    def lock_wait(self) -> float:
+        """Seconds a statement of this worker waits for a row lock: a quarter of the lease,
+        so a renewal that waits for a transaction of its own worker still lands in time."""
+        return self.lease_seconds / 4
+
+    async def bound_lock_waits(self, conn: asyncpg.Connection) -> None:
+        """For the rest of this transaction: a row lock is waited for `lock_wait` at most."""
+        await conn.execute(f"SET LOCAL lock_timeout = {max(1, round(self.lock_wait * 1000))}")
 
     async def _finish(
         self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], pages: int, used: int

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -104,6 +105,55 @@ async def test_a_worker_leases_every_origin_of_a_server_and_no_one_else_gets_one
     finally:
         await a.close()
         await b.close()
+
+
+class _Logged(logging.Handler):
+    """Sets `event` when a record whose message contains `text` is logged."""
+
+    def __init__(self, text: str, event: asyncio.Event) -> None:
+        super().__init__(logging.INFO)
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
+    postgres: Backend,
+) -> None:
+    """A worker's transaction waits for a row another transaction holds `lock_wait` (a
+    quarter of the lease) at most, then rolls back and tries again until it gets it: a
+    renewal held up by a stuck transaction neither hangs nor fails the store. (Lease
+    operations once turned the server's "try again" into the store's failure.)"""
+    import asyncpg
+
+    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    blocker = await asyncpg.connect(postgres.db)
+    retried = asyncio.Event()
+    handler = _Logged("rows held by another worker's transaction", retried)
+    log = logging.getLogger("crawler.store.postgres_batches")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        a.add(seeds("/1", host=HTTP))
+        await a.flush()
+        assert await a.lease_hosts(1) == {HTTP: None}
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
+        renewing = asyncio.create_task(a.renew())
+        await asyncio.wait_for(retried.wait(), 30)  # gave up waiting once, tries again
+        assert not renewing.done()
+        await transaction.rollback()
+        assert await renewing == ["127.0.0.2"]
+        assert a.failure is None
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        await blocker.close()
+        await a.close()
 
 
 async def test_a_lapsed_server_hands_over_every_origin_with_the_lapse(postgres: Backend) -> None:

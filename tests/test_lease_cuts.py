@@ -295,7 +295,7 @@ def test_another_workers_long_transaction_on_its_hosts_rows_does_not_make_it_lap
         )
         thread.call(held.wait())
         thread.loop.call_soon_threadsafe(gate.set)  # the home pages' links: commits wait
-        code = finish(crawl)
+        _, err = crawl.communicate(timeout=DEADLINE)
         holding.result(DEADLINE)
     finally:
         thread.loop.call_soon_threadsafe(gate.set)
@@ -304,6 +304,9 @@ def test_another_workers_long_transaction_on_its_hosts_rows_does_not_make_it_lap
             crawl.communicate()
         if holding is not None:
             holding.cancel()
-    assert code == 0
+    assert crawl.returncode == 0, err
+    assert "Traceback" not in err
+    # The stall is told: the commit waited past a lease for the other transaction's rows.
+    assert "for rows another worker's transaction holds" in err
     assert postgres_crawl(pg_cluster, pg_dsn) == want
     polite(hosts)

@@ -62,14 +62,24 @@ class LockWaits:
         self.store = store
         self.since = time.monotonic()
         self.limit = max(60.0, 2 * store.lease_seconds)
+        self.told = False
 
     def again(self, exc: BaseException) -> None:
         """Return to try again; raise the store's failure, or `exc` past the limit."""
         if self.store.failure is not None:
             raise self.store.failure from exc
-        if time.monotonic() - self.since > self.limit:
+        waited = time.monotonic() - self.since
+        if waited > self.limit:
             raise exc
         log.info("rows held by another worker's transaction (%s); trying again", _one_line(exc))
+        if waited > self.store.lease_seconds and not self.told:
+            self.told = True  # a stall the user sees, once per transaction
+            log.warning(
+                "waiting %.0f s so far for rows another worker's transaction holds in %s "
+                "(a worker cut off mid-commit holds them until the server ends its session)",
+                waited,
+                self.store.name,
+            )
 
 
 class PostgresWriter(OutcomeBuffer):

@@ -119,7 +119,7 @@ def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None =
         """A ratio the issues set no target for, shown beside the targets."""
         value, base = crawler.get(key), rows.get(baseline, {}).get(key)
         if value and base:
-            out.append(f"  {label:<38} {value / base:>8.2f}   (no target)      ")
+            out.append(f"  {label:<38} {value / base:>8.2f}   (no target)")
             per_rep(key, baseline)
 
     rate = crawler.get("pages_per_s")

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
-
-
 # After a statement `flipped` that set `hosts.queued` (RETURNING server): their servers
 # have work too (the lease is per server). Sorted: commits lock servers in one order,
 # after the origins, as a release does.

@@ -23,6 +23,7 @@ from test_store_backends import seeds
 from test_workers import crawler, finish, pg_rows, started, wait_for
 
 from crawler.store.postgres import PostgresStore
+from crawler.store.postgres_batches import queue_servers
 from crawler.store.postgres_leases import LEASE
 from crawler.store.postgres_schema import migrations
 from crawler.urls import server_key
@@ -154,6 +155,89 @@ async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
         log.setLevel(level)
         await blocker.close()
         await a.close()
+
+
+async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
+    postgres: Backend,
+) -> None:
+    """A commit that found work on another worker's server (`queue_servers`) locks the
+    server's row only FOR KEY SHARE: its holder renews the lease while that transaction is
+    still open (a worker cut off mid-commit keeps it open up to a lease). A server not
+    flagged yet is flagged, a new one added, each once it commits."""
+    import asyncpg
+
+    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=2.0)
+    peer = await asyncpg.connect(postgres.db)
+    try:
+        a.add(seeds("/1", host=HTTP))
+        await a.flush()
+        assert await a.lease_hosts(1) == {HTTP: None}
+        await postgres.execute("INSERT INTO servers (server, queued) VALUES ('idle.test', false)")
+        transaction = peer.transaction()
+        await transaction.start()
+        await queue_servers(peer, ["new.test", "127.0.0.2", "idle.test", "127.0.0.2"])
+        # An upsert here locked 127.0.0.2 until the commit: the renewal waited for it.
+        assert await asyncio.wait_for(a.renew(), 30) == ["127.0.0.2"]
+        await transaction.commit()
+        assert await postgres.rows("SELECT server, queued FROM servers ORDER BY 1") == [
+            ("127.0.0.2", True),
+            ("idle.test", True),
+            ("new.test", True),
+        ]
+    finally:
+        await peer.close()
+        await a.close()
+
+
+async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_queued(
+    postgres: Backend,
+) -> None:
+    """The KEY SHARE lock still orders a release after the commit: a worker releasing a
+    server it finished waits for a transaction that queued URLs on a new origin of it
+    (an origin row the release cannot lock yet), then sees them, and the server stays
+    queued for the next holder."""
+    import asyncpg
+
+    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    b = await PostgresStore.open(postgres.db, create=False, lease_seconds=30.0)
+    peer = await asyncpg.connect(postgres.db)
+    waited = asyncio.Event()
+    handler = _Logged("rows held by another worker's transaction", waited)
+    log = logging.getLogger("crawler.store.postgres_batches")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        a.add(seeds("/1", host=HTTP))
+        await a.flush()
+        assert await a.lease_hosts(1) == {HTTP: None}
+        await postgres.execute("UPDATE urls SET state = 'done'")  # fetched, nothing queued
+        transaction = peer.transaction()
+        await transaction.start()
+        await peer.execute(
+            "INSERT INTO urls (url, host, depth, discovered_at) VALUES ($1, $2, 1, 0)",
+            HTTPS + "/2",
+            HTTPS,
+        )
+        flipped = await peer.fetch(
+            "INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
+            "SET queued = true WHERE NOT hosts.queued RETURNING server",
+            HTTPS,
+        )
+        await queue_servers(peer, [r[0] for r in flipped])
+        releasing = asyncio.create_task(a.release_servers({"127.0.0.2": 0.0}))
+        await asyncio.wait_for(waited.wait(), 30)  # the release met the lock: it waits
+        assert not releasing.done()
+        await transaction.commit()
+        await releasing
+        assert await postgres.rows("SELECT server, queued FROM servers") == [("127.0.0.2", True)]
+        assert await b.lease_hosts(5) == {HTTPS: None}
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        await peer.close()
+        await a.close()
+        await b.close()
 
 
 async def test_a_lapsed_server_hands_over_every_origin_with_the_lapse(postgres: Backend) -> None:

@@ -23,7 +23,7 @@ from test_store_backends import seeds
 from test_workers import crawler, finish, pg_rows, started, wait_for
 
 from crawler.store.postgres import PostgresStore
-from crawler.store.postgres_batches import queue_servers
+from crawler.store.postgres_batches import QUEUE_SERVERS
 from crawler.store.postgres_leases import LEASE
 from crawler.store.postgres_schema import migrations
 from crawler.urls import server_key
@@ -160,7 +160,7 @@ async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
 async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
     postgres: Backend,
 ) -> None:
-    """A commit that found work on another worker's server (`queue_servers`) locks the
+    """A commit that found work on another worker's server (`QUEUE_SERVERS`) locks the
     server's row only FOR KEY SHARE: its holder renews the lease while that transaction is
     still open (a worker cut off mid-commit keeps it open up to a lease). A server not
     flagged yet is flagged, a new one added, each once it commits."""
@@ -175,7 +175,10 @@ async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
         await postgres.execute("INSERT INTO servers (server, queued) VALUES ('idle.test', false)")
         transaction = peer.transaction()
         await transaction.start()
-        await queue_servers(peer, ["new.test", "127.0.0.2", "idle.test", "127.0.0.2"])
+        await peer.execute(
+            f"WITH flipped (server) AS (SELECT unnest($1::text[])) {QUEUE_SERVERS}",
+            ["new.test", "127.0.0.2", "idle.test", "127.0.0.2"],
+        )
         # An upsert here locked 127.0.0.2 until the commit: the renewal waited for it.
         assert await asyncio.wait_for(a.renew(), 30) == ["127.0.0.2"]
         await transaction.commit()
@@ -219,12 +222,11 @@ async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_q
             HTTPS + "/2",
             HTTPS,
         )
-        flipped = await peer.fetch(
-            "INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
-            "SET queued = true WHERE NOT hosts.queued RETURNING server",
+        await peer.execute(  # the statement a commit runs
+            "WITH flipped AS (INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
+            f"SET queued = true WHERE NOT hosts.queued RETURNING server) {QUEUE_SERVERS}",
             HTTPS,
         )
-        await queue_servers(peer, [r[0] for r in flipped])
         releasing = asyncio.create_task(a.release_servers({"127.0.0.2": 0.0}))
         await asyncio.wait_for(waited.wait(), 30)  # the release met the lock: it waits
         assert not releasing.done()

@@ -29,7 +29,7 @@ from crawler.records import CrawlRecord, QueuedURL, TextOf
 from crawler.revisit import stored_page
 from crawler.store import postgres_text
 from crawler.store.buffer import one_line
-from crawler.store.postgres_batches import is_store_failure, queue_servers
+from crawler.store.postgres_batches import QUEUE_SERVERS, is_store_failure
 from crawler.store.postgres_leases import Leases
 from crawler.store.postgres_robots import PostgresRobots
 from crawler.store.postgres_schema import check_and_migrate, connect_error, driver, public_name
@@ -96,13 +96,11 @@ class PostgresStore(Leases, PostgresRobots):
             async with pool.acquire() as conn:
                 # A sitemap left queued (a worker killed while reading it) makes its host
                 # work again, whatever its URLs: someone must lease it and read it.
-                async with conn.transaction():
-                    flipped = await conn.fetch(
-                        "UPDATE hosts SET queued = true FROM sitemaps AS s "
-                        "WHERE s.state = 'queued' AND hosts.host = s.robots_host "
-                        "AND NOT hosts.queued RETURNING hosts.server"
-                    )
-                    await queue_servers(conn, (r[0] for r in flipped))
+                await conn.execute(
+                    "WITH flipped AS (UPDATE hosts SET queued = true FROM sitemaps AS s "
+                    "WHERE s.state = 'queued' AND hosts.host = s.robots_host "
+                    f"AND NOT hosts.queued RETURNING hosts.server) {QUEUE_SERVERS}"
+                )
                 row = await conn.fetchrow(
                     "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
                 )
@@ -323,12 +321,11 @@ class PostgresStore(Leases, PostgresRobots):
                 *params,
             )
             count = sum(int(r[1]) for r in hosts)
-            flipped = await conn.fetch(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
-                "ON CONFLICT (host) DO UPDATE SET queued = true RETURNING server",
+            await conn.execute(
+                "WITH flipped AS (INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+                f"ON CONFLICT (host) DO UPDATE SET queued = true RETURNING server) {QUEUE_SERVERS}",
                 [r[0] for r in hosts],
             )
-            await queue_servers(conn, (r[0] for r in flipped))
             await conn.execute(
                 "UPDATE page_budget SET stored = greatest(stored - $1, 0) WHERE id = 1", count
             )

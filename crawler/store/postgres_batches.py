@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from crawler.errors import LeaseLost, StoreFailure
@@ -43,37 +42,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
-
-
-async def queue_servers(conn: asyncpg.Connection, flipped: Iterable[str]) -> None:
-    """After a statement set `hosts.queued` (RETURNING server): those servers have work
-    too (the lease is per server). Sorted: commits lock servers in one order, after the
-    origins, as a release does.
-
-    The rows are locked `FOR KEY SHARE`, and only those not marked yet are updated: a
-    lease renewal (which updates other columns) does not wait for that lock, so a worker
-    stuck here (cut off mid-commit) holds up no other worker's renewal, while a release
-    (`FOR UPDATE`) still waits and then sees the URLs this transaction adds. (An upsert
-    locked every row it met, marked or not, and a stuck one made the server's holder
-    lapse.)
-    """
-    servers = sorted(set(flipped))
-    if not servers:
-        return
-    rows = await conn.fetch(
-        "SELECT server, queued FROM servers WHERE server = ANY($1::text[]) ORDER BY server "
-        "FOR KEY SHARE",
-        servers,
-    )
-    marked = {r[0]: r[1] for r in rows}
-    if idle := [s for s in servers if marked.get(s) is False]:
-        await conn.execute("UPDATE servers SET queued = true WHERE server = ANY($1::text[])", idle)
-    if new := [s for s in servers if s not in marked]:
-        await conn.execute(
-            "INSERT INTO servers (server) SELECT unnest($1::text[]) ORDER BY 1 "
-            "ON CONFLICT (server) DO UPDATE SET queued = true WHERE NOT servers.queued",
-            new,
-        )
+# After a statement `flipped` that set `hosts.queued` (RETURNING server): their servers
+# have work too (the lease is per server). Sorted: commits lock servers in one order,
+# after the origins, as a release does. The rows are locked FOR KEY SHARE and only those
+# not flagged yet are updated: a lease renewal (it updates other columns) does not wait
+# for that lock, so a worker stuck here (cut off mid-commit) holds up no other worker's
+# renewal, while a release (FOR UPDATE) still waits and then sees this commit's URLs.
+# (An upsert of every server locked each row it met, flagged or not: a stuck one made
+# the server's holder lapse.) New servers are inserted.
+QUEUE_SERVERS = (
+    ", locked AS (SELECT s.server, s.queued FROM servers AS s "
+    "WHERE s.server IN (SELECT server FROM flipped) ORDER BY s.server FOR KEY SHARE), "
+    "flagged AS (UPDATE servers SET queued = true FROM locked "
+    "WHERE servers.server = locked.server AND NOT locked.queued) "
+    "INSERT INTO servers (server) SELECT DISTINCT f.server FROM flipped AS f "
+    "WHERE f.server NOT IN (SELECT server FROM locked) ORDER BY 1 "
+    "ON CONFLICT (server) DO UPDATE SET queued = true WHERE NOT servers.queued"
+)
 
 
 class LockWaits:
@@ -261,13 +246,12 @@ class PostgresWriter(OutcomeBuffer):
         if hosts:
             # The flag is set with the URLs it stands for: a lease holder that clears it
             # (finding none queued) either sees these URLs or is seen by this statement.
-            flipped = await conn.fetch(
-                "INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
+            await conn.execute(
+                "WITH flipped AS (INSERT INTO hosts (host) SELECT unnest($1::text[]) ORDER BY 1 "
                 "ON CONFLICT (host) DO UPDATE SET queued = true WHERE NOT hosts.queued "
-                "RETURNING server",
+                f"RETURNING server) {QUEUE_SERVERS}",
                 hosts,
             )
-            await queue_servers(conn, (r[0] for r in flipped))
         if pages or used:
             await conn.execute(
                 "UPDATE page_budget SET stored = stored + $1, in_flight = in_flight - $2 "
@@ -383,12 +367,11 @@ async def _write(conn: asyncpg.Connection, rows: Rows) -> tuple[list[tuple[str, 
         )
         # A host with a sitemap to read is work: some worker must lease it (its URLs may
         # all be done), and releasing it keeps it queued until the sitemap is read.
-        flipped = await conn.fetch(
-            "UPDATE hosts SET queued = true WHERE host = ANY($1::text[]) AND NOT queued "
-            "RETURNING server",
+        await conn.execute(
+            "WITH flipped AS (UPDATE hosts SET queued = true WHERE host = ANY($1::text[]) "
+            f"AND NOT queued RETURNING server) {QUEUE_SERVERS}",
             sorted({r[2] for r in rows.sitemaps}),
         )
-        await queue_servers(conn, (r[0] for r in flipped))
     if rows.sitemaps_done:
         await conn.executemany(
             "UPDATE sitemaps SET state = 'done', kind = $1, status = $2, error = $3, "

@@ -195,8 +195,11 @@ class Leased(_Watched):
                 if self.idle():
                     # What was fetched there is committed first; the commit may queue new
                     # URLs of those hosts here, so which are idle is asked again after it.
+                    # URLs queued so may also be fetched during that commit, and their
+                    # outcomes wait for the next: those servers go back on a later round.
                     await store.flush()
-                    if idle := self.idle():
+                    pending = store.servers_pending()
+                    if idle := {s: w for s, w in self.idle().items() if s not in pending}:
                         store.leased.difference_update(idle)  # no URL of theirs queued here now
                         await store.release_servers(idle)
                 room = self.hosts_wanted - len(store.leased)

@@ -22,6 +22,7 @@ from support import Host, LoopThread, threaded_site
 from test_store_backends import seeds
 from test_workers import crawler, finish, pg_rows, started, wait_for
 
+from crawler.records import Outcome
 from crawler.store.postgres import PostgresStore
 from crawler.store.postgres_batches import QUEUE_SERVERS
 from crawler.store.postgres_leases import LEASE
@@ -240,6 +241,43 @@ async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_q
         await peer.close()
         await a.close()
         await b.close()
+
+
+async def test_a_server_with_an_outcome_not_committed_is_pending(postgres: Backend) -> None:
+    """A server whose fetch outcome waits in the buffer, or in the batch being written, is
+    pending: the watch loop does not give it back yet (URLs queued during one commit can
+    be fetched before it ends; released then, the next holder fetched them again)."""
+    import asyncpg
+
+    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    blocker = await asyncpg.connect(postgres.db)
+    retried = asyncio.Event()
+    handler = _Logged("rows held by another worker's transaction", retried)
+    log = logging.getLogger("crawler.store.postgres_batches")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        a.add(seeds("/1", host=HTTP))
+        await a.flush()
+        assert a.servers_pending() == set()
+        a.add(Outcome(url=HTTPS + "/1", state=None))
+        assert a.servers_pending() == {"127.0.0.2"}  # in the buffer
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
+        flushing = asyncio.create_task(a.flush())
+        await asyncio.wait_for(retried.wait(), 30)  # the batch is taken, its commit waits
+        assert a.backlog == 0
+        assert a.servers_pending() == {"127.0.0.2"}  # in the batch being written
+        await transaction.rollback()
+        assert await flushing == 1
+        assert a.servers_pending() == set()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        await blocker.close()
+        await a.close()
 
 
 async def test_a_lapsed_server_hands_over_every_origin_with_the_lapse(postgres: Backend) -> None:

@@ -35,6 +35,7 @@ from crawler.store.buffer import OutcomeBuffer
 from crawler.store.postgres_rows import Rows, batch_rows
 from crawler.store.postgres_schema import driver
 from crawler.store.sqlite_batches import _error_row, _one_line, error_outcome
+from crawler.urls import host_key, server_key
 
 if TYPE_CHECKING:
     import asyncpg
@@ -102,6 +103,7 @@ class PostgresWriter(OutcomeBuffer):
         self.lease_seconds = lease_seconds
         self.worker = uuid.uuid4()  # this store's id in `workers`, `hosts`, `urls.claimed_by`
         self.run_id: int | None = None  # the run whose fetches are written (`fetches.run_id`)
+        self._committing: list[Outcome] = []  # the batch being written
         self._units = 0  # page-budget units this worker holds (its `workers.taken`)
         # New-URL rows sent to the database's dedup, and those it found new: what the
         # seen-cache in front (`seen.RecentSeen`) saves shows in the first.
@@ -115,6 +117,7 @@ class PostgresWriter(OutcomeBuffer):
             batch = self._take()
             if not batch:
                 return 0
+            self._committing = batch
             try:
                 inserted = await self._commit_retrying(batch)
             except BaseException as exc:
@@ -123,9 +126,18 @@ class PostgresWriter(OutcomeBuffer):
                     self.failure = self._failure(exc)
                     raise self.failure from exc
                 raise
+            finally:
+                self._committing = []
         if self.on_commit is not None:
             self.on_commit(batch, inserted)
         return len(batch)
+
+    def servers_pending(self) -> set[str]:
+        """Servers with an outcome not committed yet (in the buffer, or in the batch being
+        written): not to be given back yet, or their next holder would find the URLs
+        still queued and fetch them again."""
+        pending = (*self._buffer, *self._committing)
+        return {server_key(host_key(o.url)) for o in pending if o.url}
 
     async def _commit_retrying(self, batch: list[Outcome]) -> list[str]:
         apg = driver()

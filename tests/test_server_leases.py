@@ -109,16 +109,35 @@ async def test_a_worker_leases_every_origin_of_a_server_and_no_one_else_gets_one
         await b.close()
 
 
-class _Logged(logging.Handler):
-    """Sets `event` when a record whose message contains `text` is logged."""
+async def _leasing(postgres: Backend, lease_seconds: float) -> PostgresStore:
+    """A worker holding the lease of 127.0.0.2, one URL of its http origin queued."""
+    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=lease_seconds)
+    a.add(seeds("/1", host=HTTP))
+    await a.flush()
+    assert await a.lease_hosts(1) == {HTTP: None}
+    return a
 
-    def __init__(self, text: str, event: asyncio.Event) -> None:
+
+class _Retries(logging.Handler):
+    """Installed until `close`: `event` is set when a transaction of this process gave up
+    waiting for a row lock and tries again (`LockWaits`)."""
+
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.text, self.event = text, event
+        self.event = asyncio.Event()
+        self.log = logging.getLogger("crawler.store.postgres_batches")
+        self.before = self.log.level
+        self.log.addHandler(self)
+        self.log.setLevel(logging.INFO)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
+        if "rows held by another worker's transaction" in record.getMessage():
             self.event.set()
+
+    def close(self) -> None:
+        self.log.removeHandler(self)
+        self.log.setLevel(self.before)
+        super().close()
 
 
 async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
@@ -130,30 +149,21 @@ async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
     operations once turned the server's "try again" into the store's failure.)"""
     import asyncpg
 
-    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    a = await _leasing(postgres, 0.8)
     blocker = await asyncpg.connect(postgres.db)
-    retried = asyncio.Event()
-    handler = _Logged("rows held by another worker's transaction", retried)
-    log = logging.getLogger("crawler.store.postgres_batches")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    retries = _Retries()
     try:
-        a.add(seeds("/1", host=HTTP))
-        await a.flush()
-        assert await a.lease_hosts(1) == {HTTP: None}
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
         renewing = asyncio.create_task(a.renew())
-        await asyncio.wait_for(retried.wait(), 30)  # gave up waiting once, tries again
+        await asyncio.wait_for(retries.event.wait(), 30)  # gave up waiting once, tries again
         assert not renewing.done()
         await transaction.rollback()
         assert await renewing == ["127.0.0.2"]
         assert a.failure is None
     finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        retries.close()
         await blocker.close()
         await a.close()
 
@@ -167,12 +177,9 @@ async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
     flagged yet is flagged, a new one added, each once it commits."""
     import asyncpg
 
-    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=2.0)
+    a = await _leasing(postgres, 2.0)
     peer = await asyncpg.connect(postgres.db)
     try:
-        a.add(seeds("/1", host=HTTP))
-        await a.flush()
-        assert await a.lease_hosts(1) == {HTTP: None}
         await postgres.execute("INSERT INTO servers (server, queued) VALUES ('idle.test', false)")
         transaction = peer.transaction()
         await transaction.start()
@@ -202,19 +209,11 @@ async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_q
     queued for the next holder."""
     import asyncpg
 
-    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    a = await _leasing(postgres, 0.8)
     b = await PostgresStore.open(postgres.db, create=False, lease_seconds=30.0)
     peer = await asyncpg.connect(postgres.db)
-    waited = asyncio.Event()
-    handler = _Logged("rows held by another worker's transaction", waited)
-    log = logging.getLogger("crawler.store.postgres_batches")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    retries = _Retries()
     try:
-        a.add(seeds("/1", host=HTTP))
-        await a.flush()
-        assert await a.lease_hosts(1) == {HTTP: None}
         await postgres.execute("UPDATE urls SET state = 'done'")  # fetched, nothing queued
         transaction = peer.transaction()
         await transaction.start()
@@ -229,15 +228,14 @@ async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_q
             HTTPS,
         )
         releasing = asyncio.create_task(a.release_servers({"127.0.0.2": 0.0}))
-        await asyncio.wait_for(waited.wait(), 30)  # the release met the lock: it waits
+        await asyncio.wait_for(retries.event.wait(), 30)  # the release met the lock: it waits
         assert not releasing.done()
         await transaction.commit()
         await releasing
         assert await postgres.rows("SELECT server, queued FROM servers") == [("127.0.0.2", True)]
         assert await b.lease_hosts(5) == {HTTPS: None}
     finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        retries.close()
         await peer.close()
         await a.close()
         await b.close()
@@ -249,17 +247,10 @@ async def test_a_server_with_an_outcome_not_committed_is_pending(postgres: Backe
     be fetched before it ends; released then, the next holder fetched them again)."""
     import asyncpg
 
-    a = await PostgresStore.open(postgres.db, create=True, lease_seconds=0.8)
+    a = await _leasing(postgres, 0.8)
     blocker = await asyncpg.connect(postgres.db)
-    retried = asyncio.Event()
-    handler = _Logged("rows held by another worker's transaction", retried)
-    log = logging.getLogger("crawler.store.postgres_batches")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    retries = _Retries()
     try:
-        a.add(seeds("/1", host=HTTP))
-        await a.flush()
         assert a.servers_pending() == set()
         a.add(Outcome(url=HTTPS + "/1", state=None))
         assert a.servers_pending() == {"127.0.0.2"}  # in the buffer
@@ -267,15 +258,14 @@ async def test_a_server_with_an_outcome_not_committed_is_pending(postgres: Backe
         await transaction.start()
         await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
         flushing = asyncio.create_task(a.flush())
-        await asyncio.wait_for(retried.wait(), 30)  # the batch is taken, its commit waits
+        await asyncio.wait_for(retries.event.wait(), 30)  # the batch is taken, its commit waits
         assert a.backlog == 0
         assert a.servers_pending() == {"127.0.0.2"}  # in the batch being written
         await transaction.rollback()
         assert await flushing == 1
         assert a.servers_pending() == set()
     finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        retries.close()
         await blocker.close()
         await a.close()
 

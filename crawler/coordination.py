@@ -198,8 +198,10 @@ class Leased(_Watched):
                     # URLs queued so may also be fetched during that commit, and their
                     # outcomes wait for the next: those servers go back on a later round.
                     await store.flush()
-                    pending = store.servers_pending()
-                    if idle := {s: w for s, w in self.idle().items() if s not in pending}:
+                    if idle := self.idle():
+                        pending = store.servers_pending()
+                        idle = {s: w for s, w in idle.items() if s not in pending}
+                    if idle:
                         store.leased.difference_update(idle)  # no URL of theirs queued here now
                         await store.release_servers(idle)
                 room = self.hosts_wanted - len(store.leased)

@@ -120,7 +120,7 @@ async def _leasing(postgres: Backend, lease_seconds: float) -> PostgresStore:
 
 class _Retries(logging.Handler):
     """Installed until `close`: `event` is set when a transaction of this process gave up
-    waiting for a row lock and tries again (`LockWaits`)."""
+    waiting for a row lock and tries again (`Retries`)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

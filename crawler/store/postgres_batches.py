@@ -18,7 +18,7 @@ of deadlocking; a deadlock or serialization failure nonetheless retries the batc
 No transaction of a worker waits long for a row another worker's transaction holds (one
 cut off mid-commit holds its rows until the server ends its session, a lease later): past
 `lock_wait` it rolls back, letting go of the worker's own row, so that the worker's lease
-renewals (which lock that row) go through, and tries again (`LockWaits`).
+renewals (which lock that row) go through, and tries again (`Retries`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRIES = 5  # a batch that deadlocked with another worker's is written again
-# After a statement `flipped` that set `hosts.queued` (RETURNING server): their servers
+# Continues the WITH of a statement `flipped` that set `hosts.queued` (RETURNING server),
+# as `WITH flipped AS (...) {QUEUE_SERVERS}`: their servers
 # have work too (the lease is per server). Sorted: commits lock servers in one order,
 # after the origins, as a release does. The rows are locked FOR KEY SHARE and only those
 # not flagged yet are updated: a lease renewal (it updates other columns) does not wait
@@ -62,18 +63,28 @@ QUEUE_SERVERS = (
 )
 
 
-class LockWaits:
-    """A transaction that gave up waiting for another worker's rows, tried again: until
-    this worker's store fails (its leases lapsed) or the waits add up to `limit`
-    seconds, the bound a statement had before (`command_timeout`)."""
+class Retries:
+    """When a transaction of a worker is tried again: the server rolled it back (a
+    deadlock, a serialization failure: nobody's fault, `RETRIES` times at most), or it
+    gave up waiting for rows another worker's transaction holds (`lock_wait`: until this
+    worker's store fails, its leases lapsed, or `limit` seconds passed since the first
+    try, the bound a statement had before, `command_timeout`)."""
 
     def __init__(self, store: PostgresWriter) -> None:
         self.store = store
         self.since = time.monotonic()
         self.limit = max(60.0, 2 * store.lease_seconds)
+        self.rollbacks = 0
         self.told = False
 
-    def again(self, exc: BaseException) -> None:
+    def rolled_back(self, exc: BaseException) -> None:
+        """Return to try again; raise `exc` after `RETRIES` rollbacks."""
+        self.rollbacks += 1
+        if self.rollbacks == RETRIES:
+            raise exc
+        log.info("rolled back by the server (%s); trying again", self.rollbacks)
+
+    def waited(self, exc: BaseException) -> None:
         """Return to try again; raise the store's failure, or `exc` past the limit."""
         if self.store.failure is not None:
             raise self.store.failure from exc
@@ -141,8 +152,7 @@ class PostgresWriter(OutcomeBuffer):
 
     async def _commit_retrying(self, batch: list[Outcome]) -> list[str]:
         apg = driver()
-        waits = LockWaits(self)
-        attempt = 0
+        retries = Retries(self)
         while True:
             try:
                 try:
@@ -156,13 +166,10 @@ class PostgresWriter(OutcomeBuffer):
                         _one_line(exc),
                     )
                     return await self._commit_each(batch)
-            except apg.TransactionRollbackError:  # deadlock, serialization: nobody's fault
-                attempt += 1
-                if attempt == RETRIES:
-                    raise
-                log.info("batch rolled back by the server (%s); writing it again", attempt)
+            except apg.TransactionRollbackError as exc:
+                retries.rolled_back(exc)
             except apg.LockNotAvailableError as exc:  # waited `lock_wait` for rows
-                waits.again(exc)
+                retries.waited(exc)
 
     async def _commit(self, batch: list[Outcome]) -> list[str]:
         rows = batch_rows(batch, self.run_id)

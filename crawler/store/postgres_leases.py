@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from crawler.errors import LeaseLost
-from crawler.store.postgres_batches import RETRIES, LockWaits, PostgresWriter
+from crawler.store.postgres_batches import PostgresWriter, Retries
 from crawler.store.postgres_schema import driver
 
 if TYPE_CHECKING:
@@ -64,22 +64,19 @@ class Leases(PostgresWriter):
         """`work` in one transaction, again when the server rolled it back (a deadlock with
         another worker's: the shared rows are locked in one order, `workers` row first
         and `page_budget` last, but a claim and a commit of one host may still cross) or
-        it gave up waiting for rows another transaction holds (`LockWaits`)."""
+        it gave up waiting for rows another transaction holds (`Retries`)."""
         apg = driver()
-        waits = LockWaits(self)
-        attempt = 0
+        retries = Retries(self)
         async with self._writing():  # what is not tried again is the store's failure
             while True:
                 try:
                     async with self.pool.acquire() as conn, conn.transaction():
                         await self.bound_lock_waits(conn)
                         return await work(conn)
-                except apg.TransactionRollbackError:
-                    attempt += 1
-                    if attempt == RETRIES:
-                        raise
+                except apg.TransactionRollbackError as exc:
+                    retries.rolled_back(exc)
                 except apg.LockNotAvailableError as exc:  # another worker holds rows it needs
-                    waits.again(exc)
+                    retries.waited(exc)
 
     _lease: list[float]  # the lease new connections are set up for (`open`)
 

@@ -47,6 +47,7 @@ class Keeper:
         self.links: list[Links] = []
         self._batches: queue.SimpleQueue[tuple[list[Page], list[Links]] | None]
         self._batches = queue.SimpleQueue()
+        self.error: BaseException | None = None  # the writer's, raised by `close`
         self._thread = threading.Thread(target=self._write, args=(path,))
         self._thread.start()
 
@@ -61,8 +62,16 @@ class Keeper:
         self._batches.put((self.pages, self.links))
         self._batches.put(None)
         self._thread.join()
+        if self.error is not None:
+            raise self.error  # a run whose pages were not kept is no aiohttp-sqlite run
 
     def _write(self, path: str) -> None:
+        try:
+            self._write_all(path)
+        except BaseException as exc:
+            self.error = exc
+
+    def _write_all(self, path: str) -> None:
         db = sqlite3.connect(path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -136,13 +145,10 @@ async def crawl(
                         fetched.append(url)
                     else:
                         errors += 1
-                    if keeper is None:
-                        if html:
-                            follow(url, body)
-                    else:
-                        links: list[str] = []
-                        if html:
-                            follow(url, body, links)
+                    links: list[str] = []
+                    if html:
+                        follow(url, body, links if keeper is not None else None)
+                    if keeper is not None:
                         keeper.add(url, resp.status, resp.content_type, body, links)
                 except (aiohttp.ClientError, TimeoutError):
                     errors += 1

@@ -168,6 +168,54 @@ async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
         await a.close()
 
 
+async def test_a_commit_waiting_for_another_workers_rows_holds_up_no_renewal(
+    postgres: Backend,
+) -> None:
+    """While a commit of this worker waits for rows another worker's transaction holds
+    (here a new origin that transaction is adding too), the worker's own row is not
+    locked: its lease renewal goes through at once, not when the commit gives up waiting.
+    (Commits locked the worker's row first and kept it while they waited; a renewal
+    queued behind, and at a short lease the worker lapsed while the other held on.)"""
+    import asyncpg
+
+    a = await _leasing(postgres, 4.0)  # a commit waits 1 s before it tries again
+    peer = await asyncpg.connect(postgres.db)
+    retries = _Retries()
+    try:
+        transaction = peer.transaction()
+        await transaction.start()
+        await peer.execute(  # what a commit that found the origin first runs
+            "INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
+            "SET queued = true WHERE NOT hosts.queued",
+            OTHER,
+        )
+        a.add(Outcome(url=HTTP + "/1", state="done", new_urls=seeds("/x", host=OTHER).new_urls))
+        flushing = asyncio.create_task(a.flush())
+        await asyncio.wait_for(retries.event.wait(), 30)  # the commit met the lock: it waits
+        retries.event.clear()
+        renewing = asyncio.create_task(a.renew())
+        gave_up = asyncio.create_task(retries.event.wait())
+        await asyncio.wait({renewing, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+        assert renewing.done() and not gave_up.done()  # renewed while the commit waits
+        assert await renewing == ["127.0.0.2"]
+        assert not flushing.done()
+        gave_up.cancel()
+        await transaction.rollback()
+        assert await flushing == 1
+        assert await postgres.rows("SELECT url, state FROM urls ORDER BY 1") == [
+            (HTTP + "/1", "done"),
+            (OTHER + "/x", "queued"),
+        ]
+        assert await postgres.rows("SELECT server, queued FROM servers ORDER BY 1") == [
+            ("127.0.0.2", True),
+            ("127.0.0.3:8000", True),
+        ]
+    finally:
+        retries.close()
+        await peer.close()
+        await a.close()
+
+
 async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
     postgres: Backend,
 ) -> None:

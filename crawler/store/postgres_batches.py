@@ -17,8 +17,9 @@ of deadlocking; a deadlock or serialization failure nonetheless retries the batc
 
 No transaction of a worker waits long for a row another worker's transaction holds (one
 cut off mid-commit holds its rows until the server ends its session, a lease later): past
-`lock_wait` it rolls back, letting go of the worker's own row, so that the worker's lease
-renewals (which lock that row) go through, and tries again (`Retries`).
+`lock_wait` it rolls back and tries again (`Retries`). The worker's own `workers` row is
+the last a commit locks, after every shared row, so a commit waiting for another
+worker's rows holds up none of its own worker's lease renewals (which lock that row).
 """
 
 from __future__ import annotations
@@ -225,31 +226,16 @@ class PostgresWriter(OutcomeBuffer):
         return [url for url, _ in inserted]
 
     async def _begin(self, conn: asyncpg.Connection, pages_sent: int) -> int:
-        """This worker's row first (every transaction of a worker locks it before any
-        shared row, so a commit and a lease renewal of one worker never deadlock; one
-        waits for the other `lock_wait` at most): its lease extended, the budget units
-        its pages spend taken off."""
-        used = min(pages_sent, self._units)
+        """The budget units the batch's pages spend (taken off in `_finish`); every wait
+        for a row lock bounded."""
         await self.bound_lock_waits(conn)
-        alive = await conn.fetchval(
-            "UPDATE workers SET taken = taken - $2, "
-            "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
-            "WHERE id = $1 RETURNING true",
-            self.worker,
-            used,
-            self.lease_seconds,
-        )
-        if not alive:
-            raise LeaseLost(
-                f"store failed: this worker was cut off from {self.name} longer than its lease "
-                "and its hosts went to other workers; what it committed is intact"
-            )
-        return used
+        return min(pages_sent, self._units)
 
     @property
     def lock_wait(self) -> float:
         """Seconds a statement of this worker waits for a row lock: a quarter of the lease,
-        so a renewal that waits for a transaction of its own worker still lands in time."""
+        so a renewal held up (by a release of its own worker's that waits for others'
+        rows while it holds the servers' rows) still lands in time."""
         return self.lease_seconds / 4
 
     async def bound_lock_waits(self, conn: asyncpg.Connection) -> None:
@@ -260,7 +246,13 @@ class PostgresWriter(OutcomeBuffer):
         self, conn: asyncpg.Connection, inserted: list[tuple[str, str]], pages: int, used: int
     ) -> None:
         """The rows every worker shares, last and in a fixed order: hosts that have work,
-        then the crawl's page count."""
+        the crawl's page count; then this worker's own row: its lease extended, the units
+        its pages spent taken off. Locked last (as the budget's operations do), that row
+        is never held while the commit waits for another worker's rows: the worker's
+        lease renewals, which lock it, never wait behind such a commit. (It was locked
+        first once; a commit held up by a peer cut off mid-commit then held up the
+        renewals too, and at a short lease the worker lapsed.) A worker reaped meanwhile
+        finds its row gone and its commit rolled back: LeaseLost."""
         hosts = sorted({host for _, host in inserted})
         if hosts:
             # The flag is set with the URLs it stands for: a lease holder that clears it
@@ -277,6 +269,19 @@ class PostgresWriter(OutcomeBuffer):
                 "WHERE id = 1",
                 pages,
                 used,
+            )
+        alive = await conn.fetchval(
+            "UPDATE workers SET taken = taken - $2, "
+            "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
+            "WHERE id = $1 RETURNING true",
+            self.worker,
+            used,
+            self.lease_seconds,
+        )
+        if not alive:
+            raise LeaseLost(
+                f"store failed: this worker was cut off from {self.name} longer than its lease "
+                "and its hosts went to other workers; what it committed is intact"
             )
 
     @staticmethod

@@ -18,6 +18,7 @@ A worker cut off for longer than its lease finds its row gone and fails with `Le
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
@@ -62,9 +63,11 @@ class Leases(PostgresWriter):
 
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`work` in one transaction, again when the server rolled it back (a deadlock with
-        another worker's: the shared rows are locked in one order, `workers` row first
-        and `page_budget` last, but a claim and a commit of one host may still cross) or
-        it gave up waiting for rows another transaction holds (`Retries`)."""
+        another worker's: the shared rows are locked in one order, `page_budget` and then
+        the worker's own `workers` row last, but a claim and a commit of one host may
+        still cross) or it gave up waiting for rows another transaction holds (`Retries`).
+        Only a renewal locks the worker's row first: no other transaction holds it while
+        waiting for someone else's rows, so renewals never wait behind their own worker."""
         apg = driver()
         retries = Retries(self)
         async with self._writing():  # what is not tried again is the store's failure
@@ -101,7 +104,7 @@ class Leases(PostgresWriter):
         """Join the crawl: reap dead workers, then add this one."""
 
         async def work(conn: asyncpg.Connection) -> None:
-            await _reap(conn)
+            await _reap(conn, self.worker)
             await conn.execute(
                 f"INSERT INTO workers (id, started_at, lease_until) VALUES ($1, $2, {_NOW} + $3)",
                 self.worker,
@@ -115,19 +118,18 @@ class Leases(PostgresWriter):
         """Leave the crawl: leases, claims and budget units go back at once."""
 
         async def work(conn: asyncpg.Connection) -> None:
-            await conn.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", self.worker)
             await self._release(conn, dict.fromkeys(self.leased, 0.0))
             await conn.execute(
                 "UPDATE urls SET claimed_by = NULL WHERE state = 'queued' AND claimed_by = $1",
                 self.worker,
             )
-            taken = await conn.fetchval(
-                "DELETE FROM workers WHERE id = $1 RETURNING taken", self.worker
+            # The budget, then this worker's row, as every transaction but a renewal.
+            await conn.execute(
+                "UPDATE page_budget SET in_flight = in_flight - w.taken FROM workers AS w "
+                "WHERE page_budget.id = 1 AND w.id = $1 AND w.taken <> 0",
+                self.worker,
             )
-            if taken:
-                await conn.execute(
-                    "UPDATE page_budget SET in_flight = in_flight - $1 WHERE id = 1", taken
-                )
+            await conn.execute("DELETE FROM workers WHERE id = $1", self.worker)
 
         async with self._lock:  # no commit spends units meanwhile
             await self._transaction(work)
@@ -149,8 +151,7 @@ class Leases(PostgresWriter):
         so no worker's clock needs to agree with the database's."""
 
         async def work(conn: asyncpg.Connection) -> tuple[set[str], dict[str, float | None]]:
-            await self._alive(conn)
-            await _reap(conn)
+            await _reap(conn, self.worker)
             rows = await conn.fetch(LEASE, self.worker, n, self.lease_seconds)
             hosts = {r[1]: r[2] for r in sorted(rows, key=lambda r: str(r[1])) if r[1]}
             if hosts:
@@ -159,6 +160,7 @@ class Leases(PostgresWriter):
                     "AND state = 'queued' AND claimed_by IS NOT NULL",
                     list(hosts),
                 )
+            await self._alive(conn)  # last: see `_transaction`
             return {r[0] for r in rows}, hosts
 
         servers, hosts = await self._transaction(work)
@@ -269,7 +271,6 @@ class Leases(PostgresWriter):
         how many were granted (0: the budget is spent)."""
 
         async def work(conn: asyncpg.Connection) -> int:
-            await self._hold(conn, 0)  # this worker's row first: the order commits lock in
             granted = await conn.fetchval(
                 "UPDATE page_budget SET "
                 "granted = least($2, $1 - stored - in_flight), "
@@ -278,8 +279,7 @@ class Leases(PostgresWriter):
                 limit,
                 n,
             )
-            if granted:
-                await self._hold(conn, granted)
+            await self._hold(conn, int(granted or 0))  # this worker's row last, as commits
             return int(granted or 0)
 
         granted = await self._transaction(work)
@@ -301,10 +301,10 @@ class Leases(PostgresWriter):
                 return
 
             async def work(conn: asyncpg.Connection) -> None:
-                await self._hold(conn, n)
                 await conn.execute(
                     "UPDATE page_budget SET in_flight = in_flight + $1 WHERE id = 1", n
                 )
+                await self._hold(conn, n)
 
             await self._transaction(work)
             self._units += n
@@ -321,7 +321,7 @@ class Leases(PostgresWriter):
         once dead workers' units came back (a worker waiting for units reaps them)."""
 
         async def work(conn: asyncpg.Connection) -> tuple[int, int]:
-            await _reap(conn)
+            await _reap(conn, self.worker)
             row = await conn.fetchrow("SELECT stored, in_flight FROM page_budget WHERE id = 1")
             return int(row[0]), int(row[1])
 
@@ -338,16 +338,19 @@ class Leases(PostgresWriter):
             )
 
 
-async def _reap(conn: asyncpg.Connection) -> None:
+async def _reap(conn: asyncpg.Connection, mine: uuid.UUID) -> None:
     """Workers whose row expired are gone: their claims and budget units come back.
+    Not the caller's own (`mine`): its row, expired or not, is extended later in the
+    transaction, as it was when the row came first.
 
     Rows locked are skipped, reaped by a later call: a worker whose loop stalled in the
-    middle of a commit holds its own row locked, and waiting for it here kept a live
-    worker from renewing its leases until they lapsed too."""
+    middle of a transaction may hold its own row locked, and waiting for it here kept a
+    live worker from renewing its leases until they lapsed too."""
     c = conn
     dead = await c.fetch(
         "DELETE FROM workers WHERE id IN (SELECT id FROM workers "
-        f"WHERE lease_until < {_NOW} FOR UPDATE SKIP LOCKED) RETURNING id, taken"
+        f"WHERE lease_until < {_NOW} AND id <> $1 FOR UPDATE SKIP LOCKED) RETURNING id, taken",
+        mine,
     )
     if not dead:
         return

@@ -6,12 +6,15 @@ databases' host leases become server leases; the lease query reads an index."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -140,6 +143,34 @@ class _Retries(logging.Handler):
         super().close()
 
 
+@dataclass
+class _Contention:
+    """A worker holding 127.0.0.2 (`a`), another session with a transaction open to hold
+    rows it needs (`peer`, `transaction`), and the lock-wait retry watcher."""
+
+    a: PostgresStore
+    peer: Any  # asyncpg.Connection
+    transaction: Any  # its open asyncpg Transaction
+    retries: _Retries
+
+
+@contextlib.asynccontextmanager
+async def _contention(postgres: Backend, lease_seconds: float) -> AsyncIterator[_Contention]:
+    import asyncpg
+
+    a = await _leasing(postgres, lease_seconds)
+    peer = await asyncpg.connect(postgres.db)
+    retries = _Retries()
+    try:
+        transaction = peer.transaction()
+        await transaction.start()
+        yield _Contention(a, peer, transaction, retries)
+    finally:
+        retries.close()
+        await peer.close()
+        await a.close()
+
+
 async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
     postgres: Backend,
 ) -> None:
@@ -147,25 +178,14 @@ async def test_a_renewal_waiting_for_a_row_lock_lets_go_and_tries_again(
     quarter of the lease) at most, then rolls back and tries again until it gets it: a
     renewal held up by a stuck transaction neither hangs nor fails the store. (Lease
     operations once turned the server's "try again" into the store's failure.)"""
-    import asyncpg
-
-    a = await _leasing(postgres, 0.8)
-    blocker = await asyncpg.connect(postgres.db)
-    retries = _Retries()
-    try:
-        transaction = blocker.transaction()
-        await transaction.start()
-        await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
-        renewing = asyncio.create_task(a.renew())
-        await asyncio.wait_for(retries.event.wait(), 30)  # gave up waiting once, tries again
+    async with _contention(postgres, 0.8) as c:
+        await c.peer.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", c.a.worker)
+        renewing = asyncio.create_task(c.a.renew())
+        await asyncio.wait_for(c.retries.event.wait(), 30)  # gave up waiting once, tries again
         assert not renewing.done()
-        await transaction.rollback()
+        await c.transaction.rollback()
         assert await renewing == ["127.0.0.2"]
-        assert a.failure is None
-    finally:
-        retries.close()
-        await blocker.close()
-        await a.close()
+        assert c.a.failure is None
 
 
 async def test_a_commit_waiting_for_another_workers_rows_holds_up_no_renewal(
@@ -176,31 +196,25 @@ async def test_a_commit_waiting_for_another_workers_rows_holds_up_no_renewal(
     locked: its lease renewal goes through at once, not when the commit gives up waiting.
     (Commits locked the worker's row first and kept it while they waited; a renewal
     queued behind, and at a short lease the worker lapsed while the other held on.)"""
-    import asyncpg
-
-    a = await _leasing(postgres, 4.0)  # a commit waits 1 s before it tries again
-    peer = await asyncpg.connect(postgres.db)
-    retries = _Retries()
-    try:
-        transaction = peer.transaction()
-        await transaction.start()
-        await peer.execute(  # what a commit that found the origin first runs
+    async with _contention(postgres, 4.0) as c:  # a commit waits 1 s, then tries again
+        await c.peer.execute(  # what a commit that found the origin first runs
             "INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
             "SET queued = true WHERE NOT hosts.queued",
             OTHER,
         )
+        a = c.a
         a.add(Outcome(url=HTTP + "/1", state="done", new_urls=seeds("/x", host=OTHER).new_urls))
         flushing = asyncio.create_task(a.flush())
-        await asyncio.wait_for(retries.event.wait(), 30)  # the commit met the lock: it waits
-        retries.event.clear()
+        await asyncio.wait_for(c.retries.event.wait(), 30)  # the commit met the lock: it waits
+        c.retries.event.clear()
         renewing = asyncio.create_task(a.renew())
-        gave_up = asyncio.create_task(retries.event.wait())
+        gave_up = asyncio.create_task(c.retries.event.wait())
         await asyncio.wait({renewing, gave_up}, return_when=asyncio.FIRST_COMPLETED)
         assert renewing.done() and not gave_up.done()  # renewed while the commit waits
         assert await renewing == ["127.0.0.2"]
         assert not flushing.done()
         gave_up.cancel()
-        await transaction.rollback()
+        await c.transaction.rollback()
         assert await flushing == 1
         assert await postgres.rows("SELECT url, state FROM urls ORDER BY 1") == [
             (HTTP + "/1", "done"),
@@ -210,10 +224,6 @@ async def test_a_commit_waiting_for_another_workers_rows_holds_up_no_renewal(
             ("127.0.0.2", True),
             ("127.0.0.3:8000", True),
         ]
-    finally:
-        retries.close()
-        await peer.close()
-        await a.close()
 
 
 async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
@@ -223,29 +233,20 @@ async def test_a_commit_that_flags_a_leased_server_holds_up_no_renewal(
     server's row only FOR KEY SHARE: its holder renews the lease while that transaction is
     still open (a worker cut off mid-commit keeps it open up to a lease). A server not
     flagged yet is flagged, a new one added, each once it commits."""
-    import asyncpg
-
-    a = await _leasing(postgres, 2.0)
-    peer = await asyncpg.connect(postgres.db)
-    try:
+    async with _contention(postgres, 2.0) as c:
         await postgres.execute("INSERT INTO servers (server, queued) VALUES ('idle.test', false)")
-        transaction = peer.transaction()
-        await transaction.start()
-        await peer.execute(
+        await c.peer.execute(
             f"WITH flipped (server) AS (SELECT unnest($1::text[])) {QUEUE_SERVERS}",
             ["new.test", "127.0.0.2", "idle.test", "127.0.0.2"],
         )
         # An upsert here locked 127.0.0.2 until the commit: the renewal waited for it.
-        assert await asyncio.wait_for(a.renew(), 30) == ["127.0.0.2"]
-        await transaction.commit()
+        assert await asyncio.wait_for(c.a.renew(), 30) == ["127.0.0.2"]
+        await c.transaction.commit()
         assert await postgres.rows("SELECT server, queued FROM servers ORDER BY 1") == [
             ("127.0.0.2", True),
             ("idle.test", True),
             ("new.test", True),
         ]
-    finally:
-        await peer.close()
-        await a.close()
 
 
 async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_queued(
@@ -255,67 +256,51 @@ async def test_a_release_waits_for_a_commit_that_flags_its_server_and_keeps_it_q
     server it finished waits for a transaction that queued URLs on a new origin of it
     (an origin row the release cannot lock yet), then sees them, and the server stays
     queued for the next holder."""
-    import asyncpg
-
-    a = await _leasing(postgres, 0.8)
-    b = await PostgresStore.open(postgres.db, create=False, lease_seconds=30.0)
-    peer = await asyncpg.connect(postgres.db)
-    retries = _Retries()
-    try:
-        await postgres.execute("UPDATE urls SET state = 'done'")  # fetched, nothing queued
-        transaction = peer.transaction()
-        await transaction.start()
-        await peer.execute(
-            "INSERT INTO urls (url, host, depth, discovered_at) VALUES ($1, $2, 1, 0)",
-            HTTPS + "/2",
-            HTTPS,
-        )
-        await peer.execute(  # the statement a commit runs
-            "WITH flipped AS (INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) DO UPDATE "
-            f"SET queued = true WHERE NOT hosts.queued RETURNING server) {QUEUE_SERVERS}",
-            HTTPS,
-        )
-        releasing = asyncio.create_task(a.release_servers({"127.0.0.2": 0.0}))
-        await asyncio.wait_for(retries.event.wait(), 30)  # the release met the lock: it waits
-        assert not releasing.done()
-        await transaction.commit()
-        await releasing
-        assert await postgres.rows("SELECT server, queued FROM servers") == [("127.0.0.2", True)]
-        assert await b.lease_hosts(5) == {HTTPS: None}
-    finally:
-        retries.close()
-        await peer.close()
-        await a.close()
-        await b.close()
+    async with _contention(postgres, 0.8) as c:
+        b = await PostgresStore.open(postgres.db, create=False, lease_seconds=30.0)
+        try:
+            await postgres.execute("UPDATE urls SET state = 'done'")  # fetched, nothing queued
+            await c.peer.execute(
+                "INSERT INTO urls (url, host, depth, discovered_at) VALUES ($1, $2, 1, 0)",
+                HTTPS + "/2",
+                HTTPS,
+            )
+            await c.peer.execute(  # the statement a commit runs
+                "WITH flipped AS (INSERT INTO hosts (host) VALUES ($1) ON CONFLICT (host) "
+                "DO UPDATE SET queued = true WHERE NOT hosts.queued RETURNING server) "
+                f"{QUEUE_SERVERS}",
+                HTTPS,
+            )
+            releasing = asyncio.create_task(c.a.release_servers({"127.0.0.2": 0.0}))
+            await asyncio.wait_for(c.retries.event.wait(), 30)  # the release met the lock
+            assert not releasing.done()
+            await c.transaction.commit()
+            await releasing
+            assert await postgres.rows("SELECT server, queued FROM servers") == [
+                ("127.0.0.2", True)
+            ]
+            assert await b.lease_hosts(5) == {HTTPS: None}
+        finally:
+            await b.close()
 
 
 async def test_a_server_with_an_outcome_not_committed_is_pending(postgres: Backend) -> None:
     """A server whose fetch outcome waits in the buffer, or in the batch being written, is
     pending: the watch loop does not give it back yet (URLs queued during one commit can
     be fetched before it ends; released then, the next holder fetched them again)."""
-    import asyncpg
-
-    a = await _leasing(postgres, 0.8)
-    blocker = await asyncpg.connect(postgres.db)
-    retries = _Retries()
-    try:
+    async with _contention(postgres, 0.8) as c:
+        a = c.a
         assert a.servers_pending() == set()
         a.add(Outcome(url=HTTPS + "/1", state=None))
         assert a.servers_pending() == {"127.0.0.2"}  # in the buffer
-        transaction = blocker.transaction()
-        await transaction.start()
-        await blocker.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
+        await c.peer.execute("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE", a.worker)
         flushing = asyncio.create_task(a.flush())
-        await asyncio.wait_for(retries.event.wait(), 30)  # the batch is taken, its commit waits
+        await asyncio.wait_for(c.retries.event.wait(), 30)  # the batch taken, its commit waits
         assert a.backlog == 0
         assert a.servers_pending() == {"127.0.0.2"}  # in the batch being written
-        await transaction.rollback()
+        await c.transaction.rollback()
         assert await flushing == 1
         assert a.servers_pending() == set()
-    finally:
-        retries.close()
-        await blocker.close()
-        await a.close()
 
 
 async def test_a_lapsed_server_hands_over_every_origin_with_the_lapse(postgres: Backend) -> None:

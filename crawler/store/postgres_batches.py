@@ -234,8 +234,8 @@ class PostgresWriter(OutcomeBuffer):
     @property
     def lock_wait(self) -> float:
         """Seconds a statement of this worker waits for a row lock: a quarter of the lease,
-        so a renewal held up (by a release of its own worker's that waits for others'
-        rows while it holds the servers' rows) still lands in time."""
+        so a renewal that meets a lock (a release of its own worker's holding a server's
+        row) tries again well within the lease."""
         return self.lease_seconds / 4
 
     async def bound_lock_waits(self, conn: asyncpg.Connection) -> None:
@@ -270,12 +270,18 @@ class PostgresWriter(OutcomeBuffer):
                 pages,
                 used,
             )
+        await self._own_row(conn, -used)
+
+    async def _own_row(self, conn: asyncpg.Connection, taken: int = 0) -> None:
+        """This worker's row, the last a transaction of it locks (but a renewal's first):
+        its lease extended, `taken` budget units added to those it holds. LeaseLost when
+        the row is gone (the worker was reaped: its servers are others' now)."""
         alive = await conn.fetchval(
-            "UPDATE workers SET taken = taken - $2, "
+            "UPDATE workers SET taken = taken + $2, "
             "lease_until = greatest(lease_until, extract(epoch FROM clock_timestamp()) + $3) "
             "WHERE id = $1 RETURNING true",
             self.worker,
-            used,
+            taken,
             self.lease_seconds,
         )
         if not alive:

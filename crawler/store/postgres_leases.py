@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from crawler.errors import LeaseLost
 from crawler.store.postgres_batches import PostgresWriter, Retries
 from crawler.store.postgres_schema import driver
 
@@ -160,7 +159,7 @@ class Leases(PostgresWriter):
                     "AND state = 'queued' AND claimed_by IS NOT NULL",
                     list(hosts),
                 )
-            await self._alive(conn)  # last: see `_transaction`
+            await self._own_row(conn)  # last: see `_transaction`
             return {r[0] for r in rows}, hosts
 
         servers, hosts = await self._transaction(work)
@@ -173,7 +172,7 @@ class Leases(PostgresWriter):
         wanted = sorted(self.leased if servers is None else set(servers))
 
         async def work(conn: asyncpg.Connection) -> list[str]:
-            await self._alive(conn)
+            await self._own_row(conn)
             rows = await conn.fetch(
                 f"UPDATE servers SET lease_until = {_NOW} + $3 "
                 "WHERE server = ANY($2::text[]) AND lease_owner = $1 RETURNING server",
@@ -251,19 +250,6 @@ class Leases(PostgresWriter):
                 )
             )
 
-    async def _alive(self, conn: asyncpg.Connection) -> None:
-        alive = await conn.fetchval(
-            f"UPDATE workers SET lease_until = greatest(lease_until, {_NOW} + $2) "
-            "WHERE id = $1 RETURNING true",
-            self.worker,
-            self.lease_seconds,
-        )
-        if not alive:
-            raise LeaseLost(
-                f"store failed: this worker was cut off from {self.name} longer than its "
-                "lease and its hosts went to other workers; what it committed is intact"
-            )
-
     # ------------------------------------------------------------------ the page budget
 
     async def take_pages(self, limit: int, n: int = 1) -> int:
@@ -279,7 +265,7 @@ class Leases(PostgresWriter):
                 limit,
                 n,
             )
-            await self._hold(conn, int(granted or 0))  # this worker's row last, as commits
+            await self._own_row(conn, int(granted or 0))  # this worker's row last, as commits
             return int(granted or 0)
 
         granted = await self._transaction(work)
@@ -304,7 +290,7 @@ class Leases(PostgresWriter):
                 await conn.execute(
                     "UPDATE page_budget SET in_flight = in_flight + $1 WHERE id = 1", n
                 )
-                await self._hold(conn, n)
+                await self._own_row(conn, n)
 
             await self._transaction(work)
             self._units += n
@@ -326,16 +312,6 @@ class Leases(PostgresWriter):
             return int(row[0]), int(row[1])
 
         return await self._transaction(work)
-
-    async def _hold(self, conn: asyncpg.Connection, n: int) -> None:
-        held = await conn.fetchval(
-            "UPDATE workers SET taken = taken + $2 WHERE id = $1 RETURNING true", self.worker, n
-        )
-        if not held:
-            raise LeaseLost(
-                f"store failed: this worker was cut off from {self.name} longer than its "
-                "lease; what it committed is intact"
-            )
 
 
 async def _reap(conn: asyncpg.Connection, mine: uuid.UUID) -> None:

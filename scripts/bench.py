@@ -327,6 +327,8 @@ class Bench:
             record["pages_per_s"] = round(pages / record["seconds"], 1)
             record["wall_pages_per_s"] = round(pages / m.wall_s, 1)
             record["cpu_ms_per_page"] = round(1000 * m.cpu_s / pages, 3)
+            if m.main_thread_cpu_s:
+                record["main_ms_per_page"] = round(1000 * m.main_thread_cpu_s / pages, 3)
         if m.code != 0 or not pages:
             record["error"] = (m.stderr.strip() or m.stdout.strip() or f"exit {m.code}")[-1500:]
         if died:

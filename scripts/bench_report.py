@@ -37,6 +37,7 @@ COLUMNS = [  # header, key, format
     ("wall p/s", "wall_pages_per_s", "{:.0f}"),
     ("CPU s", "cpu_s", "{:.2f}"),
     ("CPU ms/page", "cpu_ms_per_page", "{:.3f}"),
+    ("main ms/page", "main_ms_per_page", "{:.3f}"),
     ("RSS MB", "peak_rss_mb", "{:.0f}"),
     ("fetched/expected", "fetched_vs_expected", "{}"),
     ("private", "srv_private", "{:.0f}"),
@@ -44,13 +45,15 @@ COLUMNS = [  # header, key, format
     ("srv CPU s", "server_cpu_s", "{:.2f}"),
 ]
 MEDIAN_KEYS = (
-    "pages", "pages_per_s", "wall_pages_per_s", "cpu_s", "cpu_ms_per_page", "peak_rss_mb",
+    "pages", "pages_per_s", "wall_pages_per_s", "cpu_s", "cpu_ms_per_page", "main_ms_per_page",
+    "peak_rss_mb",
     "fetched_expected", "expected", "unexpected", "private_fetched", "srv_private",
     "srv_repeats", "srv_requests", "server_cpu_s", "seconds", "wall_s", "metrics_scrapes",
 )  # fmt: skip
 NOTES = """\
 pages/s: pages over the runner's own crawl time (start-up excluded; wall p/s includes it).
-CPU: user + system of the runner's process tree; CPU ms/page = CPU s per 1000 pages.
+CPU: user + system of the runner's process tree; CPU ms/page = CPU s per 1000 pages;
+main ms/page: the same for its processes' main threads (the event loops) alone.
 private, repeats: requests the server saw for /private/ (robots.txt disallows it; the
 aiohttp loop skips it by rule) and for a URL already requested in the same run.
 srv CPU s: the server's CPU during the run."""
@@ -88,16 +91,23 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line(cells[0]), rule + "|", *map(line, cells[1:])])
 
 
-def rep_ratios(runs: list[dict[str, Any]], a: str, b: str, key: str) -> list[float]:
-    """`a`'s value over `b`'s, rep by rep: the two ran one after the other, so each ratio
-    saw one state of the machine (its speed drifts by 10-20% within minutes)."""
-    by_rep: dict[tuple[str, int], float] = {
-        (r["name"], r["rep"]): r[key]
-        for r in runs
-        if "error" not in r and isinstance(r.get(key), int | float) and r.get("rep") is not None
-    }
-    reps = sorted({rep for name, rep in by_rep if name == a})
-    return [by_rep[a, rep] / by_rep[b, rep] for rep in reps if by_rep.get((b, rep))]
+def rep_ratios(
+    runs: list[dict[str, Any]], a: str, b: str, key: str, key_b: str | None = None
+) -> list[float]:
+    """`a`'s value of `key` over `b`'s of `key_b` (default: `key`), rep by rep: the two
+    ran one after the other, so each ratio saw one state of the machine (its speed drifts
+    by 10-20% within minutes)."""
+
+    def values(name: str, k: str) -> dict[int, float]:
+        return {
+            r["rep"]: r[k]
+            for r in runs
+            if r["name"] == name and "error" not in r and r.get("rep") is not None
+            if isinstance(r.get(k), int | float)
+        }
+
+    mine, theirs = values(a, key), values(b, key_b or key)
+    return [mine[rep] / theirs[rep] for rep in sorted(mine) if theirs.get(rep)]
 
 
 def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None = None) -> list[str]:
@@ -143,6 +153,17 @@ def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None =
         goal = f"<= {TARGET_CPU_VS_LOOP:g}"
         check("crawler / aiohttp-loop CPU ms/page", x, goal, x <= TARGET_CPU_VS_LOOP)
         per_rep("cpu_ms_per_page")
+    # The crawler's event loop alone (its SQLite writer thread left out) against the whole
+    # bare loop, which has no other thread: the part of the gap that is not the writer.
+    main = crawler.get("main_ms_per_page")
+    if main and loop_ms:
+        label = "crawler main thread / aiohttp-loop CPU"
+        out.append(f"  {label:<38} {main / loop_ms:>8.2f}   (no target)")
+        ratios = rep_ratios(
+            runs or [], "crawler", "aiohttp-loop", "main_ms_per_page", "cpu_ms_per_page"
+        )
+        if ratios:
+            out[-1] += "   per rep " + " ".join(f"{x:.2f}" for x in ratios)
     # The bare loop keeping the same bytes: how much of the gap above is the storing.
     info("crawler / aiohttp-sqlite pages/s", "pages_per_s", "aiohttp-sqlite")
     info("crawler / aiohttp-sqlite CPU ms/page", "cpu_ms_per_page", "aiohttp-sqlite")

@@ -30,7 +30,7 @@ import aiohttp
 import yarl
 from aiohttp.connector import Connection
 
-from crawler import decoding
+from crawler import decoding, pool
 from crawler.config import Settings
 from crawler.failures import bounded, describe
 from crawler.guard import PrivateAddress
@@ -96,14 +96,16 @@ def make_session(
     through `network.resolver`, which refuses private addresses before any connection
     (and maps --resolve names; tests map their own names to loopback). TLS verification
     is `network.ssl` (--insecure, --ca-bundle). Bodies come back as sent
-    (`auto_decompress=False`): `fetch` decodes them. Without `network`: no extra
+    (`auto_decompress=False`): `fetch` decodes them. Idle connections are kept within the
+    process's open-file limit (`crawler.pool`). Without `network`: no extra
     headers, no proxy, no guard, names through `resolver` (aiohttp's own when None).
     `before_send` is called as each request is about to be written; what it raises (a
     lapsed lease's LeaseLost) the request raises, unsent.
     """
     if network is not None:
         resolver = network.resolver
-    connector = aiohttp.TCPConnector(
+    connector = pool.Connector(
+        max_idle=pool.idle_room(settings.concurrency),
         limit=settings.concurrency,
         limit_per_host=settings.per_host,
         ttl_dns_cache=300,

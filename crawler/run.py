@@ -10,6 +10,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crawler import pool
 from crawler.admission import Admission
 from crawler.config import PROJECT_URL, SETTING_NAMES, Settings, build_settings
 from crawler.engine import Engine
@@ -94,6 +95,7 @@ async def crawl(
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     _some_seed_admitted(settings, seeds)
     settings, page_hooks = _hooks(settings, hooks)  # one that cannot be imported: before the file
+    pool.idle_room(settings.concurrency)  # --concurrency past `ulimit -n`: before the file too
     store = await open_store(db, create=True)
     try:
         with store.lock():
@@ -128,6 +130,7 @@ async def resume(
             if record is None:
                 raise UsageError(f"{store.name} holds no crawl to resume")
             settings = _overridden(record.settings, overrides, "resume")
+            pool.idle_room(settings.concurrency)  # before anything is stored
             added = canonical_seeds(list(seeds), settings.max_url_length)
             settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
             all_seeds = list(dict.fromkeys([*record.seeds, *added]))
@@ -252,6 +255,7 @@ async def work(
         settings = record.settings
         if overrides:
             settings = build_settings(overrides, source="command line", base=settings)[0]
+        pool.idle_room(settings.concurrency)
         page_hooks = _hooks(settings, ())[1]
         return await _go(
             store, settings, list(record.seeds), [], "work", output, page_hooks, options

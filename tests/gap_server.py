@@ -1,7 +1,7 @@
 """A server process for politeness tests: many loopback hosts, each with robots.txt, `/`
 linking `/a` and `/b`; it records when each request's head arrived (the kernel's receive
 stamp, `stamps.arrival`, not when its handler ran), on its own event loop and its own
-core, as a real server would.
+core, as a real server would, and how many connections were open then (all hosts').
 
     python gap_server.py 127.0.3. 200 LOG   # prints "PORT\\n" when ready; SIGTERM: writes LOG
 """
@@ -19,11 +19,11 @@ from stamps import Conns, arrival, listener
 
 
 async def main(prefix: str, count: int, log_path: str) -> None:
-    hits: list[tuple[str, str, float]] = []
+    hits: list[tuple[str, str, float, int]] = []
     conns: Conns = weakref.WeakValueDictionary()  # every host's connections
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        hits.append((request.host, request.path, arrival(request, conns)))
+        hits.append((request.host, request.path, arrival(request, conns), len(conns)))
         if request.path == "/robots.txt":
             return web.Response(text="User-agent: *\nAllow: /\n")
         body = '<a href="/a">a</a><a href="/b">b</a>' if request.path == "/" else "leaf"

@@ -200,6 +200,7 @@ async def recrawl(
                 )
             settings = _overridden(record.settings, overrides, "recrawl")
             settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
+            pool.idle_room(settings.concurrency)
             since = time.time() - older_than if older_than is not None else None
             first = settings.recrawl_interval if due else None
             count = await store.select_recrawl(where, since, first)

@@ -91,6 +91,23 @@ def test_concurrency_past_the_open_file_limit_is_refused_before_the_file_is_made
     assert not db.exists()
 
 
+def test_a_resume_asking_for_more_connections_than_fit_changes_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "crawl.db")
+    first = crawl(["http://127.0.6.1:9/", "--db", db, "--retries", "0"], limited(200, 200))
+    assert first.returncode == 0, first.stderr  # one error row: nothing listens there
+    stored = rows(db, "SELECT settings FROM crawl")
+    again = subprocess.run(
+        [sys.executable, "-m", "crawler", "resume", "--db", db, "--concurrency", "150"],
+        preexec_fn=limited(200, 200),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("raise the limit or lower --concurrency")
+    assert rows(db, "SELECT settings FROM crawl") == stored
+
+
 def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     """A crawl uses the room the system gives it: `ulimit -n` is often 1024 with a hard
     limit far above."""

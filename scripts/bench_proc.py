@@ -275,8 +275,9 @@ def measure(argv: list[str], *, cwd: Path, timeout: float, out_dir: Path, label:
         mains: dict[int, float] = {}
         while True:
             if polls % 5 == 0:  # every 0.1 s
-                tree_peak = max(tree_peak, tree_rss_kb(proc.pid, skip_root=gnu_time))
-                mains.update(main_thread_cpu(proc.pid, skip_root=gnu_time))
+                tree_kb, cpu_by_pid = sample_tree(proc.pid, skip_root=gnu_time)
+                tree_peak = max(tree_peak, tree_kb)
+                mains.update(cpu_by_pid)
             polls += 1
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -312,44 +313,31 @@ def measure(argv: list[str], *, cwd: Path, timeout: float, out_dir: Path, label:
     )
 
 
-def tree_rss_kb(root: int, *, skip_root: bool) -> int:
-    """The summed RSS (KB) of `root`'s descendants, and of `root` unless `skip_root` (GNU
-    time, a few hundred KB that are not the runner's). Walks /proc/PID/task/TID/children:
-    a handful of small reads, so sampling it does not steal the runners' CPU."""
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            if pid != root or not skip_root:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-def main_thread_cpu(root: int, *, skip_root: bool) -> dict[int, float]:
-    """CPU seconds so far of the main thread of `root` and each of its descendants (of the
-    descendants only with `skip_root`), by pid. The last 0.1 s before a process ends is
-    not seen: a few ticks of a 15 s run."""
+def sample_tree(root: int, *, skip_root: bool) -> tuple[int, dict[int, float]]:
+    """The summed RSS (KB) of `root`'s descendants, and the CPU seconds so far of each
+    one's main thread, by pid; `root` too unless `skip_root` (GNU time, a few hundred KB
+    that are not the runner's). Walks /proc/PID/task/TID/children: a handful of small
+    reads, so sampling it does not steal the runners' CPU. A process's last 0.1 s of
+    CPU is not seen when sampled every 0.1 s: a few ticks of a 15 s run."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
-    todo = [root]
+    rss, todo = 0, [root]
+    mains: dict[int, float] = {}
     while todo:
         pid = todo.pop()
         try:
             for task in Path(f"/proc/{pid}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
-            if pid != root or not skip_root:
-                stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-                fields = stat[stat.rindex(")") + 2 :].split()
-                out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            if pid == root and skip_root:
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+            stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            mains[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         except (OSError, ValueError):
             continue
-    return out
+    return rss, mains
 
 
 def kill_current() -> None:

@@ -330,7 +330,7 @@ async def test_bodies_of_every_size_go_in_byte_bounded_statements_intact(
     real = crawler.store.sqlite_batches.write_many
 
     def write_many(db: sqlite3.Connection, statement: str, *args: Any, **kw: Any) -> None:
-        if statement.startswith("INSERT INTO bodies"):
+        if statement.startswith("INSERT OR IGNORE INTO bodies"):
             bound.extend(kw["sizes"])
         real(db, statement, *args, **kw)
 
@@ -578,6 +578,30 @@ async def test_disk_full_is_a_store_failure_and_the_file_resumes(db: str) -> Non
         (HOST + "/a", 1000),
         (HOST + "/b", 200_000),
     ]
+
+
+async def test_a_body_left_by_a_deleted_page_is_not_taken_by_the_next_page(db: str) -> None:
+    """Bodies go in with INSERT OR IGNORE (no statement journal): a body whose page a
+    user deleted without foreign keys (the sqlite3 shell's default) must not stand in
+    for the body of the page that next takes its id."""
+    storage = await seeded(db)
+    a, b, root = (with_page(o, body=f"<p>{o.url}</p>".encode()) for o in batch())
+    try:
+        storage.add(a)
+        storage.add(b)
+        assert await storage.flush() == 2
+        with sqlite3.connect(db) as conn:  # foreign keys off: b's body stays behind
+            conn.execute("DELETE FROM page_rows WHERE url = ?", (HOST + "/b",))
+        assert rows(db, "SELECT count(*) FROM bodies") == [(2,)]
+        storage.add(root)
+        assert await storage.flush() == 1
+    finally:
+        await storage.close()
+    assert rows(db, "SELECT url, body, error FROM pages ORDER BY id") == [
+        (HOST + "/a", f"<p>{HOST}/a</p>".encode(), None),
+        (HOST + "/", f"<p>{HOST}/</p>".encode(), None),
+    ]
+    assert rows(db, "SELECT count(*) FROM bodies") == [(2,)]
 
 
 # ---------------------------------------------------------------------- values the store refuses

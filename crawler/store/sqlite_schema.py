@@ -58,7 +58,9 @@ async def check_and_migrate(db: aiosqlite.Connection, path: str) -> None:
     try:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA foreign_keys = ON")
+        # Foreign keys are not enforced (SQLite's default): with them, every statement of
+        # a batch kept a statement journal in a temporary file (~0.9 byte per byte of
+        # body). The batch writer ties bodies and texts to their pages itself.
         # An INSERT OR REPLACE that replaces a page_text row fires its delete trigger
         # (which takes the old text out of the full-text index) only with this on.
         await db.execute("PRAGMA recursive_triggers = ON")

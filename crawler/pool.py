@@ -5,8 +5,8 @@ each host's connection waits out its delay idle in the pool, to be reused. aioht
 `limit` counts only connections in use; idle ones stay open for `keepalive_timeout`
 (15 s), however many. A crawl of 10,000 hosts at one request per host per second kept
 ~9,900 sockets open, and with the usual `ulimit -n` of 1024 a crawl of a few thousand
-hosts ran out of descriptors within seconds: SQLite could not open its journal and the
-crawl stopped ("unable to open database file"), connects failed with EMFILE.
+hosts ran out of descriptors within seconds: SQLite could not open a temporary file and
+the crawl stopped ("unable to open database file"), connects failed with EMFILE.
 
 So the soft limit is raised to the hard one (as far as the process may), and the pool
 keeps at most `limit - concurrency - RESERVED_FILES` idle connections: past that it
@@ -78,9 +78,10 @@ class Connector(aiohttp.TCPConnector):
     def __init__(self, *args: Any, max_idle: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_idle = max_idle
-        # Connections as they were last put back, oldest first; some were taken again
-        # since, or closed by the server or by the keep-alive timer: those are dropped
-        # when they come up. So the idle connections are at most len(_idle).
+        # Connections as they were last put back, oldest first. Some were taken again since,
+        # or closed (by the server, by the keep-alive timer): those leave when they reach
+        # the front, so the map holds little more than the last keep-alive period's
+        # releases, and the idle connections are at most len(_idle).
         self._idle: collections.OrderedDict[ResponseHandler, None] = collections.OrderedDict()
 
     def _release(
@@ -92,8 +93,11 @@ class Connector(aiohttp.TCPConnector):
         idle = self._idle
         idle[protocol] = None
         idle.move_to_end(protocol)
-        while len(idle) > self._max_idle:
-            oldest, _ = idle.popitem(last=False)
+        while idle:
+            oldest = next(iter(idle))
             if oldest.is_connected() and oldest not in self._acquired:
+                if len(idle) <= self._max_idle:
+                    break
                 # The pool meets a closed connection as one the server closed: it skips it.
                 oldest.close()
+            del idle[oldest]

@@ -94,8 +94,7 @@ async def crawl(
     """
     seeds = list(dict.fromkeys(canonical_seeds(seeds, settings.max_url_length)))
     _some_seed_admitted(settings, seeds)
-    settings, page_hooks = _hooks(settings, hooks)  # one that cannot be imported: before the file
-    pool.idle_room(settings.concurrency)  # --concurrency past `ulimit -n`: before the file too
+    settings, page_hooks = _prepared(settings, hooks)  # before the file is made
     store = await open_store(db, create=True)
     try:
         with store.lock():
@@ -130,9 +129,8 @@ async def resume(
             if record is None:
                 raise UsageError(f"{store.name} holds no crawl to resume")
             settings = _overridden(record.settings, overrides, "resume")
-            pool.idle_room(settings.concurrency)  # before anything is stored
             added = canonical_seeds(list(seeds), settings.max_url_length)
-            settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
+            settings, page_hooks = _prepared(settings, hooks)  # before anything is stored
             all_seeds = list(dict.fromkeys([*record.seeds, *added]))
             if settings != record.settings or added:
                 await store.save_crawl(settings, all_seeds)
@@ -199,8 +197,7 @@ async def recrawl(
                     f"{store.name} holds no crawl to recrawl: start one with `crawler crawl`"
                 )
             settings = _overridden(record.settings, overrides, "recrawl")
-            settings, page_hooks = _hooks(settings, hooks)  # before anything is stored or fetched
-            pool.idle_room(settings.concurrency)
+            settings, page_hooks = _prepared(settings, hooks)  # before anything is stored
             since = time.time() - older_than if older_than is not None else None
             first = settings.recrawl_interval if due else None
             count = await store.select_recrawl(where, since, first)
@@ -256,8 +253,7 @@ async def work(
         settings = record.settings
         if overrides:
             settings = build_settings(overrides, source="command line", base=settings)[0]
-        pool.idle_room(settings.concurrency)
-        page_hooks = _hooks(settings, ())[1]
+        page_hooks = _prepared(settings, ())[1]
         return await _go(
             store, settings, list(record.seeds), [], "work", output, page_hooks, options
         )
@@ -325,6 +321,13 @@ def _some_seed_admitted(settings: Settings, seeds: list[str]) -> None:
         seed, reason = refusals[0]
         more = f" (and {len(seeds) - 1} more)" if len(seeds) > 1 else ""
         raise UsageError(f"no seed can be crawled: {seed} is refused ({reason}){more}")
+
+
+def _prepared(settings: Settings, extra: Sequence[Hook]) -> tuple[Settings, Hooks | None]:
+    """What a run must settle before anything is stored or fetched: room for its
+    connections within `ulimit -n` (crawler.pool; UsageError), and its hooks (`_hooks`)."""
+    pool.idle_room(settings.concurrency)
+    return _hooks(settings, extra)
 
 
 def _hooks(settings: Settings, extra: Sequence[Hook]) -> tuple[Settings, Hooks | None]:

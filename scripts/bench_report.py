@@ -121,8 +121,8 @@ def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None =
             return
         out.append(f"  {label:<38} {value:>8.2f}   target {goal:<8} {'ok' if ok else 'MISSED'}")
 
-    def per_rep(key: str, baseline: str = "aiohttp-loop") -> None:
-        if ratios := rep_ratios(runs or [], "crawler", baseline, key):
+    def per_rep(key: str, baseline: str = "aiohttp-loop", key_b: str | None = None) -> None:
+        if ratios := rep_ratios(runs or [], "crawler", baseline, key, key_b):
             out[-1] += "   per rep " + " ".join(f"{x:.2f}" for x in ratios)
 
     def info(label: str, key: str, baseline: str) -> None:
@@ -159,11 +159,7 @@ def targets(rows: dict[str, dict[str, Any]], runs: list[dict[str, Any]] | None =
     if main and loop_ms:
         label = "crawler main thread / aiohttp-loop CPU"
         out.append(f"  {label:<38} {main / loop_ms:>8.2f}   (no target)")
-        ratios = rep_ratios(
-            runs or [], "crawler", "aiohttp-loop", "main_ms_per_page", "cpu_ms_per_page"
-        )
-        if ratios:
-            out[-1] += "   per rep " + " ".join(f"{x:.2f}" for x in ratios)
+        per_rep("main_ms_per_page", key_b="cpu_ms_per_page")
     # The bare loop keeping the same bytes: how much of the gap above is the storing.
     info("crawler / aiohttp-sqlite pages/s", "pages_per_s", "aiohttp-sqlite")
     info("crawler / aiohttp-sqlite CPU ms/page", "cpu_ms_per_page", "aiohttp-sqlite")

@@ -28,7 +28,7 @@ from crawler.reasons import Reason
 from crawler.records import ChainEnd, NewURL, Outcome, PageRow
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.sqlite import SQLiteStore as Storage
-from crawler.store.sqlite_many import byte_chunk_sizes, chunk_sizes
+from crawler.store.sqlite_many import byte_chunk_sizes, chunk_sizes, on_thread
 from crawler.store.sqlite_schema import migrations
 
 HOST = "http://127.0.0.2:8000"
@@ -431,6 +431,49 @@ async def test_cancelled_flush_commits_its_batch_once(
     assert [u for (u,) in rows(db, "SELECT url FROM pages ORDER BY id")] == [
         HOST + p for p in ("/a", "/b", "/", "/c")
     ]
+
+
+@pytest.mark.parametrize("read", ["any_queued", "page_count", "new_work", "load_crawl"])
+async def test_a_read_cancelled_before_it_ran_leaves_no_statement_open(db: str, read: str) -> None:
+    """A read whose caller is cancelled (the coordination's watcher as a crawl ends) still
+    runs on the connection's thread; its statement must not stay open. An open one holds
+    a read transaction, and SQLite refuses the next batch's BEGIN IMMEDIATE at once
+    ("database is locked", no busy_timeout wait) when another process has committed
+    meanwhile: with --processes, about one crawl in 40 stopped so. (Before the fix, how
+    long the lost cursor lived varied: most runs of these four failed one or more.)"""
+    storage = await seeded(db)
+    await storage.save_crawl(Settings(), [HOST + "/"])
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    begun = threading.Event()
+
+    def another_process_commits(sql: str) -> None:
+        # Traced as BEGIN IMMEDIATE starts, before it asks for the write lock.
+        if sql.startswith("BEGIN IMMEDIATE") and not begun.is_set():
+            begun.set()
+            other.execute("INSERT INTO runs (kind, started_at) VALUES ('crawl', 0)")
+
+    hold = threading.Event()
+    try:
+        await on_thread(storage.db, lambda conn: conn.set_trace_callback(another_process_commits))
+        # The thread is held, so the read is still queued when its caller is cancelled.
+        holding = asyncio.ensure_future(on_thread(storage.db, lambda conn: hold.wait(10)))
+        reading = getattr(storage, read)()
+        # Cancelled as a task is: run to its first wait (the read's job is queued), then
+        # CancelledError thrown in there.
+        reading.send(None)
+        with pytest.raises(asyncio.CancelledError):
+            reading.throw(asyncio.CancelledError())
+        await storage.save_robots("http://b.test", 200, None, "User-agent: *")
+        flushing = asyncio.ensure_future(storage.flush())
+        hold.set()
+        assert await holding
+        assert await flushing == 0  # no outcomes, one robots.txt row: committed
+        assert begun.is_set() and storage.failure is None
+    finally:
+        hold.set()
+        await storage.close()
+        other.close()
+    assert rows(db, "SELECT host FROM robots") == [("http://b.test",)]
 
 
 async def test_callers_waiting_for_the_writer_share_one_batch(

@@ -30,6 +30,7 @@ from crawler.revisit import stored_page
 from crawler.store import lock, sqlite_text
 from crawler.store.selection import recrawl_selection
 from crawler.store.sqlite_batches import _rollback, log
+from crawler.store.sqlite_query import chunks, first, rows
 from crawler.store.sqlite_robots import SQLiteRobots
 from crawler.store.sqlite_schema import check_and_migrate
 
@@ -82,10 +83,10 @@ class SQLiteStore(SQLiteRobots):
     async def _load_recrawl(self) -> None:
         # A process of --processes opens the file after its parent started the run: the
         # newest run is the one its fetches belong to.
-        async with self.db.execute(
-            "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await first(
+            self.db,
+            "SELECT (SELECT max(id) FROM runs), (SELECT recrawling FROM crawl WHERE id = 1)",
+        )
         if row is not None:
             self.run_id, self.revisit = row[0], bool(row[1])
 
@@ -99,10 +100,9 @@ class SQLiteStore(SQLiteRobots):
     # ------------------------------------------------------------------ crawl metadata
 
     async def load_crawl(self) -> CrawlRecord | None:
-        async with self.db.execute(
-            "SELECT settings, seeds, started_at, finished_at FROM crawl WHERE id = 1"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await first(
+            self.db, "SELECT settings, seeds, started_at, finished_at FROM crawl WHERE id = 1"
+        )
         if row is None:
             return None
         return CrawlRecord(Settings.from_json(row[0]), tuple(json.loads(row[1])), row[2], row[3])
@@ -140,16 +140,13 @@ class SQLiteStore(SQLiteRobots):
     async def end_run(self, run_id: int, pages: int, interrupted: bool) -> float:
         """Record the end of a run; returns its duration (ended_at - started_at, seconds),
         the number `crawler stats` adds up."""
-        async with (
-            self._lock,
-            self._writing(),
-            self.db.execute(
+        async with self._lock, self._writing():
+            row = await first(
+                self.db,
                 "UPDATE runs SET ended_at = ?, pages = ?, interrupted = ? WHERE id = ? "
                 "RETURNING ended_at - started_at",
                 (time.time(), pages, int(interrupted), run_id),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
+            )
         return float(row[0]) if row else 0.0
 
     # Indexes only queries need, kept in step with migrations/. Maintaining links_dst row
@@ -196,17 +193,17 @@ class SQLiteStore(SQLiteRobots):
 
     async def seen_urls(self) -> AsyncIterator[str]:
         """Every URL the frontier has ever held, to rebuild the seen-set on resume."""
-        async with self.db.execute("SELECT url FROM urls") as cur:
-            while rows := await cur.fetchmany(10_000):
-                for (url,) in rows:
-                    yield url
+        sql = "SELECT id, url FROM urls WHERE id > ? ORDER BY id LIMIT ?"
+        async for found in chunks(self.db, sql, (), 0):
+            for _, url in found:
+                yield url
 
     async def queued_hosts(self) -> list[str]:
         """Hosts with queued URLs (on resume: whose queues live only in the file)."""
-        async with self.db.execute(
-            "SELECT DISTINCT host FROM urls WHERE state = 'queued' ORDER BY host"
-        ) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        found = await rows(
+            self.db, "SELECT DISTINCT host FROM urls WHERE state = 'queued' ORDER BY host"
+        )
+        return [row[0] for row in found]
 
     async def claim(
         self, host: str, limit: int, skip: Callable[[str], bool], *, batch: int = 2000
@@ -222,15 +219,12 @@ class SQLiteStore(SQLiteRobots):
         after = self._cursors.get(host, 0)
         out: list[QueuedURL] = []
         while True:
-            async with (
-                self._lock,
-                self.db.execute(
-                    _CLAIM_REVISITS if self.revisit else _CLAIM, (host, after, batch)
-                ) as cur,
-            ):
-                rows = [_queued(row) for row in await cur.fetchall()]
+            async with self._lock:
+                found = await rows(
+                    self.db, _CLAIM_REVISITS if self.revisit else _CLAIM, (host, after, batch)
+                )
             full = False
-            for row in rows:
+            for row in map(_queued, found):
                 if skip(row.url):
                     after = row.id
                     continue
@@ -239,7 +233,7 @@ class SQLiteStore(SQLiteRobots):
                     break
                 after = row.id
                 out.append(row)
-            if full or len(rows) < batch:
+            if full or len(found) < batch:
                 self._cursors[host] = after
                 return out, not full
             if len(out) == limit:
@@ -253,18 +247,18 @@ class SQLiteStore(SQLiteRobots):
     async def page_count(self) -> int:
         """Pages stored; in a recrawl, not those queued to be fetched again (each is
         counted again once its fetch is stored, as `max_pages` counts pages stored)."""
-        async with self.db.execute(
-            f"SELECT count(*) FROM page_rows AS p {_NOT_REVISITED if self.revisit else ''}"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await first(
+            self.db, f"SELECT count(*) FROM page_rows AS p {_NOT_REVISITED if self.revisit else ''}"
+        )
         return int(row[0]) if row else 0
 
     async def host_page_counts(self) -> dict[str, int]:
-        async with self.db.execute(
+        found = await rows(
+            self.db,
             f"SELECT host, count(*) FROM page_rows AS p {_NOT_REVISITED if self.revisit else ''} "
-            "GROUP BY host"
-        ) as cur:
-            return {host: n for host, n in await cur.fetchall()}
+            "GROUP BY host",
+        )
+        return dict(found)
 
     # ------------------------------------------------------------------ recrawl
 
@@ -279,8 +273,7 @@ class SQLiteStore(SQLiteRobots):
         async with self._lock:
             try:
                 # Run once as a read: whatever SQLite says of it is the condition's fault.
-                async with self.db.execute(f"SELECT count(*) FROM ({sql})", params) as cur:
-                    await cur.fetchone()
+                await first(self.db, f"SELECT count(*) FROM ({sql})", params)
             except sqlite3.Error as exc:
                 raise UsageError(f"invalid --where condition: {exc}") from None
         async with self._lock, self._writing():
@@ -304,8 +297,7 @@ class SQLiteStore(SQLiteRobots):
 
     async def watch(self) -> None:
         """Start noticing what other processes queue: rows from now on are `new_work`."""
-        async with self.db.execute("SELECT coalesce(max(id), 0) FROM urls") as cur:
-            row = await cur.fetchone()
+        row = await first(self.db, "SELECT coalesce(max(id), 0) FROM urls")
         self._watermark = int(row[0]) if row else 0
 
     async def new_work(self) -> list[str]:
@@ -315,16 +307,14 @@ class SQLiteStore(SQLiteRobots):
         memory. Row ids grow with each commit (one writer at a time, max(id) + 1), so the
         watermark sees every row once. Under the write lock, as `claim` is.
         """
-        async with (
-            self._lock,
-            self.db.execute(
+        async with self._lock:
+            found = await rows(
+                self.db,
                 # NOT INDEXED: a range of the rowid (the new rows), never all queued rows.
                 "SELECT host, max(id) FROM urls NOT INDEXED WHERE id > ? AND state = 'queued' "
                 "GROUP BY host",
                 (self._watermark,),
-            ) as cur,
-        ):
-            found = await cur.fetchall()
+            )
         hosts = []
         for host, newest in found:
             self._watermark = max(self._watermark, newest)
@@ -334,11 +324,8 @@ class SQLiteStore(SQLiteRobots):
 
     async def any_queued(self) -> bool:
         """Whether any process still has work: a URL stays queued until its fetch commits."""
-        async with (
-            self._lock,
-            self.db.execute("SELECT EXISTS (SELECT 1 FROM urls WHERE state = 'queued')") as cur,
-        ):
-            row = await cur.fetchone()
+        async with self._lock:
+            row = await first(self.db, "SELECT EXISTS (SELECT 1 FROM urls WHERE state = 'queued')")
         return bool(row and row[0])
 
 

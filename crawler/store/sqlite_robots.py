@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from crawler.records import Sitemap
 from crawler.store.sqlite_batches import BatchWriter
+from crawler.store.sqlite_query import chunks, first, rows
 
 # A robots.txt answer that may be used again: 2xx, or 4xx but 429 (RFC 9309 2.3.1).
 _USABLE = "fetched_at >= ? AND status >= 200 AND status < 500 AND status <> 429"
@@ -33,30 +34,27 @@ class SQLiteRobots(BatchWriter):
         lock, and the hosts' first pages waited seconds behind them. (With --processes,
         each host is one process's: no other one saves its copy meanwhile.)
 
-        Under the write lock, as `claim` is: a read left open on this connection while a
-        batch begins would make that batch's write fail at once ("database is locked")
-        when another process has committed in between (--processes)."""
+        Under the write lock, as `claim` is, and one job of the connection's thread
+        (`sqlite_query`): a read left open on this connection while a batch begins would
+        make that batch's write fail at once ("database is locked") when another process
+        has committed in between (--processes)."""
         if (row := self._robots.get(host)) is not None:  # saved, not yet committed
             _, status, _, body, fetched_at = row
             if status is None or not _usable(status) or fetched_at < since:
                 return None
             return status, body, fetched_at
         if self._robots_hosts is None:
-            async with (
-                self._lock,
-                self.db.execute(f"SELECT host FROM robots WHERE {_USABLE}", (since,)) as cur,
-            ):
-                self._robots_hosts = {h for (h,) in await cur.fetchall()}
+            async with self._lock:
+                hosts = await rows(self.db, f"SELECT host FROM robots WHERE {_USABLE}", (since,))
+            self._robots_hosts = {h for (h,) in hosts}
         if host not in self._robots_hosts:
             return None
-        async with (
-            self._lock,
-            self.db.execute(
+        async with self._lock:
+            found = await first(
+                self.db,
                 f"SELECT status, body, fetched_at FROM robots WHERE host = ? AND {_USABLE}",
                 (host, since),
-            ) as cur,
-        ):
-            found = await cur.fetchone()
+            )
         return (found[0], found[1], found[2]) if found else None
 
     async def save_robots(
@@ -71,22 +69,22 @@ class SQLiteRobots(BatchWriter):
 
     async def sitemaps(self) -> list[Sitemap]:
         """Every sitemap the crawl found (the queued ones are fetched on resume)."""
-        async with (
-            self._lock,
-            self.db.execute(
-                "SELECT url, host, robots_host, source, level, state FROM sitemaps"
-            ) as cur,
-        ):
-            return [Sitemap(*row) for row in await cur.fetchall()]
+        async with self._lock:
+            found = await rows(
+                self.db, "SELECT url, host, robots_host, source, level, state FROM sitemaps"
+            )
+        return [Sitemap(*row) for row in found]
 
     async def stored_robots(
         self, since: float
     ) -> AsyncIterator[tuple[str, int, str | None, float]]:
         """(host, status, body, fetched_at) of robots.txt fetched at or after `since` that
         answered (2xx or 4xx other than 429): what a resumed crawl reuses (RFC 9309 2.4)."""
-        async with self.db.execute(
-            f"SELECT host, status, body, fetched_at FROM robots WHERE {_USABLE}", (since,)
-        ) as cur:
-            while rows := await cur.fetchmany(10_000):
-                for host, status, body, fetched_at in rows:
-                    yield host, status, body, fetched_at
+        sql = (
+            f"SELECT host, status, body, fetched_at FROM robots WHERE {_USABLE} "
+            "AND host > ? ORDER BY host LIMIT ?"
+        )
+        # 1,000 a job: a robots.txt body may be 500 KB.
+        async for found in chunks(self.db, sql, (since,), "", 1000):
+            for host, status, body, fetched_at in found:
+                yield host, status, body, fetched_at

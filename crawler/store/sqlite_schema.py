@@ -13,6 +13,7 @@ from importlib import resources
 import aiosqlite
 
 from crawler.errors import StorageError
+from crawler.store.sqlite_query import rows
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,13 @@ async def check_and_migrate(db: aiosqlite.Connection, path: str) -> None:
     after we know the file is a crawl database (or an empty new one).
     """
     try:
-        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cur:
-            tables = {row[0] for row in await cur.fetchall()}
+        found = await rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in found}
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path} is not a SQLite database ({exc})") from None
     applied: set[int] = set()
     if "schema_migrations" in tables:
-        async with db.execute("SELECT version FROM schema_migrations") as cur:
-            applied = {row[0] for row in await cur.fetchall()}
+        applied = {row[0] for row in await rows(db, "SELECT version FROM schema_migrations")}
         if applied and max(applied) > SCHEMA_VERSION:
             raise StorageError(
                 f"{path} has schema version {max(applied)}, newer than this crawler "

@@ -17,6 +17,7 @@ import aiosqlite
 
 from crawler.errors import StorageError, UsageError
 from crawler.records import SearchHit, TextOf
+from crawler.store import sqlite_query as query
 from crawler.store.bodies import page_texts
 
 # Title matches weigh ten times a match in the text (bm25's per-column weights). bm25 is
@@ -78,8 +79,7 @@ async def reindex(db: aiosqlite.Connection, lock: asyncio.Lock, text_of: TextOf,
     """
     done = after = 0
     while True:
-        async with db.execute(_MISSING, (after, batch)) as cur:
-            rows = await cur.fetchall()
+        rows = await query.rows(db, _MISSING, (after, batch))
         if not rows:
             return done
         after = list(rows)[-1][0]

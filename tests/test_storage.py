@@ -23,9 +23,10 @@ from support import rows, threaded_site
 import crawler.store.sqlite_batches
 import crawler.store.sqlite_schema
 from crawler.config import Settings
-from crawler.errors import StorageError, StoreFailure
+from crawler.errors import StorageError, StoreFailure, UsageError
 from crawler.reasons import Reason
 from crawler.records import ChainEnd, NewURL, Outcome, PageRow
+from crawler.store import lock
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.sqlite import SQLiteStore as Storage
 from crawler.store.sqlite_many import byte_chunk_sizes, chunk_sizes, on_thread
@@ -979,3 +980,31 @@ def test_a_full_disk_stops_the_crawl_with_exit_1_and_resume_finishes_it(tmp_path
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr
     assert rows(db, "SELECT count(*), count(DISTINCT url) FROM pages") == [(121, 121)]
+
+
+async def test_the_run_lock_outlives_the_connection(db: str) -> None:
+    """The run's lock is a second descriptor of the database file, and closing any
+    descriptor of a file drops every fcntl lock the process holds on it, SQLite's own
+    included. Released before the connection closed, it left the file unlocked: a reader
+    closing meanwhile took it for the last connection and deleted the WAL under us."""
+    storage = await Storage.open(db, create=True)
+    try:
+        await storage.save_crawl(Settings(), [HOST + "/"])
+        with (
+            storage.lock(),
+            pytest.raises(UsageError, match="in use by another crawl"),
+            storage.lock(),
+        ):
+            pass
+        reader = f"import sqlite3; c = sqlite3.connect({db!r}); c.execute('SELECT 1 FROM crawl')"
+        await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", reader + "; c.close()"], check=True
+        )
+        assert Path(db + "-wal").exists()  # another connection (ours) is still open
+        with pytest.raises(UsageError, match="in use by another crawl"), storage.lock():
+            pass  # held until the store closes
+        assert Path(db + "-wal").exists()  # a refused lock drops no lock either
+    finally:
+        await storage.close()
+    with lock.exclusive(db):
+        pass

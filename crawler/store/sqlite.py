@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +47,7 @@ class SQLiteStore(SQLiteRobots):
         # RAM, being fetched or done. And the newest id `new_work` has looked at.
         self._cursors: dict[str, int] = {}
         self._watermark = 0
+        self._held: list[int] = []  # the run lock's descriptors (`lock`)
         # A recrawl is going (`crawl.recrawling`): claims carry each URL's stored page.
         self.revisit = False
 
@@ -91,11 +93,18 @@ class SQLiteStore(SQLiteRobots):
             self.run_id, self.revisit = row[0], bool(row[1])
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            await self.db.close()
+        finally:
+            while self._held:
+                os.close(self._held.pop())  # after the connection: see `lock.hold`
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the file for one run (`crawl`, `resume`): a second run exits 2."""
-        return lock.exclusive(self.path)
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the file for one run (`crawl`, `resume`): a second run exits 2. Released
+        as the store closes, after its connection (`lock.hold` says why)."""
+        lock.hold(self.path, self._held)
+        yield
 
     # ------------------------------------------------------------------ crawl metadata
 

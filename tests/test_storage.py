@@ -30,6 +30,7 @@ from crawler.store import lock
 from crawler.store.buffer import OutcomeBuffer
 from crawler.store.sqlite import SQLiteStore as Storage
 from crawler.store.sqlite_many import byte_chunk_sizes, chunk_sizes, on_thread
+from crawler.store.sqlite_query import chunks
 from crawler.store.sqlite_schema import migrations
 
 HOST = "http://127.0.0.2:8000"
@@ -1008,3 +1009,25 @@ async def test_the_run_lock_outlives_the_connection(db: str) -> None:
         await storage.close()
     with lock.exclusive(db):
         pass
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 7])
+async def test_a_long_read_in_chunks_gives_every_row_once_in_order(db: str, size: int) -> None:
+    """`seen_urls` reads the frontier a chunk per job, by its ids: whatever the chunk
+    size, every URL comes once (a lost one would be admitted again on resume)."""
+    storage = await seeded(db)  # /a and /b
+    try:
+        await storage.db.executemany(
+            "INSERT INTO urls (url, host, depth, discovered_at) VALUES (?, ?, 0, 0)",
+            [(f"{HOST}/{n}", HOST) for n in range(8)],
+        )
+        sql = "SELECT id, url FROM urls WHERE id > ? ORDER BY id LIMIT ?"
+        found = [row async for chunk in chunks(storage.db, sql, (), 0, size) for row in chunk]
+        assert [url async for url in storage.seen_urls()] == [url for _, url in found]
+    finally:
+        await storage.close()
+    assert [url for _, url in found] == [
+        HOST + "/a",
+        HOST + "/b",
+        *(f"{HOST}/{n}" for n in range(8)),
+    ]

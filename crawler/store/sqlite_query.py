@@ -12,8 +12,9 @@ runs of a test.) Here a read is one job that fetches its rows and closes its cur
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -24,13 +25,13 @@ Params = Sequence[Any]
 
 
 async def rows(db: aiosqlite.Connection, sql: str, params: Params = ()) -> list[Any]:
-    """Every row of one query."""
-    return await on_thread(db, _all, sql, params)
+    """Every row of one statement."""
+    return await on_thread(db, _read, sql, params, sqlite3.Cursor.fetchall)
 
 
 async def first(db: aiosqlite.Connection, sql: str, params: Params = ()) -> Any | None:
-    """The query's first row, or None."""
-    return await on_thread(db, _first, sql, params)
+    """The statement's first row (a query's, an UPDATE ... RETURNING's), or None."""
+    return await on_thread(db, _read, sql, params, sqlite3.Cursor.fetchone)
 
 
 async def chunks(
@@ -46,17 +47,6 @@ async def chunks(
         after = found[-1][0]
 
 
-def _all(conn: sqlite3.Connection, sql: str, params: Params) -> list[Any]:
-    cur = conn.execute(sql, params)
-    try:
-        return cur.fetchall()
-    finally:
-        cur.close()
-
-
-def _first(conn: sqlite3.Connection, sql: str, params: Params) -> Any | None:
-    cur = conn.execute(sql, params)
-    try:
-        return cur.fetchone()
-    finally:
-        cur.close()
+def _read(conn: sqlite3.Connection, sql: str, params: Params, fetch: Callable[..., Any]) -> Any:
+    with contextlib.closing(conn.execute(sql, params)) as cur:
+        return fetch(cur)

@@ -77,12 +77,8 @@ async def reindex(db: aiosqlite.Connection, lock: asyncio.Lock, text_of: TextOf,
     Each batch commits on its own (under the store's write lock), so an interrupted
     reindex keeps what it did and the next one goes on from there.
     """
-    done = after = 0
-    while True:
-        rows = await query.rows(db, _MISSING, (after, batch))
-        if not rows:
-            return done
-        after = list(rows)[-1][0]
+    done = 0
+    async for rows in query.chunks(db, _MISSING, (), 0, batch):
         texts = page_texts(rows, text_of)
         async with lock:
             await db.execute("BEGIN IMMEDIATE")
@@ -98,3 +94,4 @@ async def reindex(db: aiosqlite.Connection, lock: asyncio.Lock, text_of: TextOf,
                     await db.rollback()
                 raise
         done += len(texts)
+    return done
